@@ -1,0 +1,52 @@
+# The two commands a newcomer runs are `make demo` and `make test` (see README.md).
+# Each one installs what it needs: Debian packages, the virtualenv, the native build.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+TRIAL   = $(VENV)/bin/trial
+REACTORS ?= select poll epoll asyncio
+TESTS  ?= tests
+APT_PACKAGES = libxen-dev libxenmisc4.17 xenstore-utils gcc make python3-dev python3-venv
+
+.PHONY: demo test check docs build deps venv clean bench
+
+demo: build
+	$(PY) -m txlibxl.sim demo
+
+test: build docs check
+
+check: build
+	@set -e; for r in $(REACTORS); do \
+	  echo "=== trial --reactor=$$r $(TESTS)"; \
+	  $(TRIAL) --reactor=$$r $(TESTS); \
+	done
+
+docs: build
+	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+
+build: .stamp-venv
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,docs]'
+
+.stamp-venv: .stamp-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	touch $@
+
+# Debian packages: libxenlight and its headers, the xenstore CLIs the
+# conformance tests use, and a C compiler for the binding and the shim.
+.stamp-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	touch $@
+
+bench: build
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .stamp-* docs/_build _trial_temp*
+	find . -name '*.so' -path './txlibxl/*' -delete

@@ -1,0 +1,24 @@
+"""Build hooks that setup.cfg cannot express.
+
+Two native pieces are built by the package's own build:
+
+* ``txlibxl._libxl._cffi``: the cffi (API mode) binding, compiled against
+  the installed ``<libxl.h>`` and linked with libxenlight.
+* ``txlibxl.sim._xcshim``: the simulated host's libxenctrl shim, a plain
+  shared object (it is never imported as a Python module; it is loaded
+  with ``RTLD_GLOBAL`` before libxenlight so that libxl's ``xc_*`` calls
+  reach the simulated hypervisor).
+"""
+from setuptools import Extension, setup
+
+setup(
+    cffi_modules=["txlibxl/_libxl/_build.py:ffibuilder"],
+    ext_modules=[
+        Extension(
+            "txlibxl.sim._xcshim",
+            sources=["txlibxl/sim/shim/xcshim.c"],
+            extra_compile_args=["-std=gnu11", "-Wall", "-Werror=implicit-function-declaration"],
+            libraries=["dl"],
+        )
+    ],
+)

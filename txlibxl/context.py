@@ -1,0 +1,520 @@
+"""
+A libxl context on the Twisted reactor: watches, operations, disaster.
+
+This is txlibxl's public API.  A :class:`Context` owns one ``libxl_ctx``
+and everything libxl keeps pointers to.  libxl's osevent hooks live on the
+reactor (:mod:`txlibxl.osevent`), its children are reaped by the reactor
+(:mod:`txlibxl.childproc`), and what libxl reports reaches the application
+as Deferreds:
+
+* Events and operation completions are reported by libxl from *inside*
+  some libxl call.  They are copied, queued in the order libxl reported
+  them, and handed out on a later reactor turn; user code never runs
+  inside libxl.
+* Waiters are keyed by the user value given to libxl (unique per
+  generator and per operation, never reused), not by domid: Xen reuses
+  domids.
+* An operation's Deferred exists before the C call, because libxl may
+  complete the operation inside it.  Cancelling it calls
+  ``libxl_ao_abort``.
+* libxl's disaster callback does not call libxl: on the next turn every
+  waiter and operation fails with :class:`~txlibxl.errors.LibxlDisaster`,
+  and later calls raise :class:`~txlibxl.errors.ContextFailed`.  Close the
+  context and open a new one to go on.
+
+The event and operation layer makes its futures and logger through txaio
+(plain Deferreds and ``twisted.logger`` under Twisted).
+"""
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+import txaio
+from twisted.internet.defer import CancelledError
+from twisted.python import threadable
+
+from . import errors
+from .childproc import ReactorChildReaper
+from .events import DomainInfo, domain_info_from_raw, event_from_raw
+from .osevent import ReactorOSEvents
+from .watches import DiskEjectWatch, DomainWatch, WatchCancelled, _Watch
+from ._libxl import binding
+
+__all__ = ["Context", "OperationCancelled"]
+
+txaio.use_twisted()
+
+# libxl_shutdown_reason values after which libxl's generator must be
+# re-armed to see the domain's next shutdown.
+_REARM_REASONS = frozenset({2, 5})  # SUSPEND, SOFT_RESET
+
+# xentoollog levels (xentoollog.h) to txaio/twisted log levels.
+_XTL_LEVELS = {
+    1: "debug",  # XTL_DEBUG
+    2: "debug",  # XTL_VERBOSE
+    3: "debug",  # XTL_DETAIL
+    4: "info",  # XTL_PROGRESS
+    5: "info",  # XTL_INFO
+    6: "info",  # XTL_NOTICE
+    7: "warn",  # XTL_WARN
+    8: "error",  # XTL_ERROR
+    9: "critical",  # XTL_CRITICAL
+}
+
+
+class OperationCancelled(errors.OperationAborted, CancelledError):
+    """
+    The operation's Deferred was cancelled and libxl accepted the abort.
+    libxl may still finish the operation; the Deferred does not wait.
+    """
+
+
+class _Operation:
+    """
+    One asynchronous libxl operation in flight.
+    """
+
+    __slots__ = ("op_id", "call", "domid", "deferred", "done")
+
+    def __init__(self, op_id: int, call: str, domid: int, deferred: Any) -> None:
+        self.op_id = op_id
+        self.call = call
+        self.domid = domid
+        self.deferred = deferred
+        self.done = deferred  # replaced by a Deferred for libxl's completion
+
+
+class _Subscription:
+    """
+    One libxl event generator and the watch it feeds.
+    """
+
+    __slots__ = ("user", "watch", "handle", "kind")
+
+    def __init__(self, user: int, watch: _Watch, handle: Any, kind: str) -> None:
+        self.user = user
+        self.watch = watch
+        self.handle = handle
+        self.kind = kind
+
+
+class Context:
+    """
+    One libxl context, driven by C{reactor}.
+
+    :param reactor: provides ``IReactorFDSet``, ``IReactorTime`` and
+        ``IReactorThreads``; defaults to the global reactor.
+    :param log_level: the least severe xentoollog level passed on from
+        libxl to the logger (``"debug"``, ``"info"``, ``"warn"``, ``"error"``).
+
+    :raises txlibxl.errors.LibxlError: libxl could not allocate the
+        context (no Xen, no xenstored, no permission).
+    """
+
+    _min_levels = {"debug": 1, "info": 4, "warn": 7, "error": 8}
+
+    def __init__(self, reactor: Any = None, log_level: str = "warn") -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        if log_level not in self._min_levels:
+            raise ValueError(f"log_level must be one of {sorted(self._min_levels)}")
+        self._reactor = reactor
+        self._tx = txaio.with_config(loop=reactor)
+        self.log = txaio.make_logger()
+        self._queue: Deque[Tuple[Callable[..., None], tuple]] = deque()
+        self._drain_call: Any = None
+        self._users = itertools.count(1)
+        self._subscriptions: Dict[int, _Subscription] = {}
+        self._watch_subscriptions: Dict[_Watch, _Subscription] = {}
+        self._operations: Dict[int, _Operation] = {}
+        self._failure: Optional[BaseException] = None
+        self._closing: Optional[Any] = None
+        self._closed = False
+
+        self._ctx = binding.Ctx.alloc(self._libxl_log, self._min_levels[log_level])
+        try:
+            self._osevents = ReactorOSEvents(reactor, self._ctx)
+            self._ctx.register_osevent_hooks(self._osevents)
+            self._children = ReactorChildReaper(reactor, self._ctx)
+            self._ctx.set_childproc_mainloop(self._children)
+            self._ctx.register_event_callbacks(self._libxl_event, self._libxl_disaster)
+            self._ctx.set_ao_completion(self._libxl_op_complete)
+        except BaseException:
+            self._ctx.free()
+            raise
+
+    # Callbacks from inside libxl: copy, queue, return.
+
+    def _libxl_log(self, level: int, message: str) -> None:
+        getattr(self.log, _XTL_LEVELS.get(level, "info"))("libxl: {message}", message=message)
+
+    def _libxl_event(self, raw: Any) -> None:
+        self._enqueue(self._dispatch_event, (raw,))
+
+    def _libxl_op_complete(self, op_id: int, rc: int) -> None:
+        self._enqueue(self._dispatch_completion, (op_id, rc))
+
+    def _libxl_disaster(self, event_type: int, message: str, errnoval: int) -> None:
+        # libxl may not be called from here.
+        self._enqueue(self._dispatch_disaster, (errors.LibxlDisaster(event_type, message, errnoval),))
+
+    def _enqueue(self, handler: Callable[..., None], args: tuple) -> None:
+        self._queue.append((handler, args))
+        if self._drain_call is None:
+            if threadable.isInIOThread():
+                self._drain_call = self._reactor.callLater(0, self._drain)
+            else:
+                self._drain_call = True
+                self._reactor.callFromThread(self._schedule_drain)
+
+    def _schedule_drain(self) -> None:
+        self._drain_call = self._reactor.callLater(0, self._drain)
+
+    def _drain(self) -> None:
+        self._drain_call = None
+        while self._queue:
+            handler, args = self._queue.popleft()
+            try:
+                handler(*args)
+            except Exception:
+                self.log.failure("delivering a libxl report")
+
+    # Reactor-turn delivery.
+
+    def _dispatch_event(self, raw: Any) -> None:
+        sub = self._subscriptions.get(raw.for_user)
+        if sub is None:
+            self.log.debug(
+                "dropping a late libxl event (type {type}) for a generator already disabled",
+                type=raw.type,
+            )
+            return
+        event = event_from_raw(raw)
+        watch = sub.watch
+        if event is None or not watch.active or not watch._accept(event):
+            return
+        watch._deliver(event)
+        if not watch.active:  # the domain died: the generator is spent
+            self._retire(watch)
+        elif sub.kind == "death" and raw.type == 1 and raw.shutdown_reason in _REARM_REASONS:
+            self._rearm(sub)
+
+    def _dispatch_completion(self, op_id: int, rc: int) -> None:
+        op = self._operations.pop(op_id, None)
+        if op is None:
+            self.log.debug("completion of unknown operation {op_id}", op_id=op_id)
+            return
+        self._settle(op, rc)
+
+    def _settle(self, op: _Operation, rc: int) -> None:
+        if op.done is not op.deferred:
+            self._tx.resolve(op.done, rc)
+        if self._tx.is_called(op.deferred):
+            return  # cancelled or failed earlier: the caller has its answer
+        if rc == 0:
+            self._tx.resolve(op.deferred, None)
+        else:
+            self._tx.reject(op.deferred, self._tx.create_failure(errors.from_code(rc, op.call)))
+
+    def _dispatch_disaster(self, disaster: BaseException) -> None:
+        if self._failure is None:
+            self._failure = disaster
+            self.log.critical("libxl disaster: {disaster}", disaster=disaster)
+        for sub in list(self._subscriptions.values()):
+            sub.watch._fail(disaster)
+        for op in self._operations.values():
+            if not self._tx.is_called(op.deferred):
+                self._tx.reject(op.deferred, self._tx.create_failure(disaster))
+
+    # Generators.
+
+    def _check_usable(self) -> None:
+        if self._closed or self._closing is not None:
+            raise errors.ContextClosed("the libxl context is closed")
+        if self._failure is not None:
+            raise errors.ContextFailed(f"the libxl context failed: {self._failure}") from self._failure
+
+    def watch_domain(self, domid: int) -> DomainWatch:
+        """
+        Watch domain C{domid} for its shutdown and its death.
+
+        libxl does not check that the domain exists: watching a domid that
+        is not there yields a :class:`~txlibxl.events.DomainDeath`.  After
+        a ``SUSPEND`` or ``SOFT_RESET`` shutdown the watch re-arms libxl's
+        generator (a new one enabled before the old one is disabled) so
+        that the domain's next shutdown is reported too.
+
+        :raises txlibxl.errors.LibxlError: bad domid, or libxl refused.
+        """
+        self._check_usable()
+        watch = DomainWatch(self._tx, domid, self._cancel_watch)
+        self._subscribe(watch, "death", lambda user: self._ctx.evenable_domain_death(domid, user))
+        return watch
+
+    def watch_disk_eject(self, domid: int, vdev: str) -> DiskEjectWatch:
+        """
+        Watch the virtual disk C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of
+        domain C{domid} for media ejects.
+
+        :raises txlibxl.errors.LibxlError: bad arguments, or libxl refused
+            (for instance, no such disk).
+        """
+        self._check_usable()
+        watch = DiskEjectWatch(self._tx, domid, vdev, self._cancel_watch)
+        self._subscribe(
+            watch, "eject", lambda user: self._ctx.evenable_disk_eject(domid, vdev, user)
+        )
+        return watch
+
+    def _subscribe(self, watch: _Watch, kind: str, enable: Callable[[int], Any]) -> _Subscription:
+        user = next(self._users)
+        # Registered before the C call: libxl may report inside evenable.
+        sub = _Subscription(user, watch, None, kind)
+        self._subscriptions[user] = sub
+        try:
+            sub.handle = enable(user)
+        except BaseException:
+            del self._subscriptions[user]
+            raise
+        self._watch_subscriptions[watch] = sub
+        return sub
+
+    def _rearm(self, old: _Subscription) -> None:
+        watch = old.watch
+        assert isinstance(watch, DomainWatch)
+        try:
+            self._subscribe(
+                watch, "death", lambda user: self._ctx.evenable_domain_death(watch.domid, user)
+            )
+        except errors.LibxlError as e:
+            self.log.error(
+                "could not re-arm the watch on domain {domid}: {error}", domid=watch.domid, error=e
+            )
+            return
+        watch._expect_repeat()
+        self._disable(old)
+
+    def _disable(self, sub: _Subscription) -> None:
+        self._subscriptions.pop(sub.user, None)
+        if self._watch_subscriptions.get(sub.watch) is sub:
+            del self._watch_subscriptions[sub.watch]
+        if self._failure is not None or self._closed:
+            return  # libxl_ctx_free disables what is left
+        disable = (
+            self._ctx.evdisable_domain_death if sub.kind == "death" else self._ctx.evdisable_disk_eject
+        )
+        try:
+            disable(sub.handle)
+        except errors.LibxlError as e:  # pragma: no cover - evdisable returns void in 4.17
+            self.log.error("disabling a libxl generator failed: {error}", error=e)
+
+    def _retire(self, watch: _Watch) -> None:
+        for sub in [s for s in self._subscriptions.values() if s.watch is watch]:
+            self._disable(sub)
+
+    def _cancel_watch(self, watch: _Watch) -> None:
+        self._retire(watch)
+
+    # Operations.
+
+    def _operation(self, call: str, domid: int, start: Callable[[int, int], None]) -> Any:
+        self._check_usable()
+        op_id = next(self._users)
+        d = self._tx.create_future(canceller=lambda d: self._abort(op_id))
+        op = _Operation(op_id, call, domid, d)
+        self._operations[op_id] = op
+        try:
+            start(domid, op_id)
+        except BaseException as e:
+            self._operations.pop(op_id, None)
+            if not self._tx.is_called(d):
+                self._tx.reject(d, self._tx.create_failure(e))
+        return d
+
+    def _abort(self, op_id: int) -> None:
+        op = self._operations.get(op_id)
+        if op is None:
+            return
+        queued = self._queued_completion(op_id)
+        if queued is not None:
+            # libxl already finished it: the caller gets the real result.
+            self._operations.pop(op_id, None)
+            self._settle(op, queued)
+            return
+        rc = self._ctx.ao_abort(op_id)
+        if rc == 0 or rc == errors.ERROR_ABORTED:
+            self._tx.reject(
+                op.deferred,
+                self._tx.create_failure(OperationCancelled(errors.ERROR_ABORTED, op.call)),
+            )
+
+    def _queued_completion(self, op_id: int) -> Optional[int]:
+        for handler, args in self._queue:
+            if handler == self._dispatch_completion and args[0] == op_id:
+                self._queue.remove((handler, args))
+                return args[1]
+        return None
+
+    def shutdown(self, domid: int) -> Any:
+        """
+        Ask domain C{domid} to shut down (PV control node or ACPI).
+
+        :returns: a Deferred that fires with ``None`` once the guest has
+            acknowledged the request (not when it has shut down: watch it
+            for that), or fails with a :class:`~txlibxl.errors.LibxlError`.
+            Cancelling it aborts the operation.
+        """
+        return self._operation("libxl_domain_shutdown", domid, self._ctx.domain_shutdown)
+
+    def reboot(self, domid: int) -> Any:
+        """
+        Ask domain C{domid} to reboot; like :meth:`shutdown`.
+        """
+        return self._operation("libxl_domain_reboot", domid, self._ctx.domain_reboot)
+
+    def destroy(self, domid: int) -> Any:
+        """
+        Destroy domain C{domid}: its devices are torn down and the domain
+        is gone when the Deferred fires with ``None``.
+        """
+        return self._operation("libxl_domain_destroy", domid, self._ctx.domain_destroy)
+
+    def pause(self, domid: int) -> Any:
+        """
+        Pause domain C{domid}; the Deferred fires with ``None`` when done.
+        """
+        return self._operation("libxl_domain_pause", domid, self._ctx.domain_pause)
+
+    def unpause(self, domid: int) -> Any:
+        """
+        Unpause domain C{domid}; the Deferred fires with ``None`` when done.
+        """
+        return self._operation("libxl_domain_unpause", domid, self._ctx.domain_unpause)
+
+    # Queries (synchronous in libxl, quick: one hypercall or xenstore read).
+
+    def list_domains(self) -> List[DomainInfo]:
+        """
+        Every domain on the host, Domain-0 included, by domid.
+        """
+        self._check_usable()
+        return [domain_info_from_raw(raw) for raw in self._ctx.list_domains()]
+
+    def domain_info(self, domid: int) -> DomainInfo:
+        """
+        Domain C{domid}; raises a :class:`~txlibxl.errors.LibxlError`
+        subclass (``ERROR_DOMAIN_NOTFOUND``) if there is none.
+        """
+        self._check_usable()
+        return domain_info_from_raw(self._ctx.domain_info(domid))
+
+    def domid_to_name(self, domid: int) -> str:
+        """
+        The name of domain C{domid}.
+        """
+        self._check_usable()
+        return self._ctx.domid_to_name(domid)
+
+    def name_to_domid(self, name: str) -> int:
+        """
+        The domid of the domain called C{name}.
+        """
+        self._check_usable()
+        return self._ctx.name_to_domid(name)
+
+    # Introspection.
+
+    @property
+    def failed(self) -> Optional[BaseException]:
+        """
+        The disaster that broke this context, or ``None``.
+        """
+        return self._failure
+
+    @property
+    def watches(self) -> int:
+        """
+        The number of libxl generators enabled.
+        """
+        return len(self._subscriptions)
+
+    @property
+    def operations_in_flight(self) -> int:
+        """
+        The number of asynchronous operations libxl has not completed.
+        """
+        return len(self._operations)
+
+    @property
+    def osevents(self) -> ReactorOSEvents:
+        """
+        The hook registrations on the reactor (fds and timers in use).
+        """
+        return self._osevents
+
+    # Teardown.
+
+    def close(self) -> Any:
+        """
+        Tear the context down.
+
+        Operations still in flight are aborted and awaited (libxl must not
+        free a context with operations outstanding); their Deferreds fail
+        with :class:`OperationCancelled` unless they finish first.  Then
+        every watch is disabled (its waiters fail with
+        :class:`~txlibxl.watches.WatchCancelled`), the context is freed while
+        the hooks are still alive, and nothing is left in the reactor.
+
+        :returns: a Deferred that fires with ``None`` when all is done.
+            Calling ``close`` again returns a Deferred for the same end.
+        """
+        if self._closed:
+            return self._tx.create_future_success(None)
+        if self._closing is not None:
+            done = self._tx.create_future()
+            self._tx.add_callbacks(
+                self._closing, lambda _: self._tx.resolve(done, None), lambda f: self._tx.reject(done, f)
+            )
+            return done
+        self._closing = self._tx.create_future()
+        waits = []
+        for op in list(self._operations.values()):
+            op.done = self._tx.create_future()
+            waits.append(op.done)
+            if not self._tx.is_called(op.deferred):
+                self._tx.cancel(op.deferred)
+            elif self._failure is not None:
+                self._ctx_abort_quietly(op.op_id)
+        all_done = self._tx.gather(waits, consume_exceptions=True)
+        self._tx.add_callbacks(all_done, self._free, None)
+        return self._closing
+
+    def _ctx_abort_quietly(self, op_id: int) -> None:
+        try:
+            self._ctx.ao_abort(op_id)
+        except errors.LibxlError:
+            pass
+
+    def _free(self, _: Any) -> None:
+        closing = self._closing
+        for sub in list(self._subscriptions.values()):
+            sub.watch._fail(WatchCancelled(sub.watch) if self._failure is None else self._failure)
+        self._subscriptions.clear()
+        self._watch_subscriptions.clear()
+        try:
+            self._ctx.free()  # disables the generators; calls fd_deregister
+        except Exception:
+            self.log.failure("freeing the libxl context")
+        self._closed = True
+        self._osevents.close()
+        self._children.close()
+        # Reports queued by libxl during teardown are of no use to anyone.
+        self._queue.clear()
+        if self._drain_call is not None and self._drain_call is not True and self._drain_call.active():
+            self._drain_call.cancel()
+        self._drain_call = None
+        self._tx.resolve(closing, None)

@@ -1,0 +1,252 @@
+"""
+Watches: the application's side of libxl's event generators.
+
+A watch holds the waiters of one domain (or one disk) and hands each event
+to them in the order libxl reported it, exactly once per waiter.  It knows
+nothing of libxl: the :class:`~txlibxl.context.Context` enables and
+disables the generators and feeds the watch through ``_deliver``,
+``_end`` and ``_fail``.
+
+Every Deferred a watch hands out is fresh (one per call), so two consumers
+never share a callback chain.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional
+
+import txaio
+
+from .events import DiskEject, DomainDeath, DomainShutdown, Event
+
+if TYPE_CHECKING:  # pragma: no cover
+    from twisted.internet.defer import Deferred
+
+__all__ = ["WatchEnded", "WatchCancelled", "DomainWatch", "DiskEjectWatch"]
+
+
+class WatchEnded(Exception):
+    """
+    The watch will report nothing more: its domain died (the
+    :class:`~txlibxl.events.DomainDeath` is in ``args[0]``).
+    """
+
+
+class WatchCancelled(Exception):
+    """
+    The watch was cancelled before the awaited event arrived.
+    """
+
+
+class _Waiters:
+    """
+    Deferreds waiting for one kind of outcome, fired in the order they
+    were asked for.
+    """
+
+    __slots__ = ("_tx", "_pending")
+
+    def __init__(self, tx: Any) -> None:
+        self._tx = tx
+        self._pending: List["Deferred"] = []
+
+    def add(self) -> "Deferred":
+        d = self._tx.create_future(canceller=self._forget)
+        self._pending.append(d)
+        return d
+
+    def _forget(self, d: "Deferred") -> None:
+        if d in self._pending:
+            self._pending.remove(d)
+
+    def pop(self) -> Optional["Deferred"]:
+        return self._pending.pop(0) if self._pending else None
+
+    def resolve_all(self, value: Any) -> None:
+        pending, self._pending = self._pending, []
+        for d in pending:
+            self._tx.resolve(d, value)
+
+    def reject_all(self, error: BaseException) -> None:
+        pending, self._pending = self._pending, []
+        for d in pending:
+            self._tx.reject(d, self._tx.create_failure(error))
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
+class _Watch:
+    """
+    What domain and disk watches share: an ordered stream of events, each
+    consumed by exactly one ``next_event`` waiter, and an end.
+    """
+
+    def __init__(self, tx: Any, domid: int, cancel: Callable[["_Watch"], None]) -> None:
+        self.domid = domid
+        self._tx = tx
+        self._cancel = cancel
+        self._buffer: Deque[Event] = deque()
+        self._next = _Waiters(tx)
+        self._outcome: Optional[BaseException] = None
+
+    @property
+    def active(self) -> bool:
+        """
+        Whether the watch may still report events.
+        """
+        return self._outcome is None
+
+    def next_event(self) -> "Deferred":
+        """
+        The next event this watch reports that no earlier ``next_event``
+        waiter has taken.  Fails with :class:`WatchEnded`,
+        :class:`WatchCancelled` or the context's failure once the watch has
+        ended and its buffered events are consumed.
+        """
+        if self._buffer:
+            return self._tx.create_future_success(self._buffer.popleft())
+        if self._outcome is not None:
+            return self._tx.create_future_error(self._tx.create_failure(self._outcome))
+        return self._next.add()
+
+    def __aiter__(self) -> "_Watch":
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self.next_event()
+        except (WatchEnded, WatchCancelled):
+            raise StopAsyncIteration
+
+    def cancel(self) -> None:
+        """
+        Stop watching: libxl's generator is disabled and every pending
+        waiter fails with :class:`WatchCancelled`.  Idempotent.
+        """
+        if self._outcome is None:
+            self._cancel(self)
+            self._finish(WatchCancelled(self))
+
+    # The context's side.
+
+    def _deliver(self, event: Event) -> None:
+        d = self._next.pop()
+        if d is None:
+            self._buffer.append(event)
+        else:
+            self._tx.resolve(d, event)
+
+    def _finish(self, outcome: BaseException) -> None:
+        if self._outcome is None:
+            self._outcome = outcome
+            self._next.reject_all(outcome)
+
+    def _fail(self, error: BaseException) -> None:
+        """
+        The context failed (disaster, close): every waiter gets C{error}.
+        """
+        self._finish(error)
+
+
+class DomainWatch(_Watch):
+    """
+    The lifecycle of one domain: its shutdown(s) and its death.
+
+    Obtain one from :meth:`txlibxl.context.Context.watch_domain`.  The
+    watch ends by itself after :class:`~txlibxl.events.DomainDeath`.
+    """
+
+    def __init__(self, tx: Any, domid: int, cancel: Callable[[_Watch], None]) -> None:
+        super().__init__(tx, domid, cancel)
+        self._shutdown_waiters = _Waiters(tx)
+        self._death_waiters = _Waiters(tx)
+        self._first_shutdown: Optional[DomainShutdown] = None
+        self._last_shutdown: Optional[DomainShutdown] = None
+        self._death: Optional[DomainDeath] = None
+        self._suppress_repeat = False
+
+    def when_shutdown(self) -> "Deferred":
+        """
+        Fires with the domain's first :class:`~txlibxl.events.DomainShutdown`
+        seen by this watch.  If the domain dies without shutting down, fails
+        with :class:`WatchEnded` carrying the death.
+        """
+        if self._first_shutdown is not None:
+            return self._tx.create_future_success(self._first_shutdown)
+        if self._outcome is not None:
+            return self._tx.create_future_error(self._tx.create_failure(self._outcome))
+        return self._shutdown_waiters.add()
+
+    def when_dead(self) -> "Deferred":
+        """
+        Fires with the domain's :class:`~txlibxl.events.DomainDeath`.
+        """
+        if self._death is not None:
+            return self._tx.create_future_success(self._death)
+        if self._outcome is not None:
+            return self._tx.create_future_error(self._tx.create_failure(self._outcome))
+        return self._death_waiters.add()
+
+    def _expect_repeat(self) -> None:
+        """
+        The generator was re-armed after a suspend or soft reset: libxl's
+        new generator reports the shutdown the domain is still in once
+        more, which is not a new shutdown.
+        """
+        self._suppress_repeat = True
+
+    def _accept(self, event: Event) -> bool:
+        """
+        Whether C{event} is news for this watch (libxl may repeat events
+        across re-armed or overlapping generators).
+        """
+        if self._death is not None:
+            return False
+        if isinstance(event, DomainShutdown):
+            if self._suppress_repeat:
+                self._suppress_repeat = False
+                if self._last_shutdown is not None and event.reason == self._last_shutdown.reason:
+                    return False
+            elif self._last_shutdown is not None:
+                # One generator reports one shutdown; a second one with no
+                # re-arm in between is a late duplicate.
+                return False
+        return True
+
+    def _deliver(self, event: Event) -> None:
+        if isinstance(event, DomainShutdown):
+            self._last_shutdown = event
+            if self._first_shutdown is None:
+                self._first_shutdown = event
+                self._shutdown_waiters.resolve_all(event)
+            super()._deliver(event)
+        elif isinstance(event, DomainDeath):
+            self._death = event
+            super()._deliver(event)
+            self._death_waiters.resolve_all(event)
+            self._finish(WatchEnded(event))
+        else:  # pragma: no cover - libxl sends only these two to a death evgen
+            super()._deliver(event)
+
+    def _finish(self, outcome: BaseException) -> None:
+        if self._outcome is None:
+            super()._finish(outcome)
+            self._shutdown_waiters.reject_all(outcome)
+            self._death_waiters.reject_all(outcome)
+
+
+class DiskEjectWatch(_Watch):
+    """
+    The ejects of one virtual disk of one domain.
+
+    Obtain one from :meth:`txlibxl.context.Context.watch_disk_eject`.  It
+    runs until it is cancelled or its context closes.
+    """
+
+    def __init__(self, tx: Any, domid: int, vdev: str, cancel: Callable[[_Watch], None]) -> None:
+        super().__init__(tx, domid, cancel)
+        self.vdev = vdev
+
+    def _accept(self, event: Event) -> bool:
+        return isinstance(event, DiskEject)

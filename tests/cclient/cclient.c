@@ -1,0 +1,881 @@
+/*
+ * cclient: a minimal C toolstack for libxenlight, used by txlibxl's
+ * integration tests and as the C baseline of its benchmarks.
+ *
+ * It does what xl or libvirt do to drive libxl's events from their own
+ * main loop:
+ *
+ *   - the six libxl_osevent_hooks, backed by a poll(2) loop;
+ *   - libxl_event_register_callbacks with LIBXL_EVENTMASK_ALL and a
+ *     disaster callback (a NULL disaster would make libxl exit(-1));
+ *   - the default child-process mode (libxl_sigchld_owner_libxl): this
+ *     program starts no children of its own, so libxl may own SIGCHLD.
+ *
+ * The hook contract honoured here (libxl_event.h, see also
+ * /work/shared/reference/libxl-event-contract.md section (a)):
+ *
+ *   - an fd may carry several registrations; each one is its own record,
+ *     and every registration whose bits are ready gets its own
+ *     libxl_osevent_occurred_fd call;  events == 0 keeps the record but
+ *     polls for nothing;
+ *   - timeouts are absolute wall-clock (gettimeofday) deadlines; a
+ *     deadline in the past fires at once;
+ *   - timeout_modify is only called with abs = {0,0}: fire as soon as
+ *     possible, and still call libxl_osevent_occurred_timeout exactly once;
+ *     occurred_timeout implicitly deregisters the timeout;
+ *   - libxl_osevent_occurred_* is only ever called from the loop, never
+ *     from inside a hook or an event callback;
+ *   - registrations are freed only at the start of the next loop
+ *     iteration, so a record that libxl drops while the loop is
+ *     dispatching is skipped rather than reused.
+ *
+ * On the simulated host the shim is preloaded (LD_PRELOAD) by the caller;
+ * if it exports txsim_redirect_paths and TXLIBXL_SIM_ROOT is set, libxl's
+ * /var/run/xen and /var/lib/xen paths are redirected under that root.
+ *
+ * Usage: cclient COMMAND [ARGS] [COMMAND [ARGS]]...
+ *
+ * Commands run in order; every result and every libxl event is one JSON
+ * object on one line of stdout:
+ *
+ *   list                     {"cmd":"list","rc":0,"count":N,"domains":[...]}
+ *   info D                   {"cmd":"info","domid":D,"rc":0,"domain":{...}}
+ *   name D                   {"cmd":"name","domid":D,"name":"..."|null}
+ *   watch-death D...         libxl_evenable_domain_death, one line per domid
+ *   watch-death-all          the same for every domain but Domain-0
+ *   watch-eject D VDEV       libxl_evenable_disk_eject
+ *   shutdown D | reboot D | destroy D | pause D | unpause D
+ *                            asynchronous operations: the command waits for
+ *                            the completion callback and prints its rc
+ *   wait-events N [SECONDS]  run the loop until N events arrived since the
+ *                            previous wait-events (default 60 s); on
+ *                            timeout, print it and stop with status 3
+ *   sleep SECONDS            run the loop for that long
+ *
+ * Events: {"event":"domain_shutdown"|"domain_death"|"disk_eject"|...,
+ *          "t":<unix time>,"domid":D,"uuid":"...","for_user":N,...}.
+ * Whenever a timeout libxl registered reaches its real deadline (not a
+ * {0,0} "as soon as possible" modify) the loop prints
+ *   {"timeout_fired":{"after_s":<seconds it was registered for>}}
+ * so callers can tell that an operation completed without hitting one of
+ * libxl's own timeouts.
+ *
+ * Exit status: 0 all commands succeeded; 1 some command reported an error
+ * rc; 2 setup failed; 3 wait-events timed out; 4 libxl reported a
+ * disaster; 64 bad usage.
+ *
+ * Environment: CCLIENT_LOGLEVEL = debug|info|warn|error (libxl's log to
+ * stderr, default error).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <libxl.h>
+#include <libxl_utils.h>
+#include <xentoollog.h>
+
+/* ------------------------------------------------------------------ */
+/* Output                                                              */
+
+static void json_str(const char *s)
+{
+    if (!s) {
+        fputs("null", stdout);
+        return;
+    }
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':  fputs("\\\"", stdout); break;
+        case '\\': fputs("\\\\", stdout); break;
+        case '\n': fputs("\\n", stdout); break;
+        case '\r': fputs("\\r", stdout); break;
+        case '\t': fputs("\\t", stdout); break;
+        default:
+            if (*p < 0x20)
+                printf("\\u%04x", *p);
+            else
+                putchar(*p);
+        }
+    }
+    putchar('"');
+}
+
+static void json_uuid(const libxl_uuid *uuid)
+{
+    const uint8_t *b = libxl_uuid_bytearray_const(uuid);
+    printf("\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+           "%02x%02x%02x%02x%02x%02x\"",
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+           b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static double now_s(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+/* ------------------------------------------------------------------ */
+/* The osevent registry                                                */
+
+struct fdreg {
+    struct fdreg *next;
+    int fd;
+    short events;
+    void *for_libxl;
+    int dead;
+};
+
+struct tmreg {
+    struct tmreg *next;
+    struct timeval abs;
+    double registered_for;  /* seconds between registration and deadline */
+    void *for_libxl;
+    int asap;               /* timeout_modify({0,0}) was called */
+    int dead;               /* fired (occurred implies deregistration) */
+};
+
+static libxl_ctx *ctx;
+static struct fdreg *fds;
+static struct tmreg *timeouts;
+static int disaster_happened;
+
+static int hook_fd_register(void *user, int fd, void **for_app_out,
+                            short events, void *for_libxl)
+{
+    struct fdreg *r = calloc(1, sizeof(*r));
+    (void)user;
+    if (!r)
+        return ERROR_OSEVENT_REG_FAIL;
+    r->fd = fd;
+    r->events = events;
+    r->for_libxl = for_libxl;
+    r->next = fds;
+    fds = r;
+    *for_app_out = r;
+    return 0;
+}
+
+static int hook_fd_modify(void *user, int fd, void **for_app_update,
+                          short events)
+{
+    struct fdreg *r = *for_app_update;
+    (void)user;
+    (void)fd;
+    r->events = events;
+    return 0;
+}
+
+static void hook_fd_deregister(void *user, int fd, void *for_app)
+{
+    struct fdreg *r = for_app;
+    (void)user;
+    (void)fd;
+    r->dead = 1;  /* freed by the next sweep, never reused before that */
+}
+
+static int hook_timeout_register(void *user, void **for_app_out,
+                                 struct timeval abs, void *for_libxl)
+{
+    struct tmreg *r = calloc(1, sizeof(*r));
+    struct timeval now;
+    (void)user;
+    if (!r)
+        return ERROR_OSEVENT_REG_FAIL;
+    gettimeofday(&now, NULL);
+    r->abs = abs;
+    r->registered_for = (abs.tv_sec - now.tv_sec)
+                        + (abs.tv_usec - now.tv_usec) / 1e6;
+    r->for_libxl = for_libxl;
+    r->asap = (abs.tv_sec == 0 && abs.tv_usec == 0);
+    r->next = timeouts;
+    timeouts = r;
+    *for_app_out = r;
+    return 0;
+}
+
+static int hook_timeout_modify(void *user, void **for_app_update,
+                               struct timeval abs)
+{
+    struct tmreg *r = *for_app_update;
+    (void)user;
+    /* Only ever {0,0}: fire as soon as possible.  If the timeout is
+     * already being fired by the loop this is harmless: it still gets
+     * exactly one occurred_timeout. */
+    if (abs.tv_sec == 0 && abs.tv_usec == 0) {
+        r->asap = 1;
+    } else {
+        r->abs = abs;
+    }
+    return 0;
+}
+
+static void hook_timeout_deregister(void *user, void *for_app)
+{
+    struct tmreg *r = for_app;
+    (void)user;
+    /* libxl 4.17 never calls this; honour it anyway: no occurred call. */
+    r->dead = 1;
+}
+
+static const libxl_osevent_hooks osevent_hooks = {
+    .fd_register = hook_fd_register,
+    .fd_modify = hook_fd_modify,
+    .fd_deregister = hook_fd_deregister,
+    .timeout_register = hook_timeout_register,
+    .timeout_modify = hook_timeout_modify,
+    .timeout_deregister = hook_timeout_deregister,
+};
+
+static void sweep(void)
+{
+    struct fdreg **fp = &fds;
+    while (*fp) {
+        if ((*fp)->dead) {
+            struct fdreg *d = *fp;
+            *fp = d->next;
+            free(d);
+        } else {
+            fp = &(*fp)->next;
+        }
+    }
+    struct tmreg **tp = &timeouts;
+    while (*tp) {
+        if ((*tp)->dead) {
+            struct tmreg *d = *tp;
+            *tp = d->next;
+            free(d);
+        } else {
+            tp = &(*tp)->next;
+        }
+    }
+}
+
+static int tv_le(const struct timeval *a, const struct timeval *b)
+{
+    return a->tv_sec < b->tv_sec
+           || (a->tv_sec == b->tv_sec && a->tv_usec <= b->tv_usec);
+}
+
+/* Milliseconds until the earliest live timeout (0 if one is due, -1 if
+ * there is none). */
+static int next_timeout_ms(const struct timeval *now)
+{
+    int best = -1;
+    for (struct tmreg *t = timeouts; t; t = t->next) {
+        if (t->dead)
+            continue;
+        if (t->asap || tv_le(&t->abs, now))
+            return 0;
+        double ms = (t->abs.tv_sec - now->tv_sec) * 1e3
+                    + (t->abs.tv_usec - now->tv_usec) / 1e3;
+        int ims = ms > 1e9 ? 1000000000 : (int)ceil(ms);
+        if (best < 0 || ims < best)
+            best = ims;
+    }
+    return best;
+}
+
+/* Growable scratch arrays for one loop iteration. */
+static struct pollfd *pfds;
+static struct fdreg **pregs;
+static struct tmreg **firing;
+static size_t pfdcap, pregcap, fcap;
+
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return p;
+    size_t n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(p, n * elem);
+    if (!q) {
+        perror("cclient: realloc");
+        exit(2);
+    }
+    *cap = n;
+    return q;
+}
+
+/*
+ * One iteration of the main loop: poll the registered fds for at most
+ * max_ms (-1: no limit besides libxl's timeouts), then hand every ready
+ * registration and every due timeout to libxl.
+ */
+static void loop_once(int max_ms)
+{
+    struct timeval now;
+    size_t n = 0, nf = 0;
+
+    sweep();
+    for (struct fdreg *r = fds; r; r = r->next)
+        n++;
+    pfds = grow(pfds, &pfdcap, n, sizeof(*pfds));
+    pregs = grow(pregs, &pregcap, n, sizeof(*pregs));
+    n = 0;
+    for (struct fdreg *r = fds; r; r = r->next) {
+        pregs[n] = r;
+        /* events == 0: keep the registration, report nothing (poll would
+         * still report POLLHUP/POLLERR on a real fd). */
+        pfds[n].fd = r->events ? r->fd : -1;
+        pfds[n].events = r->events;
+        pfds[n].revents = 0;
+        n++;
+    }
+
+    gettimeofday(&now, NULL);
+    int ms = next_timeout_ms(&now);
+    if (max_ms >= 0 && (ms < 0 || max_ms < ms))
+        ms = max_ms;
+
+    int rc = poll(pfds, n, ms);
+    if (rc < 0) {
+        if (errno != EINTR) {
+            perror("cclient: poll");
+            exit(2);
+        }
+        rc = 0;
+        for (size_t i = 0; i < n; i++)
+            pfds[i].revents = 0;
+    }
+
+    /* Fds first, in registration snapshot order; a record deregistered by
+     * an earlier occurred call is skipped. */
+    for (size_t i = 0; rc > 0 && i < n; i++) {
+        if (!pfds[i].revents || pregs[i]->dead)
+            continue;
+        libxl_osevent_occurred_fd(ctx, pregs[i]->for_libxl, pregs[i]->fd,
+                                  pregs[i]->events, pfds[i].revents);
+    }
+
+    /* Then every due timeout: collect, mark deregistered, then fire. */
+    gettimeofday(&now, NULL);
+    for (struct tmreg *t = timeouts; t; t = t->next) {
+        if (t->dead || !(t->asap || tv_le(&t->abs, &now)))
+            continue;
+        firing = grow(firing, &fcap, nf + 1, sizeof(*firing));
+        firing[nf++] = t;
+    }
+    for (size_t i = 0; i < nf; i++) {
+        struct tmreg *t = firing[i];
+        t->dead = 1;
+        if (!t->asap) {
+            printf("{\"timeout_fired\":{\"after_s\":%.3f}}\n",
+                   t->registered_for);
+        }
+        libxl_osevent_occurred_timeout(ctx, t->for_libxl);
+    }
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------------ */
+/* Events, operations, disaster                                        */
+
+static unsigned long events_seen;      /* since the last wait-events */
+static int failed;                     /* some command reported rc != 0 */
+
+static void on_event(void *user, libxl_event *ev)
+{
+    (void)user;
+    events_seen++;
+    printf("{\"event\":");
+    json_str(libxl_event_type_to_string(ev->type));
+    printf(",\"t\":%.6f,\"domid\":%u,\"uuid\":", now_s(), ev->domid);
+    json_uuid(&ev->domuuid);
+    printf(",\"for_user\":%llu", (unsigned long long)ev->for_user);
+    switch (ev->type) {
+    case LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN:
+        printf(",\"shutdown_reason\":");
+        json_str(libxl_shutdown_reason_to_string(
+            (libxl_shutdown_reason)ev->u.domain_shutdown.shutdown_reason));
+        printf(",\"shutdown_reason_code\":%d",
+               ev->u.domain_shutdown.shutdown_reason);
+        break;
+    case LIBXL_EVENT_TYPE_DISK_EJECT: {
+        const libxl_device_disk *d = &ev->u.disk_eject.disk;
+        printf(",\"vdev\":");
+        json_str(ev->u.disk_eject.vdev);
+        printf(",\"disk\":{\"vdev\":");
+        json_str(d->vdev);
+        printf(",\"pdev_path\":");
+        json_str(d->pdev_path);
+        printf(",\"backend_domid\":%u,\"backend\":", d->backend_domid);
+        json_str(libxl_disk_backend_to_string(d->backend));
+        printf(",\"format\":");
+        json_str(libxl_disk_format_to_string(d->format));
+        printf(",\"is_cdrom\":%d,\"removable\":%d}", d->is_cdrom,
+               d->removable);
+        break;
+    }
+    case LIBXL_EVENT_TYPE_OPERATION_COMPLETE:
+        printf(",\"rc\":%d", ev->u.operation_complete.rc);
+        break;
+    default:
+        break;
+    }
+    printf("}\n");
+    libxl_event_free(ctx, ev);
+}
+
+static void on_disaster(void *user, libxl_event_type type, const char *msg,
+                        int errnoval)
+{
+    (void)user;
+    /* No libxl calls allowed here. */
+    disaster_happened = 1;
+    printf("{\"disaster\":{\"type\":%d,\"errno\":%d,\"message\":", (int)type,
+           errnoval);
+    json_str(msg);
+    printf("}}\n");
+    fflush(stdout);
+}
+
+static const libxl_event_hooks event_hooks = {
+    .event_occurs_mask = LIBXL_EVENTMASK_ALL,
+    .event_occurs = on_event,
+    .disaster = on_disaster,
+};
+
+struct op {
+    const char *name;
+    uint32_t domid;
+    int done;
+    int rc;
+};
+
+static void on_op_done(libxl_ctx *c, int rc, void *for_callback)
+{
+    struct op *op = for_callback;
+    (void)c;
+    op->done = 1;
+    op->rc = rc;
+}
+
+typedef int (*ao_fn)(libxl_ctx *, uint32_t, const libxl_asyncop_how *);
+
+static void run_op(const char *name, ao_fn fn, uint32_t domid)
+{
+    struct op op = { name, domid, 0, 0 };
+    libxl_asyncop_how how = { .callback = on_op_done };
+    how.u.for_callback = &op;
+
+    /* The callback may run before fn returns. */
+    int rc = fn(ctx, domid, &how);
+    if (rc) {
+        printf("{\"cmd\":\"%s\",\"domid\":%u,\"rc\":%d,\"stage\":\"start\"}\n",
+               name, domid, rc);
+        failed = 1;
+        return;
+    }
+    while (!op.done && !disaster_happened)
+        loop_once(-1);
+    if (!op.done)
+        return;
+    printf("{\"cmd\":\"%s\",\"domid\":%u,\"rc\":%d}\n", name, domid, op.rc);
+    if (op.rc)
+        failed = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Commands                                                            */
+
+static libxl_evgen_domain_death **deaths;
+static libxl_evgen_disk_eject **ejects;
+static size_t ndeaths, cdeaths, nejects, cejects;
+static uint64_t next_user = 1;
+
+static const char *state_of(const libxl_dominfo *i)
+{
+    if (i->dying)
+        return "dying";
+    if (i->shutdown)
+        return "shutdown";
+    if (i->paused)
+        return "paused";
+    if (i->blocked)
+        return "blocked";
+    if (i->running)
+        return "running";
+    return "none";
+}
+
+static void print_dominfo(const libxl_dominfo *i)
+{
+    char *name = libxl_domid_to_name(ctx, i->domid);
+    printf("{\"domid\":%u,\"name\":", i->domid);
+    json_str(name);
+    free(name);
+    printf(",\"uuid\":");
+    json_uuid(&i->uuid);
+    printf(",\"type\":");
+    json_str(libxl_domain_type_to_string(i->domain_type));
+    printf(",\"state\":\"%s\",\"running\":%d,\"blocked\":%d,\"paused\":%d,"
+           "\"shutdown\":%d,\"dying\":%d,\"shutdown_reason\":",
+           state_of(i), i->running, i->blocked, i->paused, i->shutdown,
+           i->dying);
+    if (i->shutdown)
+        json_str(libxl_shutdown_reason_to_string(i->shutdown_reason));
+    else
+        fputs("null", stdout);
+    printf(",\"current_memkb\":%llu,\"max_memkb\":%llu,"
+           "\"vcpu_online\":%u,\"vcpu_max_id\":%u}",
+           (unsigned long long)i->current_memkb,
+           (unsigned long long)i->max_memkb, i->vcpu_online, i->vcpu_max_id);
+}
+
+static void cmd_list(void)
+{
+    int n = 0;
+    libxl_dominfo *list = libxl_list_domain(ctx, &n);
+    if (!list) {
+        printf("{\"cmd\":\"list\",\"rc\":%d}\n", ERROR_FAIL);
+        failed = 1;
+        return;
+    }
+    printf("{\"cmd\":\"list\",\"rc\":0,\"count\":%d,\"domains\":[", n);
+    for (int i = 0; i < n; i++) {
+        if (i)
+            putchar(',');
+        print_dominfo(&list[i]);
+    }
+    printf("]}\n");
+    libxl_dominfo_list_free(list, n);
+}
+
+static void cmd_info(uint32_t domid)
+{
+    libxl_dominfo info;
+    libxl_dominfo_init(&info);
+    int rc = libxl_domain_info(ctx, &info, domid);
+    printf("{\"cmd\":\"info\",\"domid\":%u,\"rc\":%d", domid, rc);
+    if (!rc) {
+        printf(",\"domain\":");
+        print_dominfo(&info);
+    } else {
+        failed = 1;
+    }
+    printf("}\n");
+    libxl_dominfo_dispose(&info);
+}
+
+static void cmd_name(uint32_t domid)
+{
+    char *name = libxl_domid_to_name(ctx, domid);
+    printf("{\"cmd\":\"name\",\"domid\":%u,\"name\":", domid);
+    json_str(name);
+    printf("}\n");
+    free(name);
+}
+
+static int watch_death(uint32_t domid, uint64_t *user_out)
+{
+    libxl_evgen_domain_death *gen = NULL;
+    uint64_t user = next_user++;
+    int rc = libxl_evenable_domain_death(ctx, domid, user, &gen);
+    if (!rc) {
+        deaths = grow(deaths, &cdeaths, ndeaths + 1, sizeof(*deaths));
+        deaths[ndeaths++] = gen;
+    }
+    *user_out = user;
+    return rc;
+}
+
+static void cmd_watch_death(uint32_t domid)
+{
+    uint64_t user;
+    int rc = watch_death(domid, &user);
+    printf("{\"cmd\":\"watch-death\",\"domid\":%u,\"rc\":%d,"
+           "\"for_user\":%llu}\n", domid, rc, (unsigned long long)user);
+    if (rc)
+        failed = 1;
+}
+
+static void cmd_watch_death_all(void)
+{
+    int n = 0, count = 0, rc = 0;
+    libxl_dominfo *list = libxl_list_domain(ctx, &n);
+    if (!list) {
+        rc = ERROR_FAIL;
+    } else {
+        for (int i = 0; i < n && !rc; i++) {
+            uint64_t user;
+            if (list[i].domid == 0)
+                continue;
+            rc = watch_death(list[i].domid, &user);
+            if (!rc)
+                count++;
+        }
+        libxl_dominfo_list_free(list, n);
+    }
+    printf("{\"cmd\":\"watch-death-all\",\"rc\":%d,\"count\":%d}\n", rc, count);
+    if (rc)
+        failed = 1;
+}
+
+static void cmd_watch_eject(uint32_t domid, const char *vdev)
+{
+    libxl_evgen_disk_eject *gen = NULL;
+    uint64_t user = next_user++;
+    int rc = libxl_evenable_disk_eject(ctx, domid, vdev, user, &gen);
+    if (!rc) {
+        ejects = grow(ejects, &cejects, nejects + 1, sizeof(*ejects));
+        ejects[nejects++] = gen;
+    }
+    printf("{\"cmd\":\"watch-eject\",\"domid\":%u,\"vdev\":", domid);
+    json_str(vdev);
+    printf(",\"rc\":%d,\"for_user\":%llu}\n", rc, (unsigned long long)user);
+    if (rc)
+        failed = 1;
+}
+
+/* Run the loop until `count` events arrived since the previous
+ * wait-events, or `seconds` passed.  Returns 0, or -1 on timeout. */
+static int cmd_wait_events(unsigned long count, double seconds)
+{
+    double deadline = now_s() + seconds;
+    while (events_seen < count && !disaster_happened) {
+        double left = deadline - now_s();
+        if (left <= 0)
+            break;
+        loop_once((int)ceil(left * 1e3));
+    }
+    int ok = events_seen >= count;
+    printf("{\"cmd\":\"wait-events\",\"wanted\":%lu,\"seen\":%lu,"
+           "\"timeout\":%s}\n", count, events_seen, ok ? "false" : "true");
+    events_seen = ok ? events_seen - count : 0;
+    return ok ? 0 : -1;
+}
+
+static void cmd_sleep(double seconds)
+{
+    double deadline = now_s() + seconds;
+    for (;;) {
+        double left = deadline - now_s();
+        if (left <= 0 || disaster_happened)
+            break;
+        loop_once((int)ceil(left * 1e3));
+    }
+    printf("{\"cmd\":\"sleep\",\"seconds\":%g}\n", seconds);
+}
+
+/* ------------------------------------------------------------------ */
+/* Argument parsing and main                                           */
+
+static void usage(const char *why)
+{
+    fprintf(stderr, "cclient: %s\n"
+            "usage: cclient COMMAND [ARGS]...  (see the header of cclient.c)\n",
+            why);
+    exit(64);
+}
+
+static int is_number(const char *s)
+{
+    char *end;
+    if (!s || !*s)
+        return 0;
+    strtod(s, &end);
+    return *end == '\0';
+}
+
+static uint32_t arg_domid(char **argv, int argc, int i, const char *cmd)
+{
+    char *end;
+    if (i >= argc)
+        usage(cmd);
+    unsigned long v = strtoul(argv[i], &end, 10);
+    if (*end || v > 0x7fff)
+        usage(cmd);
+    return (uint32_t)v;
+}
+
+static double arg_seconds(char **argv, int argc, int i, const char *cmd)
+{
+    if (i >= argc || !is_number(argv[i]))
+        usage(cmd);
+    double v = strtod(argv[i], NULL);
+    if (!(v >= 0))
+        usage(cmd);
+    return v;
+}
+
+/* Check the whole command line before touching libxl. */
+static void validate(int argc, char **argv)
+{
+    for (int i = 1; i < argc;) {
+        const char *c = argv[i++];
+        if (!strcmp(c, "list") || !strcmp(c, "watch-death-all")) {
+        } else if (!strcmp(c, "info") || !strcmp(c, "name")
+                   || !strcmp(c, "shutdown") || !strcmp(c, "reboot")
+                   || !strcmp(c, "destroy") || !strcmp(c, "pause")
+                   || !strcmp(c, "unpause")) {
+            arg_domid(argv, argc, i++, c);
+        } else if (!strcmp(c, "watch-death")) {
+            arg_domid(argv, argc, i++, c);
+            while (i < argc && is_number(argv[i]))
+                arg_domid(argv, argc, i++, c);
+        } else if (!strcmp(c, "watch-eject")) {
+            arg_domid(argv, argc, i++, c);
+            if (i >= argc)
+                usage("watch-eject D VDEV");
+            i++;
+        } else if (!strcmp(c, "wait-events")) {
+            arg_seconds(argv, argc, i++, c);
+            if (i < argc && is_number(argv[i]))
+                arg_seconds(argv, argc, i++, c);
+        } else if (!strcmp(c, "sleep")) {
+            arg_seconds(argv, argc, i++, c);
+        } else {
+            fprintf(stderr, "cclient: unknown command %s\n", c);
+            usage("unknown command");
+        }
+    }
+}
+
+static void redirect_paths(void)
+{
+    int (*version)(void) =
+        (int (*)(void))dlsym(RTLD_DEFAULT, "txsim_shim_version");
+    int (*redirect)(const char *) =
+        (int (*)(const char *))dlsym(RTLD_DEFAULT, "txsim_redirect_paths");
+    const char *root = getenv("TXLIBXL_SIM_ROOT");
+
+    printf("{\"ready\":true,\"pid\":%d,\"shim_version\":", (int)getpid());
+    if (version)
+        printf("%d", version());
+    else
+        fputs("null", stdout);
+    printf(",\"redirect\":");
+    if (redirect && root && *root)
+        printf("%d", redirect(root));
+    else
+        fputs("null", stdout);
+    printf("}\n");
+    fflush(stdout);
+}
+
+static xentoollog_level log_level(void)
+{
+    const char *l = getenv("CCLIENT_LOGLEVEL");
+    if (!l)
+        return XTL_ERROR;
+    if (!strcmp(l, "debug"))
+        return XTL_DEBUG;
+    if (!strcmp(l, "info"))
+        return XTL_INFO;
+    if (!strcmp(l, "warn"))
+        return XTL_WARN;
+    return XTL_ERROR;
+}
+
+int main(int argc, char **argv)
+{
+    static char outbuf[1 << 16];
+    int status = 0;
+
+    if (argc < 2)
+        usage("no command");
+    validate(argc, argv);
+    setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
+
+    xentoollog_logger_stdiostream *logger =
+        xtl_createlogger_stdiostream(stderr, log_level(), 0);
+    if (!logger) {
+        fprintf(stderr, "cclient: cannot create the logger\n");
+        return 2;
+    }
+    int rc = libxl_ctx_alloc(&ctx, LIBXL_VERSION, 0,
+                             (xentoollog_logger *)logger);
+    if (rc) {
+        printf("{\"setup\":\"libxl_ctx_alloc\",\"rc\":%d}\n", rc);
+        fflush(stdout);
+        xtl_logger_destroy((xentoollog_logger *)logger);
+        return 2;
+    }
+    /* Hooks first: before any evgen or ao exists. */
+    libxl_osevent_register_hooks(ctx, &osevent_hooks, NULL);
+    libxl_event_register_callbacks(ctx, &event_hooks, NULL);
+    /* Default mode (owner_libxl): we start no children of our own. */
+    libxl_childproc_setmode(ctx, NULL, NULL);
+    redirect_paths();
+
+    for (int i = 1; i < argc && !disaster_happened;) {
+        const char *c = argv[i++];
+        if (!strcmp(c, "list")) {
+            cmd_list();
+        } else if (!strcmp(c, "info")) {
+            cmd_info(arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "name")) {
+            cmd_name(arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "watch-death")) {
+            cmd_watch_death(arg_domid(argv, argc, i++, c));
+            while (i < argc && is_number(argv[i]))
+                cmd_watch_death(arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "watch-death-all")) {
+            cmd_watch_death_all();
+        } else if (!strcmp(c, "watch-eject")) {
+            uint32_t domid = arg_domid(argv, argc, i++, c);
+            cmd_watch_eject(domid, argv[i++]);
+        } else if (!strcmp(c, "shutdown")) {
+            run_op(c, libxl_domain_shutdown, arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "reboot")) {
+            run_op(c, libxl_domain_reboot, arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "destroy")) {
+            run_op(c, libxl_domain_destroy, arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "pause")) {
+            run_op(c, libxl_domain_pause, arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "unpause")) {
+            run_op(c, libxl_domain_unpause, arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "wait-events")) {
+            unsigned long count =
+                (unsigned long)arg_seconds(argv, argc, i++, c);
+            double seconds = 60;
+            if (i < argc && is_number(argv[i]))
+                seconds = arg_seconds(argv, argc, i++, c);
+            if (cmd_wait_events(count, seconds)) {
+                status = 3;
+                break;
+            }
+        } else if (!strcmp(c, "sleep")) {
+            cmd_sleep(arg_seconds(argv, argc, i++, c));
+        }
+        fflush(stdout);
+    }
+
+    if (disaster_happened) {
+        /* After a disaster libxl may refuse everything: do not free. */
+        fflush(stdout);
+        return 4;
+    }
+    /* No ao is in flight (every op waited for its callback): disable the
+     * evgens, then free the ctx (which deregisters the hooks' fds). */
+    for (size_t k = 0; k < ndeaths; k++)
+        libxl_evdisable_domain_death(ctx, deaths[k]);
+    for (size_t k = 0; k < nejects; k++)
+        libxl_evdisable_disk_eject(ctx, ejects[k]);
+    libxl_ctx_free(ctx);
+    xtl_logger_destroy((xentoollog_logger *)logger);
+    sweep();
+    free(pfds);
+    free(pregs);
+    free(firing);
+    free(deaths);
+    free(ejects);
+    fflush(stdout);
+    if (status)
+        return status;
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,739 @@
+"""
+Trial fixtures: run the real libxenlight against a simulated Xen host.
+
+A *simulated host* is a separate process (``python -m txlibxl.sim run``)
+holding a xenstored, a hypervisor model, guest and backend agents and a
+control plane (see ``txlibxl.sim``).  This module starts and stops such
+processes and points libxenlight at one of them, so that trial tests can
+exercise real libxl code paths on a machine without Xen::
+
+    from txlibxl.testing import SimulatedHostTestCase
+
+    class ShutdownTests(SimulatedHostTestCase):
+        async def test_guest_poweroff_is_reported(self):
+            dom = await self.host.control.create_domain(name="web1")
+            ...                      # watch it with txlibxl or a C client
+            await self.host.control.shutdown(dom["domid"], "poweroff")
+
+The pieces:
+
+:func:`start_simulated_host`
+    Spawns a host process with the reactor, waits for it to be ready and
+    connects a control client: ``Deferred[SimulatedHost]``.
+
+:class:`SimulatedHost`
+    The running host: ``control`` (a ``txlibxl.sim.control.ControlClient``),
+    ``info`` (its ``host.json``), ``rundir``, :meth:`~SimulatedHost.environment`
+    (what a libxl process needs to find it) and :meth:`~SimulatedHost.stop`.
+
+:func:`use_simulated_host`
+    Points the libxenlight *in this process* at a host: loads the host's
+    ``xc_*`` shim before libxenlight, sets the environment and redirects
+    libxl's hard-coded ``/var/run/xen``, ``/run/xen`` and ``/var/lib/xen``
+    under the host's root.  Returns a callable that undoes the environment
+    change.
+
+:class:`SimulatedHostMixin`, :class:`SimulatedHostTestCase`
+    A trial base that gives every test a fresh host in ``self.host`` and
+    stops it after the test.
+
+What libxl needs, and root versus non-root
+------------------------------------------
+libxl finds xenstored through ``XENSTORED_PATH`` and the simulated
+hypervisor through the shim, which reads ``TXLIBXL_SIM_HYPERCALL``; the
+path redirection root is ``TXLIBXL_SIM_ROOT``.  Every path the host uses
+lives in its run directory (a fresh temporary directory unless you give
+one), and libxl's own state files go under ``<rundir>/root`` thanks to the
+redirection, so **nothing beyond that is needed to run as an unprivileged
+user**: no ``/var/run/xen``, no ``/dev/xen``, no capabilities.  The user
+needs only read access to the installed package (including the built
+``_xcshim`` shared object) and write access to the temporary directory.
+
+Separate processes (a C toolstack, ``xl``) need the same variables plus
+``LD_PRELOAD`` naming the shim: ``host.environment(preload=True)``; if they
+want the path redirection they call the shim's ``txsim_redirect_paths``
+themselves (the test client ``tests/cclient/cclient.c`` shows how).
+
+Limits
+------
+The shim and the path redirection are process-wide: one process's
+libxenlight talks to one host at a time.  :func:`use_simulated_host` may
+be called again to re-point it at another host (between tests), but a
+``libxl_ctx`` opened before that keeps its xenstore connection to the old
+host.  The shim must be loaded before libxenlight: use the fixture before
+the first libxl context is opened in the process.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections import deque
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional
+
+from twisted.internet import defer, error
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+__all__ = [
+    "SimulatedHost",
+    "SimulatedHostError",
+    "SimulatedHostUnavailable",
+    "SimulatedHostStartError",
+    "SimulatedHostTimeout",
+    "ShimLoadOrderError",
+    "start_simulated_host",
+    "use_simulated_host",
+    "SimulatedHostMixin",
+    "SimulatedHostTestCase",
+]
+
+_log = Logger(namespace="txlibxl.testing")
+
+READY_PREFIX = b"txlibxl-sim ready "
+HOST_JSON_VERSION = 1
+# sun_path is 108 bytes including the NUL; the longest socket name in a
+# run directory is "xenstored.sock".
+_MAX_SOCKET_PATH = 107
+_LONGEST_SOCKET = "xenstored.sock"
+_STDERR_TAIL_LINES = 200
+
+
+class SimulatedHostError(Exception):
+    """Base class of this module's errors."""
+
+
+class SimulatedHostUnavailable(SimulatedHostError):
+    """
+    The simulated host cannot run here at all (its package or its shim is
+    missing).  :class:`SimulatedHostMixin` turns this into a skip.
+    """
+
+
+class SimulatedHostStartError(SimulatedHostError):
+    """
+    The host process did not become ready: it exited, or it wrote an
+    unusable ``host.json``, or its control socket refused us.
+
+    @ivar stderr_tail: the last lines the host wrote to stderr.
+    @ivar exit_status: its exit code or signal description, if it ended.
+    """
+
+    def __init__(self, message: str, stderr_tail: str = "", exit_status: Optional[str] = None):
+        self.stderr_tail = stderr_tail
+        self.exit_status = exit_status
+        full = message
+        if exit_status is not None:
+            full += f" (host process {exit_status})"
+        if stderr_tail:
+            full += "\n--- host stderr (tail) ---\n" + stderr_tail
+        super().__init__(full)
+
+
+class SimulatedHostTimeout(SimulatedHostStartError):
+    """The host process did not print its ready line in time (it was killed)."""
+
+
+class ShimLoadOrderError(SimulatedHostError, RuntimeError):
+    """
+    libxenlight is already loaded in this process without the simulated
+    host's shim, so its ``xc_*`` calls would go to the real libxenctrl.
+    Use the fixture before opening the first libxl context.
+    """
+
+
+# --------------------------------------------------------------------------
+# The host process
+
+
+class _HostProcessProtocol(ProcessProtocol):
+    """
+    Watches a host process: its ready line on stdout, the tail of its
+    stderr (always drained so the host never blocks on a full pipe) and
+    its end.
+    """
+
+    def __init__(self) -> None:
+        self.ready: defer.Deferred = defer.Deferred()
+        self._stdout = b""
+        self._stderr = b""
+        self._stderr_tail: Deque[bytes] = deque(maxlen=_STDERR_TAIL_LINES)
+        self._ended_waiters: List[defer.Deferred] = []
+        self.ended = False
+        self.exit_status: Optional[str] = None
+
+    def connectionMade(self) -> None:
+        self.transport.closeStdin()
+
+    def outReceived(self, data: bytes) -> None:
+        self._stdout += data
+        while b"\n" in self._stdout:
+            line, self._stdout = self._stdout.split(b"\n", 1)
+            if line.startswith(READY_PREFIX) and not self.ready.called:
+                path = line[len(READY_PREFIX):].decode("utf-8", "replace").strip()
+                self.ready.callback(path)
+
+    def errReceived(self, data: bytes) -> None:
+        self._stderr += data
+        lines = self._stderr.split(b"\n")
+        self._stderr = lines.pop()
+        self._stderr_tail.extend(lines)
+
+    def stderr_tail(self) -> str:
+        lines = list(self._stderr_tail)
+        if self._stderr:
+            lines.append(self._stderr)
+        return b"\n".join(lines).decode("utf-8", "replace")
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended = True
+        value = reason.value
+        if isinstance(value, error.ProcessDone):
+            self.exit_status = "exited with status 0"
+        elif isinstance(value, error.ProcessTerminated):
+            if value.signal is not None:
+                self.exit_status = f"killed by signal {value.signal}"
+            else:
+                self.exit_status = f"exited with status {value.exitCode}"
+        else:
+            self.exit_status = str(value)
+        if not self.ready.called:
+            self.ready.errback(
+                SimulatedHostStartError(
+                    "the simulated host exited before it was ready",
+                    self.stderr_tail(),
+                    self.exit_status,
+                )
+            )
+        waiters, self._ended_waiters = self._ended_waiters, []
+        for d in waiters:
+            d.callback(self.exit_status)
+
+    def when_ended(self) -> defer.Deferred:
+        """A new Deferred firing with the exit status once the process ended."""
+        if self.ended:
+            return defer.succeed(self.exit_status)
+        d: defer.Deferred = defer.Deferred()
+        self._ended_waiters.append(d)
+        return d
+
+    def signal(self, name: str) -> None:
+        if self.ended:
+            return
+        try:
+            self.transport.signalProcess(name)
+        except error.ProcessExitedAlready:
+            pass
+
+
+def _environment_for(info: Dict[str, Any]) -> Dict[str, str]:
+    return {
+        "XENSTORED_PATH": info["xenstored"],
+        "TXLIBXL_SIM_HYPERCALL": info["hypercall"],
+        "TXLIBXL_SIM_ROOT": info["root"],
+    }
+
+
+class SimulatedHost:
+    """
+    A running simulated host process.
+
+    @ivar control: the connected ``txlibxl.sim.control.ControlClient``;
+        create domains, shut them down, inject faults through it.
+    @ivar info: the host's ``host.json`` (keys ``version``, ``pid``,
+        ``rundir``, ``xenstored``, ``hypercall``, ``control``, ``shim``,
+        ``root``).
+    @ivar rundir: the host's run directory.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        protocol: _HostProcessProtocol,
+        control: Any,
+        info: Dict[str, Any],
+        rundir: str,
+        remove_rundir: bool,
+    ) -> None:
+        self._reactor = reactor
+        self._protocol = protocol
+        self.control = control
+        self.info = info
+        self.rundir = rundir
+        self._remove_rundir = remove_rundir
+        self._stopping: Optional[defer.Deferred] = None
+        self._stop_finished = False
+        self._stop_result: Any = None
+        self._stop_waiters: List[defer.Deferred] = []
+
+    def __repr__(self) -> str:
+        return f"<SimulatedHost pid={self.info.get('pid')} rundir={self.rundir!r}>"
+
+    @property
+    def shim(self) -> str:
+        """Absolute path of the host's built ``xc_*`` shim."""
+        return self.info["shim"]
+
+    @property
+    def running(self) -> bool:
+        """Whether the host process is still alive."""
+        return not self._protocol.ended
+
+    def stderr_tail(self) -> str:
+        """The last lines the host wrote to stderr (for failure messages)."""
+        return self._protocol.stderr_tail()
+
+    def environment(self, preload: bool = False) -> Dict[str, str]:
+        """
+        The environment variables a libxl process needs to use this host:
+        ``XENSTORED_PATH`` (the xenstored socket), ``TXLIBXL_SIM_HYPERCALL``
+        (the hypercall socket the shim talks to) and ``TXLIBXL_SIM_ROOT``
+        (the root libxl's ``/var`` paths are redirected under).
+
+        @param preload: also set ``LD_PRELOAD`` to the shim (prepended to
+            any ``LD_PRELOAD`` of this process), for a separate process
+            that links libxenlight.
+        """
+        env = _environment_for(self.info)
+        if preload:
+            current = os.environ.get("LD_PRELOAD", "")
+            env["LD_PRELOAD"] = self.shim + (" " + current if current else "")
+        return env
+
+    def stop(self, grace: float = 5.0) -> defer.Deferred:
+        """
+        Stop the host and wait for its process to end: first the ``stop``
+        control op, then ``SIGTERM`` and then ``SIGKILL``, each after
+        C{grace} seconds without an exit.  Removes the run directory only
+        if :func:`start_simulated_host` created it and was not asked to
+        keep it.  Safe to call more than once; every call's Deferred fires
+        (with the exit status string) once the host is gone.
+        """
+        if self._stopping is None:
+            self._stopping = defer.Deferred.fromCoroutine(self._stop(grace))
+            self._stopping.addBoth(self._stop_done)
+        d: defer.Deferred = defer.Deferred()
+        if self._stop_finished:
+            self._fire(d)
+        else:
+            self._stop_waiters.append(d)
+        return d
+
+    def _stop_done(self, result: Any) -> None:
+        self._stop_finished = True
+        self._stop_result = result
+        waiters, self._stop_waiters = self._stop_waiters, []
+        for d in waiters:
+            self._fire(d)
+
+    def _fire(self, d: defer.Deferred) -> None:
+        if isinstance(self._stop_result, Failure):
+            d.errback(self._stop_result)
+        else:
+            d.callback(self._stop_result)
+
+    async def _stop(self, grace: float) -> Optional[str]:
+        protocol = self._protocol
+        if not protocol.ended:
+            try:
+                await _with_timeout(self._reactor, defer.maybeDeferred(self.control.call, "stop"), grace)
+            except Exception:
+                # The host may close the connection before replying, or be
+                # wedged; the signals below take over.
+                pass
+        await _disconnect(self.control)
+        for signame in (None, "TERM", "KILL"):
+            if protocol.ended:
+                break
+            if signame is not None:
+                _log.info("simulated host {pid} did not exit, sending SIG{sig}", pid=self.info.get("pid"), sig=signame)
+                protocol.signal(signame)
+            try:
+                await _with_timeout(self._reactor, protocol.when_ended(), grace)
+            except defer.TimeoutError:
+                continue
+        if not protocol.ended:
+            await protocol.when_ended()
+        if self._remove_rundir:
+            shutil.rmtree(self.rundir, ignore_errors=True)
+        return protocol.exit_status
+
+
+async def _with_timeout(reactor: Any, d: defer.Deferred, seconds: float) -> Any:
+    d.addTimeout(seconds, reactor)
+    return await d
+
+
+async def _disconnect(control: Any) -> None:
+    if control is None:
+        return
+    try:
+        await defer.maybeDeferred(control.disconnect)
+    except Exception:
+        _log.failure("disconnecting the control client failed")
+
+
+def _check_available() -> None:
+    for module in ("txlibxl.sim.__main__", "txlibxl.sim.control"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            raise SimulatedHostUnavailable(f"the simulated host is not installed: no module {module}")
+
+
+def _scenario_file(scenario: str) -> str:
+    """A scenario file path, or the shipped scenario of that name."""
+    if os.path.isfile(scenario):
+        return os.path.abspath(scenario)
+    if os.sep not in scenario and not scenario.endswith(".json"):
+        shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim", "scenarios", scenario + ".json")
+        if os.path.isfile(shipped):
+            return shipped
+    raise ValueError(f"no such scenario file or shipped scenario: {scenario!r}")
+
+
+def _package_parent() -> str:
+    """The directory holding the ``txlibxl`` package this module came from."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def start_simulated_host(
+    reactor: Optional[Any] = None,
+    rundir: Optional[str] = None,
+    scenario: Optional[str] = None,
+    *,
+    timeout: float = 30.0,
+    log_level: Optional[str] = None,
+    keep_rundir: bool = False,
+) -> defer.Deferred:
+    """
+    Start a simulated host process and connect to its control socket.
+
+    @param reactor: an L{IReactorProcess} and L{IReactorTime} provider (the
+        global reactor by default).
+    @param rundir: the host's run directory.  By default a fresh temporary
+        directory, removed when the host stops (unless C{keep_rundir}).  A
+        directory you give is created if needed and never removed.  Its
+        socket paths must fit in a Unix socket address (107 bytes).
+    @param scenario: a scenario JSON file the host plays from its start,
+        or the name of a shipped one (``"demo"`` for
+        ``txlibxl/sim/scenarios/demo.json``).
+    @param timeout: seconds to wait for the host's ready line; after that
+        it is killed and the Deferred fails with L{SimulatedHostTimeout}.
+    @param log_level: the host's ``--log-level`` (``info`` or ``debug``).
+    @param keep_rundir: keep a temporary run directory after stopping
+        (to look at its logs or ``root``).
+
+    @return: a Deferred firing with a L{SimulatedHost}, or failing with
+        L{SimulatedHostUnavailable} (the simulator is not installed),
+        L{SimulatedHostStartError} (the host exited, or its ``host.json``
+        or control socket was unusable; the host's stderr tail is in the
+        message) or L{SimulatedHostTimeout}.  Cancelling it kills the host.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as _global_reactor
+
+        reactor = _global_reactor
+    if not IReactorProcess.providedBy(reactor) or not IReactorTime.providedBy(reactor):
+        raise TypeError(f"start_simulated_host needs a reactor with processes and time, not {reactor!r}")
+    if scenario is not None:
+        scenario = _scenario_file(scenario)
+    if log_level is not None and log_level not in ("info", "debug"):
+        raise ValueError(f"log_level must be 'info' or 'debug', not {log_level!r}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive, not {timeout!r}")
+    _check_available()
+
+    remove = False
+    if rundir is None:
+        rundir = tempfile.mkdtemp(prefix="txlibxl-sim-")
+        remove = not keep_rundir
+    else:
+        rundir = os.path.abspath(rundir)
+        os.makedirs(rundir, exist_ok=True)
+    if len(os.path.join(rundir, _LONGEST_SOCKET).encode()) > _MAX_SOCKET_PATH:
+        if remove:
+            shutil.rmtree(rundir, ignore_errors=True)
+        raise ValueError(
+            f"run directory {rundir!r} is too long for Unix socket paths "
+            f"(at most {_MAX_SOCKET_PATH - len(_LONGEST_SOCKET) - 1} bytes)"
+        )
+
+    args = [sys.executable, "-m", "txlibxl.sim", "run", "--rundir", rundir]
+    if scenario is not None:
+        args += ["--scenario", scenario]
+    if log_level is not None:
+        args += ["--log-level", log_level]
+    env = dict(os.environ)
+    # Run the same txlibxl as this process, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_package_parent(), env.get("PYTHONPATH")) if p)
+    # The host must not inherit a preloaded shim or a pointer at another host.
+    for name in ("LD_PRELOAD", "XENSTORED_PATH", "TXLIBXL_SIM_HYPERCALL", "TXLIBXL_SIM_ROOT"):
+        env.pop(name, None)
+
+    protocol = _HostProcessProtocol()
+    _log.debug("starting simulated host in {rundir}", rundir=rundir)
+    reactor.spawnProcess(protocol, sys.executable, args, env=env, path=rundir)
+    starting: Dict[str, Any] = {"host": None}
+
+    async def start() -> SimulatedHost:
+        timer = reactor.callLater(timeout, protocol.signal, "KILL")
+        try:
+            path = await protocol.ready
+        except SimulatedHostStartError as e:
+            if not timer.active():
+                raise SimulatedHostTimeout(
+                    f"the simulated host was not ready within {timeout} s and was killed",
+                    protocol.stderr_tail(),
+                    protocol.exit_status,
+                ) from None
+            raise e
+        finally:
+            if timer.active():
+                timer.cancel()
+        try:
+            with open(path, "rb") as f:
+                info = json.load(f)
+            if info.get("version") != HOST_JSON_VERSION:
+                raise ValueError(f"host.json version {info.get('version')!r}, expected {HOST_JSON_VERSION}")
+            for key in ("xenstored", "hypercall", "control", "shim", "root"):
+                if not isinstance(info.get(key), str):
+                    raise ValueError(f"host.json has no {key!r}")
+        except (OSError, ValueError) as e:
+            raise SimulatedHostStartError(f"unusable host.json {path!r}: {e}", protocol.stderr_tail())
+        from txlibxl.sim.control import ControlClient
+
+        try:
+            control = await ControlClient.connect(reactor, info["control"])
+        except Exception as e:
+            raise SimulatedHostStartError(
+                f"cannot connect to the control socket {info['control']!r}: {e}", protocol.stderr_tail()
+            )
+        host = SimulatedHost(reactor, protocol, control, info, rundir, remove)
+        starting["host"] = host
+        _log.info("simulated host {pid} ready in {rundir}", pid=info.get("pid"), rundir=rundir)
+        return host
+
+    async def cleanup_after_failure(failure: Failure) -> Failure:
+        protocol.signal("KILL")
+        await protocol.when_ended()
+        if remove:
+            shutil.rmtree(rundir, ignore_errors=True)
+        return failure
+
+    def cancel(d: defer.Deferred) -> None:
+        inner.cancel()
+
+    inner = defer.Deferred.fromCoroutine(start())
+    inner.addErrback(lambda f: defer.Deferred.fromCoroutine(cleanup_after_failure(f)))
+    outer: defer.Deferred = defer.Deferred(cancel)
+    inner.chainDeferred(outer)
+    return outer
+
+
+# --------------------------------------------------------------------------
+# This process's libxenlight
+
+
+_shim: Optional[ctypes.CDLL] = None
+_shim_path: Optional[str] = None
+_roots: List[str] = []
+
+
+def _mapped_objects() -> str:
+    try:
+        with open("/proc/self/maps") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _libxenlight_loaded() -> bool:
+    try:
+        from txlibxl._libxl import loader  # type: ignore[attr-defined]
+    except ImportError:
+        loader = None
+    if loader is not None and loader.is_loaded():
+        return True
+    return "libxenlight" in _mapped_objects()
+
+
+def _load_libxenlight() -> None:
+    """Load libxenlight (after the shim): through the binding if it exists."""
+    try:
+        from txlibxl._libxl import loader  # type: ignore[attr-defined]
+    except ImportError:
+        loader = None
+    if loader is not None:
+        loader.load()
+        return
+    name = ctypes.util.find_library("xenlight") or "libxenlight.so"
+    try:
+        ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+    except OSError as e:
+        raise SimulatedHostUnavailable(f"cannot load libxenlight ({name}): {e}") from None
+
+
+def _load_shim(path: str) -> ctypes.CDLL:
+    global _shim, _shim_path
+    if _shim is not None:
+        if os.path.realpath(path) != os.path.realpath(_shim_path or ""):
+            raise ShimLoadOrderError(
+                f"this process already loaded the shim {_shim_path!r}; it cannot load a second one ({path!r})"
+            )
+        return _shim
+    if not os.path.isfile(path):
+        raise SimulatedHostUnavailable(f"the simulated host's shim is not built: {path!r}")
+    maps = _mapped_objects()
+    preloaded = os.path.realpath(path) in maps or path in maps
+    if not preloaded and _libxenlight_loaded():
+        raise ShimLoadOrderError(
+            "libxenlight is already loaded in this process without the simulated host's shim "
+            f"({path}), so its xc_* calls would reach the real libxenctrl; call use_simulated_host "
+            "(or start the process with LD_PRELOAD=<shim>) before the first libxl context is opened"
+        )
+    lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    lib.txsim_redirect_paths.argtypes = [ctypes.c_char_p]
+    lib.txsim_redirect_paths.restype = ctypes.c_int
+    lib.txsim_shim_version.argtypes = []
+    lib.txsim_shim_version.restype = ctypes.c_int
+    _shim, _shim_path = lib, path
+    return lib
+
+
+def _redirect(lib: ctypes.CDLL, root: str) -> None:
+    rc = lib.txsim_redirect_paths(os.fsencode(root))
+    if rc != 0:
+        raise SimulatedHostError(f"txsim_redirect_paths({root!r}) failed with {rc}")
+
+
+def use_simulated_host(host: SimulatedHost) -> Callable[[], None]:
+    """
+    Make the real libxenlight in this process talk to C{host}.
+
+    1. Loads the host's shim with ``RTLD_GLOBAL``, once per process, so
+       that libxenlight's ``xc_*`` calls reach the simulated hypervisor.
+       This must happen before libxenlight is loaded: if it already is
+       (without the shim), L{ShimLoadOrderError} (a C{RuntimeError}) is
+       raised and nothing is changed.
+    2. Sets ``XENSTORED_PATH``, ``TXLIBXL_SIM_HYPERCALL`` and
+       ``TXLIBXL_SIM_ROOT`` in C{os.environ} (libxl contexts opened from
+       now on connect to this host).
+    3. Loads libxenlight (through ``txlibxl._libxl.loader`` if the binding
+       is installed, else with ctypes) and redirects its ``/var/run/xen``,
+       ``/run/xen`` and ``/var/lib/xen`` paths under the host's root.  The
+       redirection is process-wide.
+
+    @return: an idempotent callable that restores the environment
+        variables and points the redirection back at the previous host (if
+        any).  The shim stays loaded: it cannot be unloaded.
+    @raise SimulatedHostUnavailable: the shim or libxenlight is missing.
+    """
+    if not isinstance(host, SimulatedHost):
+        raise TypeError(f"use_simulated_host needs a SimulatedHost, not {host!r}")
+    lib = _load_shim(host.shim)
+    new_env = host.environment()
+    saved = {name: os.environ.get(name) for name in new_env}
+    os.environ.update(new_env)
+    try:
+        if not _libxenlight_loaded():
+            _load_libxenlight()
+        root = host.info["root"]
+        _redirect(lib, root)
+    except BaseException:
+        _restore(saved)
+        raise
+    _roots.append(root)
+    undone = []
+
+    def undo() -> None:
+        if undone:
+            return
+        undone.append(True)
+        _restore(saved)
+        try:
+            _roots.remove(root)
+        except ValueError:
+            pass
+        if _roots:
+            _redirect(lib, _roots[-1])
+
+    return undo
+
+
+def _restore(saved: Dict[str, Optional[str]]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+# --------------------------------------------------------------------------
+# Trial
+
+
+class SimulatedHostMixin:
+    """
+    Gives each test a fresh simulated host in ``self.host``.
+
+    Mix into a ``twisted.trial.unittest.TestCase`` (or use
+    L{SimulatedHostTestCase}).  ``setUp`` returns a Deferred that fires once
+    the host is ready and registers its stop as a cleanup, so every test
+    leaves no process behind.  If the simulator is not installed the test
+    is skipped with the reason.
+
+    Class attributes to override:
+
+    @cvar simulatedHostScenario: a scenario file the host plays, or None.
+    @cvar simulatedHostInProcess: also call L{use_simulated_host} so that
+        libxenlight in the test process (a ``txlibxl.context.Context``)
+        talks to the host; undone in cleanup.  True by default; set it to
+        False for tests that only drive separate processes (then the test
+        process never loads libxenlight).  If the shim or libxenlight is
+        missing the test is skipped with the reason.
+    @cvar simulatedHostTimeout: seconds to wait for the host to be ready.
+    """
+
+    simulatedHostScenario: Optional[str] = None
+    simulatedHostInProcess: bool = True
+    simulatedHostTimeout: float = 30.0
+    host: SimulatedHost
+
+    def setUp(self) -> Awaitable[None]:  # type: ignore[override]
+        result = super().setUp()  # type: ignore[misc]
+
+        async def start() -> None:
+            if result is not None:
+                await result
+            try:
+                host = await start_simulated_host(
+                    scenario=self.simulatedHostScenario, timeout=self.simulatedHostTimeout
+                )
+            except SimulatedHostUnavailable as e:
+                raise unittest.SkipTest(str(e))
+            self.host = host
+            self.addCleanup(host.stop)  # type: ignore[attr-defined]
+            if self.simulatedHostInProcess:
+                try:
+                    undo = use_simulated_host(host)
+                except SimulatedHostUnavailable as e:
+                    raise unittest.SkipTest(str(e))
+                self.addCleanup(undo)  # type: ignore[attr-defined]
+
+        return defer.Deferred.fromCoroutine(start())
+
+
+class SimulatedHostTestCase(SimulatedHostMixin, unittest.TestCase):
+    """A trial TestCase whose every test has a fresh simulated host in ``self.host``."""

@@ -603,7 +603,7 @@ def _load_shim(path: str) -> ctypes.CDLL:
             f"({path}), so its xc_* calls would reach the real libxenctrl; call use_simulated_host "
             "(or start the process with LD_PRELOAD=<shim>) before the first libxl context is opened"
         )
-    lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL, use_errno=True)
     lib.txsim_redirect_paths.argtypes = [ctypes.c_char_p]
     lib.txsim_redirect_paths.restype = ctypes.c_int
     lib.txsim_shim_version.argtypes = []
@@ -615,7 +615,8 @@ def _load_shim(path: str) -> ctypes.CDLL:
 def _redirect(lib: ctypes.CDLL, root: str) -> None:
     rc = lib.txsim_redirect_paths(os.fsencode(root))
     if rc != 0:
-        raise SimulatedHostError(f"txsim_redirect_paths({root!r}) failed with {rc}")
+        err = ctypes.get_errno()
+        raise SimulatedHostError(f"txsim_redirect_paths({root!r}) failed: {os.strerror(err)} (errno {err})")
 
 
 def use_simulated_host(host: SimulatedHost) -> Callable[[], None]:

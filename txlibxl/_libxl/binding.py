@@ -1,0 +1,1258 @@
+"""
+One ``libxl_ctx`` and every C thing it needs: :class:`Ctx`.
+
+This is the only module in txlibxl that touches cffi objects or C memory.
+It knows no reactor: libxl's osevent hooks become calls on an
+:class:`~txlibxl.interfaces.IOSEventHooks` provider, libxl's children are
+reported to an :class:`~txlibxl.interfaces.IChildWatcher`, and :class:`Ctx`
+itself is the way back into libxl (:class:`~txlibxl.interfaces.IOSEventSink`
+and :class:`~txlibxl.interfaces.IChildSink`).
+
+Rules kept here, once, for every caller:
+
+* Every libxl return code is checked and raised as the typed
+  :class:`~txlibxl.errors.LibxlError` for its code, carrying the code and
+  the C call's name.  Bad input (a domid that is not an ordinary domain's,
+  an empty vdev, a non-``str`` name...) raises
+  :class:`~txlibxl.errors.InvalidArgument` before C is called.
+* Calls libxl forbids are refused with a typed error before reaching C
+  (libxl would fail an assertion and abort the process): any call after
+  :meth:`Ctx.free` (:class:`~txlibxl.errors.ContextClosed`); any call from
+  inside an osevent hook, the disaster, fork, log or predicate callbacks
+  (:class:`~txlibxl.errors.ReentrantCall`); freeing with operations in
+  flight, registering the hooks twice or late
+  (:class:`~txlibxl.errors.ContextStateError`).
+* Callbacks never let an exception through to C: a failing
+  ``*_register``/``*_modify`` hook is logged and returns
+  ``ERROR_OSEVENT_REG_FAIL`` (never 0); other failures are logged.
+* Events are copied into :class:`RawEvent` and ``libxl_event_free``'d
+  before Python code sees them; ``libxl_dominfo`` is disposed after being
+  copied into :class:`DomainInfoRaw`.
+
+Ownership (what libxl keeps pointers to, kept alive by the :class:`Ctx`
+until :meth:`Ctx.free` returns, and by a module registry of live contexts
+so that a forgotten, unfreed context never leaves libxl with dangling
+pointers): the ``ffi.new_handle(ctx)`` user pointer given to every hook,
+the logger, the ``libxl_event_hooks`` struct.  The osevent and childproc
+hook structs are static C data.
+
+cffi releases the GIL around every libxl call; callbacks take it back, on
+whatever thread libxl calls them.
+"""
+from __future__ import annotations
+
+import itertools
+import select
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+import attr
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .. import errors
+from ..interfaces import IChildSink, IOSEventSink
+from . import loader
+
+__all__ = [
+    "Ctx",
+    "RawEvent",
+    "DomainInfoRaw",
+    "event_mask",
+    "EVENTMASK_ALL",
+    "EVENT_DOMAIN_SHUTDOWN",
+    "EVENT_DOMAIN_DEATH",
+    "EVENT_DISK_EJECT",
+    "EVENT_OPERATION_COMPLETE",
+    "EVENT_DOMAIN_CREATE_CONSOLE_AVAILABLE",
+    "XTL_DEBUG",
+    "XTL_VERBOSE",
+    "XTL_DETAIL",
+    "XTL_PROGRESS",
+    "XTL_INFO",
+    "XTL_NOTICE",
+    "XTL_WARN",
+    "XTL_ERROR",
+    "XTL_CRITICAL",
+    "POLLIN",
+    "POLLPRI",
+    "POLLOUT",
+    "POLLERR",
+    "POLLHUP",
+    "POLLNVAL",
+    "DOMID_FIRST_RESERVED",
+]
+
+_log = Logger()
+
+# libxl_event_type (libxl_types.idl).  Bit N of an event mask stands for
+# type N: a mask is ``1 << type``, never ``type``.
+EVENT_DOMAIN_SHUTDOWN = 1
+EVENT_DOMAIN_DEATH = 2
+EVENT_DISK_EJECT = 3
+EVENT_OPERATION_COMPLETE = 4
+EVENT_DOMAIN_CREATE_CONSOLE_AVAILABLE = 5
+
+#: ``LIBXL_EVENTMASK_ALL``: every event type.
+EVENTMASK_ALL = (1 << 64) - 1
+
+# xentoollog_level (xentoollog.h).
+XTL_DEBUG = 1
+XTL_VERBOSE = 2
+XTL_DETAIL = 3
+XTL_PROGRESS = 4
+XTL_INFO = 5
+XTL_NOTICE = 6
+XTL_WARN = 7
+XTL_ERROR = 8
+XTL_CRITICAL = 9
+_XTL_NUM_LEVELS = 10
+
+# poll(2) bits, as libxl uses them.
+POLLIN = select.POLLIN
+POLLPRI = select.POLLPRI
+POLLOUT = select.POLLOUT
+POLLERR = select.POLLERR
+POLLHUP = select.POLLHUP
+POLLNVAL = select.POLLNVAL
+
+#: Domain ids at and above this are Xen's reserved ids, never a domain's.
+DOMID_FIRST_RESERVED = 0x7FF0
+
+_UINT64_LIMIT = 1 << 64
+_SHORT_LIMIT = 1 << 15
+_DOMAIN_TYPES = {1: "hvm", 2: "pv", 3: "pvh"}  # LIBXL_DOMAIN_TYPE_*
+
+
+def event_mask(*types: int) -> int:
+    """
+    The event mask selecting the event types C{types} (bit N for type N).
+    """
+    mask = 0
+    for kind in types:
+        if isinstance(kind, bool) or not isinstance(kind, int) or not 0 <= kind < 64:
+            raise errors.InvalidArgument(call="event_mask", message=f"bad event type {kind!r}")
+        mask |= 1 << kind
+    return mask
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class RawEvent:
+    """
+    A ``libxl_event``, copied out of C (the C event is freed at once).
+
+    Only the fields of the event's own type are set; the others are
+    ``None``.  ``disk`` has the keys ``backend_domid``, ``backend_domname``,
+    ``pdev_path``, ``vdev``, ``backend``, ``format`` (the last two as
+    libxl's names, e.g. ``"phy"``, ``"raw"``), ``script``, ``removable``,
+    ``readwrite``, ``is_cdrom``.
+    """
+
+    type: int
+    domid: int
+    uuid: str
+    for_user: int
+    shutdown_reason: Optional[int] = None
+    vdev: Optional[str] = None
+    disk: Optional[Dict[str, Any]] = attr.ib(default=None, hash=False)
+    rc: Optional[int] = None
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class DomainInfoRaw:
+    """
+    A ``libxl_dominfo``, copied out of C, plus the domain's name.
+
+    ``type`` is ``"pv"``, ``"pvh"``, ``"hvm"`` or ``"unknown"``;
+    ``shutdown_reason`` is set only when ``shutdown`` is.  Memory sizes are
+    in KiB, ``cpu_time`` in nanoseconds.
+    """
+
+    domid: int
+    uuid: str
+    name: Optional[str]
+    type: str
+    running: bool
+    blocked: bool
+    paused: bool
+    shutdown: bool
+    dying: bool
+    never_stop: bool
+    shutdown_reason: Optional[int]
+    current_memkb: int
+    shared_memkb: int
+    outstanding_memkb: int
+    paged_memkb: int
+    max_memkb: int
+    cpu_time: int
+    vcpu_max_id: int
+    vcpu_online: int
+    cpupool: int
+    ssidref: int
+    ssid_label: Optional[str]
+
+
+class _EventGenerator:
+    """
+    The opaque handle of one enabled libxl event generator; pass it back to
+    the matching ``evdisable_*`` once.
+    """
+
+    __slots__ = ("ctx", "kind", "pointer", "user", "__weakref__")
+
+    def __init__(self, ctx: "Ctx", kind: str, pointer: Any, user: int) -> None:
+        self.ctx = ctx
+        self.kind = kind
+        self.pointer = pointer
+        self.user = user
+
+    def __repr__(self) -> str:
+        state = "enabled" if self.pointer is not None else "disabled"
+        return f"<libxl {self.kind} generator user={self.user} {state}>"
+
+
+# ---------------------------------------------------------------------------
+# Module state: the compiled module, live contexts, the reentrancy guard.
+
+_ffi: Any = None
+_lib: Any = None
+_install_lock = threading.Lock()
+
+#: Live contexts by ``libxl_ctx`` address: the ao completion callback gets
+#: only the ctx pointer, and a context that is never freed must keep what
+#: libxl points to alive.
+_live: Dict[int, "Ctx"] = {}
+
+_tls = threading.local()
+
+
+class _Forbidden:
+    """
+    Marks this thread as running inside a callback from which libxl must
+    not be called.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        _tls.depth = getattr(_tls, "depth", 0) + 1
+
+    def __exit__(self, *exc: Any) -> None:
+        _tls.depth -= 1
+
+
+_forbidden = _Forbidden()
+
+
+def _in_forbidden() -> bool:
+    return getattr(_tls, "depth", 0) > 0
+
+
+def _native() -> Tuple[Any, Any]:
+    """
+    The compiled binding, loading it and installing the callbacks on first
+    use.
+    """
+    global _ffi, _lib
+    if _lib is not None:
+        return _ffi, _lib
+    with _install_lock:
+        if _lib is None:
+            ffi, lib = loader.load()
+            _install_callbacks(ffi)
+            _ffi = ffi
+            _lib = lib
+    return _ffi, _lib
+
+
+def _onerror(exc_type: Any, exc_value: Any, tb: Any) -> None:
+    """
+    Last resort for an exception escaping a callback (the callbacks catch
+    their own): log it; cffi then returns the declared error value.
+    """
+    try:
+        _log.failure("exception in a libxl callback", Failure(exc_value, exc_type, tb))
+    except BaseException:  # pragma: no cover - the logger itself failed
+        pass
+
+
+def _install_callbacks(ffi: Any) -> None:
+    reg_fail = errors.ERROR_OSEVENT_REG_FAIL
+    ffi.def_extern("txl_py_log", onerror=_onerror)(_py_log)
+    ffi.def_extern("txl_py_fd_register", error=reg_fail, onerror=_onerror)(_py_fd_register)
+    ffi.def_extern("txl_py_fd_modify", error=reg_fail, onerror=_onerror)(_py_fd_modify)
+    ffi.def_extern("txl_py_fd_deregister", onerror=_onerror)(_py_fd_deregister)
+    ffi.def_extern("txl_py_timeout_register", error=reg_fail, onerror=_onerror)(
+        _py_timeout_register
+    )
+    ffi.def_extern("txl_py_timeout_modify", error=reg_fail, onerror=_onerror)(_py_timeout_modify)
+    ffi.def_extern("txl_py_timeout_deregister", onerror=_onerror)(_py_timeout_deregister)
+    ffi.def_extern("txl_py_event_occurs", onerror=_onerror)(_py_event_occurs)
+    ffi.def_extern("txl_py_disaster", onerror=_onerror)(_py_disaster)
+    ffi.def_extern("txl_py_child_forked", onerror=_onerror)(_py_child_forked)
+    ffi.def_extern("txl_py_ao_complete", onerror=_onerror)(_py_ao_complete)
+    ffi.def_extern("txl_py_event_predicate", error=0, onerror=_onerror)(_py_event_predicate)
+
+
+# The extern "Python" functions: find the Ctx, let it do the work.
+
+
+def _py_log(user: Any, level: int, text: Any) -> None:
+    _ffi.from_handle(user)._libxl_logged(level, text)
+
+
+def _py_fd_register(user: Any, fd: int, out: Any, events: int, for_libxl: Any) -> int:
+    return _ffi.from_handle(user)._hook_fd_register(fd, out, events, for_libxl)
+
+
+def _py_fd_modify(user: Any, fd: int, update: Any, events: int) -> int:
+    return _ffi.from_handle(user)._hook_fd_modify(fd, update, events)
+
+
+def _py_fd_deregister(user: Any, fd: int, registration: Any) -> None:
+    _ffi.from_handle(user)._hook_fd_deregister(fd, registration)
+
+
+def _py_timeout_register(user: Any, out: Any, deadline: float, for_libxl: Any) -> int:
+    return _ffi.from_handle(user)._hook_timeout_register(out, deadline, for_libxl)
+
+
+def _py_timeout_modify(user: Any, update: Any, deadline: float, asap: int) -> int:
+    return _ffi.from_handle(user)._hook_timeout_modify(update, None if asap else deadline)
+
+
+def _py_timeout_deregister(user: Any, registration: Any) -> None:
+    _ffi.from_handle(user)._hook_timeout_deregister(registration)
+
+
+def _py_event_occurs(user: Any, event: Any) -> None:
+    _ffi.from_handle(user)._event_occurred(event)
+
+
+def _py_disaster(user: Any, kind: int, msg: Any, errnoval: int) -> None:
+    _ffi.from_handle(user)._disaster_occurred(kind, msg, errnoval)
+
+
+def _py_child_forked(user: Any, pid: int) -> None:
+    _ffi.from_handle(user)._child_forked(pid)
+
+
+def _py_ao_complete(ctx_pointer: Any, rc: int, for_callback: Any) -> None:
+    ctx = _live.get(int(_ffi.cast("uintptr_t", ctx_pointer)))
+    op_id = int(_ffi.cast("uintptr_t", for_callback))
+    if ctx is None:
+        _log.error("libxl completed operation {op_id} of an unknown context", op_id=op_id)
+        return
+    ctx._op_completed(op_id, rc)
+
+
+def _py_event_predicate(event: Any, user: Any) -> int:
+    predicate = _ffi.from_handle(user)
+    with _forbidden:
+        try:
+            return 1 if predicate(_read_event(event)) else 0
+        except Exception:
+            _log.failure("an event_check predicate raised; the event does not match")
+            return 0
+
+
+# ---------------------------------------------------------------------------
+# Copying out of C.
+
+
+def _string(pointer: Any) -> Optional[str]:
+    if pointer == _ffi.NULL:
+        return None
+    return _ffi.string(pointer).decode("utf-8", "replace")
+
+
+def _read_event(event: Any) -> RawEvent:
+    fields = _ffi.new("struct txl_event_fields *")
+    _lib.txl_event_read(event, fields)
+    kind = fields.type
+    disk = None
+    if fields.has_disk:
+        disk = {
+            "backend_domid": fields.disk_backend_domid,
+            "backend_domname": _string(fields.disk_backend_domname),
+            "pdev_path": _string(fields.disk_pdev_path),
+            "vdev": _string(fields.disk_vdev),
+            "backend": _string(fields.disk_backend),
+            "format": _string(fields.disk_format),
+            "script": _string(fields.disk_script),
+            "removable": fields.disk_removable,
+            "readwrite": fields.disk_readwrite,
+            "is_cdrom": fields.disk_is_cdrom,
+        }
+    return RawEvent(
+        type=kind,
+        domid=fields.domid,
+        uuid=_ffi.string(fields.uuid).decode("ascii"),
+        for_user=fields.for_user,
+        shutdown_reason=fields.shutdown_reason if kind == EVENT_DOMAIN_SHUTDOWN else None,
+        vdev=_string(fields.vdev) if kind == EVENT_DISK_EJECT else None,
+        disk=disk,
+        rc=fields.rc if kind == EVENT_OPERATION_COMPLETE else None,
+    )
+
+
+def _uuid(uuid: Any) -> str:
+    buf = _ffi.new("char[40]")
+    _lib.txl_uuid_format(_ffi.addressof(uuid), buf)
+    return _ffi.string(buf).decode("ascii")
+
+
+def _read_dominfo(info: Any, name: Optional[str]) -> DomainInfoRaw:
+    shutdown = bool(info.shutdown)
+    return DomainInfoRaw(
+        domid=info.domid,
+        uuid=_uuid(info.uuid),
+        name=name,
+        type=_DOMAIN_TYPES.get(info.domain_type, "unknown"),
+        running=bool(info.running),
+        blocked=bool(info.blocked),
+        paused=bool(info.paused),
+        shutdown=shutdown,
+        dying=bool(info.dying),
+        never_stop=bool(info.never_stop),
+        shutdown_reason=int(info.shutdown_reason) if shutdown else None,
+        current_memkb=info.current_memkb,
+        shared_memkb=info.shared_memkb,
+        outstanding_memkb=info.outstanding_memkb,
+        paged_memkb=info.paged_memkb,
+        max_memkb=info.max_memkb,
+        cpu_time=info.cpu_time,
+        vcpu_max_id=info.vcpu_max_id,
+        vcpu_online=info.vcpu_online,
+        cpupool=info.cpupool,
+        ssidref=info.ssidref,
+        ssid_label=_string(info.ssid_label),
+    )
+
+
+def _now_timeval(now: Optional[float]) -> Tuple[int, int]:
+    if now is None:
+        now = time.time()
+    sec, usec = divmod(int(round(now * 1e6)), 1000000)
+    return sec, usec
+
+
+# ---------------------------------------------------------------------------
+# Argument checks: typed errors before C is called.
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_domid(call: str, domid: Any) -> int:
+    if not _is_int(domid) or not 0 <= domid < DOMID_FIRST_RESERVED:
+        raise errors.InvalidArgument(
+            call=call,
+            message=f"domid must be an int from 0 to {DOMID_FIRST_RESERVED - 1}, not {domid!r}",
+        )
+    return domid
+
+
+def _check_uint64(call: str, what: str, value: Any, minimum: int = 0) -> int:
+    if not _is_int(value) or not minimum <= value < _UINT64_LIMIT:
+        raise errors.InvalidArgument(
+            call=call, message=f"{what} must be an int from {minimum} to 2**64-1, not {value!r}"
+        )
+    return value
+
+
+def _check_c_int(call: str, what: str, value: Any, low: int, high: int) -> int:
+    if not _is_int(value) or not low <= value < high:
+        raise errors.InvalidArgument(
+            call=call, message=f"{what} must be an int from {low} to {high - 1}, not {value!r}"
+        )
+    return value
+
+
+def _check_text(call: str, what: str, value: Any) -> bytes:
+    if not isinstance(value, str) or not value:
+        raise errors.InvalidArgument(
+            call=call, message=f"{what} must be a non-empty str, not {value!r}"
+        )
+    if "\0" in value:
+        raise errors.InvalidArgument(call=call, message=f"{what} must not contain NUL: {value!r}")
+    return value.encode("utf-8")
+
+
+def _check_callable(call: str, what: str, value: Any) -> None:
+    if not callable(value):
+        raise errors.InvalidArgument(call=call, message=f"{what} must be callable, not {value!r}")
+
+
+def _check_provides(call: str, what: str, value: Any, methods: Sequence[str]) -> None:
+    missing = [m for m in methods if not callable(getattr(value, m, None))]
+    if missing:
+        raise errors.InvalidArgument(
+            call=call, message=f"{what} {value!r} lacks {', '.join(missing)}"
+        )
+
+
+_OSEVENT_HOOK_METHODS = (
+    "fd_register",
+    "fd_modify",
+    "fd_deregister",
+    "timeout_register",
+    "timeout_modify",
+    "timeout_deregister",
+)
+
+
+def _ignore_event(raw: RawEvent) -> None:
+    _log.warn("libxl event of type {type} with no handler, dropped", type=raw.type)
+
+
+def _log_disaster(kind: int, message: str, errnoval: int) -> None:
+    _log.critical("{disaster}", disaster=errors.LibxlDisaster(kind, message, errnoval))
+
+
+def _drop_completion(op_id: int, rc: int) -> None:  # pragma: no cover - ops need a handler
+    _log.error("libxl operation {op_id} completed with {rc} and no handler", op_id=op_id, rc=rc)
+
+
+# ---------------------------------------------------------------------------
+
+
+@implementer(IOSEventSink, IChildSink)
+class Ctx:
+    """
+    One ``libxl_ctx``.  Make it with :meth:`alloc`; end it with :meth:`free`.
+
+    Setup order (each at most once, before any watch or operation):
+    :meth:`register_osevent_hooks`, :meth:`set_childproc_mainloop`,
+    :meth:`register_event_callbacks`, :meth:`set_ao_completion`.  Until
+    :meth:`register_event_callbacks` is called libxl queues events for
+    :meth:`event_check`; its disaster callback is installed from the start
+    (logging at critical level), so libxl never calls ``exit(-1)``.
+
+    A context may be used from several threads, but :meth:`free` must not
+    race any other call.
+    """
+
+    def __init__(self) -> None:
+        raise TypeError("use Ctx.alloc(log) to make a libxl context")
+
+    @classmethod
+    def alloc(cls, log: Callable[[int, str], None], min_level: int = XTL_INFO) -> "Ctx":
+        """
+        ``libxl_ctx_alloc``: a new context whose xentoollog messages (and
+        progress reports) of level C{min_level} and above go to
+        C{log(level, text)}.  Messages below C{min_level} are dropped in C
+        before they are formatted.
+
+        C{log} is called from inside libxl (on any thread libxl runs on,
+        with libxl's lock held): it must not call libxl.
+
+        :raises txlibxl.errors.LibxlError: libxl could not make the
+            context (no Xen, no xenstored, no permission...).
+        :raises txlibxl.loader.BindingUnavailable: the binding is not built.
+        """
+        _check_callable("libxl_ctx_alloc", "log", log)
+        _check_c_int("libxl_ctx_alloc", "min_level", min_level, XTL_DEBUG, _XTL_NUM_LEVELS + 1)
+        ffi, lib = _native()
+        self = cls.__new__(cls)
+        self._log_to = log
+        self._closed = False
+        self._handle = ffi.new_handle(self)
+        self._registrations: Dict[int, Any] = {}
+        self._registration_ids = itertools.count(1)
+        self._hooks: Any = None
+        self._watcher: Any = None
+        self._on_event: Callable[[RawEvent], None] = _ignore_event
+        self._on_disaster: Callable[[int, str, int], None] = _log_disaster
+        self._on_complete: Optional[Callable[[int, int], None]] = None
+        self._event_hooks = ffi.new("libxl_event_hooks *")
+        self._generators: Set[_EventGenerator] = set()
+        self._ops: Set[int] = set()
+        self._libxl_busy = False  # fds/timeouts/children may exist in libxl
+        self.disaster: Optional[errors.LibxlDisaster] = None
+
+        logger = lib.txl_logger_new(self._handle, min_level)
+        if logger == ffi.NULL:
+            raise errors.from_code(errors.ERROR_NOMEM, "libxl_ctx_alloc", "no memory for the logger")
+        pctx = ffi.new("libxl_ctx **")
+        rc = lib.txl_ctx_alloc(pctx, logger)
+        if rc:
+            lib.txl_logger_free(logger)
+            raise errors.from_code(rc, "libxl_ctx_alloc")
+        self._logger = logger
+        self._ctx = pctx[0]
+        self.address = int(ffi.cast("uintptr_t", self._ctx))
+        _live[self.address] = self
+        # The disaster callback, from the start; events stay queued.
+        lib.txl_register_event_callbacks(self._ctx, self._event_hooks, 0, self._handle)
+        return self
+
+    # -- state -----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """
+        Whether :meth:`free` has been called.
+        """
+        return self._closed
+
+    @property
+    def operations_in_flight(self) -> frozenset:
+        """
+        The op_ids of the asynchronous operations libxl has not completed.
+        """
+        return frozenset(self._ops)
+
+    @property
+    def generators_enabled(self) -> int:
+        """
+        The number of event generators enabled and not yet disabled.
+        """
+        return len(self._generators)
+
+    def _enter(self, call: str) -> Any:
+        if self._closed:
+            raise errors.ContextClosed(f"{call}: the libxl context has been freed")
+        if _in_forbidden():
+            raise errors.ReentrantCall(
+                f"{call}: libxl may not be called from inside an osevent hook or the "
+                "disaster, fork, log or predicate callbacks"
+            )
+        return self._ctx
+
+    def set_log_level(self, min_level: int) -> None:
+        """
+        Pass on libxl's messages of level C{min_level} and above from now on.
+        """
+        _check_c_int("set_log_level", "min_level", min_level, XTL_DEBUG, _XTL_NUM_LEVELS + 1)
+        self._enter("set_log_level")
+        _lib.txl_logger_set_min_level(self._logger, min_level)
+
+    # -- setup -----------------------------------------------------------
+
+    def register_osevent_hooks(self, hooks: Any) -> None:
+        """
+        ``libxl_osevent_register_hooks``: libxl's fds and timeouts are
+        watched by C{hooks} (an :class:`~txlibxl.interfaces.IOSEventHooks`)
+        from now on.  Once per context, before any watch or operation.
+        """
+        call = "libxl_osevent_register_hooks"
+        _check_provides(call, "hooks", hooks, _OSEVENT_HOOK_METHODS)
+        ctx = self._enter(call)
+        if self._hooks is not None:
+            raise errors.ContextStateError(f"{call}: the hooks are registered already")
+        if self._libxl_busy:
+            raise errors.ContextStateError(
+                f"{call}: libxl may already have fds or timeouts; register the hooks first"
+            )
+        self._hooks = hooks
+        _lib.txl_register_osevent_hooks(ctx, self._handle)
+
+    def set_childproc_mainloop(self, watcher: Any) -> None:
+        """
+        ``libxl_childproc_setmode(libxl_sigchld_owner_mainloop)``: libxl
+        forks with a C ``fork()`` and reports each child's pid, in the
+        parent, to C{watcher.child_forked(pid)} (an
+        :class:`~txlibxl.interfaces.IChildWatcher`); the application reaps
+        and calls :meth:`child_reaped` or :meth:`sigchld_occurred`.  Once,
+        before any watch or operation.
+        """
+        call = "libxl_childproc_setmode"
+        _check_provides(call, "watcher", watcher, ("child_forked",))
+        ctx = self._enter(call)
+        if self._watcher is not None:
+            raise errors.ContextStateError(f"{call}: the child watcher is set already")
+        if self._libxl_busy:
+            raise errors.ContextStateError(
+                f"{call}: libxl may already have children; set the mode first"
+            )
+        self._watcher = watcher
+        _lib.txl_set_childproc_mainloop(ctx, self._handle)
+
+    def register_event_callbacks(
+        self,
+        on_event: Callable[[RawEvent], None],
+        on_disaster: Callable[[int, str, int], None],
+        mask: int = EVENTMASK_ALL,
+    ) -> None:
+        """
+        ``libxl_event_register_callbacks``: events whose type's bit is set
+        in C{mask} (bit N for type N; default: all) are copied, freed and
+        handed to C{on_event(raw_event)}; the others stay queued for
+        :meth:`event_check`.  libxl's disasters go to
+        C{on_disaster(type, message, errnoval)}, which must not call libxl.
+
+        Both are called from inside libxl, on any thread that calls libxl.
+        libxl allows this only while no event generator is enabled.
+        """
+        call = "libxl_event_register_callbacks"
+        _check_callable(call, "on_event", on_event)
+        _check_callable(call, "on_disaster", on_disaster)
+        _check_uint64(call, "mask", mask)
+        ctx = self._enter(call)
+        if self._generators:
+            raise errors.ContextStateError(
+                f"{call}: libxl forbids this while event generators are enabled"
+            )
+        self._on_event = on_event
+        self._on_disaster = on_disaster
+        _lib.txl_register_event_callbacks(ctx, self._event_hooks, mask, self._handle)
+
+    def set_ao_completion(self, on_complete: Callable[[int, int], None]) -> None:
+        """
+        Asynchronous operations report their end to
+        C{on_complete(op_id, rc)} (from inside libxl, possibly before the
+        initiating call returns, on any thread that calls libxl).
+        """
+        _check_callable("set_ao_completion", "on_complete", on_complete)
+        self._enter("set_ao_completion")
+        self._on_complete = on_complete
+
+    # -- hooks (called by libxl through C) ---------------------------------
+
+    def _store(self, registration: Any) -> Any:
+        rid = next(self._registration_ids)
+        self._registrations[rid] = registration
+        return _ffi.cast("void *", rid)
+
+    def _hook_fd_register(self, fd: int, out: Any, events: int, for_libxl: Any) -> int:
+        token = int(_ffi.cast("uintptr_t", for_libxl))
+        with _forbidden:
+            try:
+                registration = self._hooks.fd_register(fd, events, token)
+                if registration is None:
+                    raise TypeError("fd_register returned None")
+            except Exception:
+                _log.failure("osevent hook fd_register(fd={fd}, events={events:#x}) failed",
+                             fd=fd, events=events)
+                return errors.ERROR_OSEVENT_REG_FAIL
+        out[0] = self._store(registration)
+        return 0
+
+    def _hook_fd_modify(self, fd: int, update: Any, events: int) -> int:
+        rid = int(_ffi.cast("uintptr_t", update[0]))
+        with _forbidden:
+            try:
+                registration = self._registrations[rid]
+                new = self._hooks.fd_modify(fd, registration, events)
+                if new is None:
+                    raise TypeError("fd_modify returned None")
+            except Exception:
+                _log.failure("osevent hook fd_modify(fd={fd}, events={events:#x}) failed",
+                             fd=fd, events=events)
+                return errors.ERROR_OSEVENT_REG_FAIL
+        self._registrations[rid] = new
+        return 0
+
+    def _hook_fd_deregister(self, fd: int, pointer: Any) -> None:
+        registration = self._registrations.pop(int(_ffi.cast("uintptr_t", pointer)), None)
+        if registration is None:
+            _log.error("libxl deregistered an unknown fd registration (fd {fd})", fd=fd)
+            return
+        with _forbidden:
+            try:
+                self._hooks.fd_deregister(fd, registration)
+            except Exception:
+                _log.failure("osevent hook fd_deregister(fd={fd}) failed", fd=fd)
+
+    def _hook_timeout_register(self, out: Any, deadline: float, for_libxl: Any) -> int:
+        token = int(_ffi.cast("uintptr_t", for_libxl))
+        with _forbidden:
+            try:
+                registration = self._hooks.timeout_register(deadline, token)
+                if registration is None:
+                    raise TypeError("timeout_register returned None")
+            except Exception:
+                _log.failure("osevent hook timeout_register failed")
+                return errors.ERROR_OSEVENT_REG_FAIL
+        out[0] = self._store(registration)
+        return 0
+
+    def _hook_timeout_modify(self, update: Any, deadline: Optional[float]) -> int:
+        rid = int(_ffi.cast("uintptr_t", update[0]))
+        with _forbidden:
+            try:
+                registration = self._registrations[rid]
+                new = self._hooks.timeout_modify(registration, deadline)
+                if new is None:
+                    raise TypeError("timeout_modify returned None")
+            except Exception:
+                _log.failure("osevent hook timeout_modify failed")
+                return errors.ERROR_OSEVENT_REG_FAIL
+        self._registrations[rid] = new
+        return 0
+
+    def _hook_timeout_deregister(self, pointer: Any) -> None:
+        registration = self._registrations.pop(int(_ffi.cast("uintptr_t", pointer)), None)
+        if registration is None:
+            _log.error("libxl deregistered an unknown timeout registration")
+            return
+        with _forbidden:
+            try:
+                self._hooks.timeout_deregister(registration)
+            except Exception:
+                _log.failure("osevent hook timeout_deregister failed")
+
+    @property
+    def osevent_registrations(self) -> int:
+        """
+        The number of fd and timeout registrations libxl holds through the
+        hooks.  A timeout stays registered until :meth:`occurred_timeout`
+        (libxl's ``timeout_modify`` "as soon as possible" does not end it).
+        """
+        return len(self._registrations)
+
+    # -- callbacks (called by libxl through C) -----------------------------
+
+    def _libxl_logged(self, level: int, text: Any) -> None:
+        message = _ffi.string(text).decode("utf-8", "replace")
+        with _forbidden:
+            try:
+                self._log_to(level, message)
+            except Exception:
+                _log.failure("the libxl log callback failed")
+
+    def _event_occurred(self, event: Any) -> None:
+        try:
+            raw = _read_event(event)
+        finally:
+            _lib.libxl_event_free(self._ctx, event)
+        try:
+            self._on_event(raw)
+        except Exception:
+            _log.failure("the libxl event callback failed on {raw}", raw=raw)
+
+    def _disaster_occurred(self, kind: int, msg: Any, errnoval: int) -> None:
+        message = _ffi.string(msg).decode("utf-8", "replace")
+        self.disaster = errors.LibxlDisaster(kind, message, errnoval)
+        with _forbidden:
+            try:
+                self._on_disaster(kind, message, errnoval)
+            except Exception:
+                _log.failure("the libxl disaster callback failed")
+
+    def _child_forked(self, pid: int) -> None:
+        with _forbidden:
+            try:
+                self._watcher.child_forked(pid)
+            except Exception:
+                _log.failure("child watcher failed on libxl's child {pid}", pid=pid)
+
+    def _op_completed(self, op_id: int, rc: int) -> None:
+        self._ops.discard(op_id)
+        handler = self._on_complete or _drop_completion
+        try:
+            handler(op_id, rc)
+        except Exception:
+            _log.failure("the libxl completion callback failed (op {op_id})", op_id=op_id)
+
+    # -- IOSEventSink / IChildSink -----------------------------------------
+
+    def occurred_fd(self, token: int, fd: int, events: int, revents: int) -> None:
+        """
+        ``libxl_osevent_occurred_fd``: C{fd}, registered for C{token}, is
+        ready with C{revents}.  Never from inside a hook.
+        """
+        call = "libxl_osevent_occurred_fd"
+        _check_uint64(call, "token", token, 1)
+        _check_c_int(call, "fd", fd, 0, 1 << 31)
+        _check_c_int(call, "events", events, 0, _SHORT_LIMIT)
+        _check_c_int(call, "revents", revents, 0, _SHORT_LIMIT)
+        ctx = self._enter(call)
+        _lib.libxl_osevent_occurred_fd(ctx, _ffi.cast("void *", token), fd, events, revents)
+
+    def occurred_timeout(self, token: int) -> None:
+        """
+        ``libxl_osevent_occurred_timeout``: the timeout registered for
+        C{token} fired.  Exactly once per registration; never from inside
+        a hook.
+        """
+        call = "libxl_osevent_occurred_timeout"
+        _check_uint64(call, "token", token, 1)
+        ctx = self._enter(call)
+        _lib.libxl_osevent_occurred_timeout(ctx, _ffi.cast("void *", token))
+
+    def child_reaped(self, pid: int, status: int) -> None:
+        """
+        ``libxl_childproc_reaped``: libxl's child C{pid} exited with wait
+        status C{status}.
+
+        :raises txlibxl.errors.UnknownChild: C{pid} is not libxl's.
+        """
+        call = "libxl_childproc_reaped"
+        _check_c_int(call, "pid", pid, 1, 1 << 31)
+        _check_c_int(call, "status", status, -(1 << 31), 1 << 31)
+        ctx = self._enter(call)
+        rc = _lib.libxl_childproc_reaped(ctx, pid, status)
+        if rc:
+            raise errors.from_code(rc, call)
+
+    def sigchld_occurred(self) -> None:
+        """
+        ``libxl_childproc_sigchld_occurred``: some child may have exited;
+        libxl reaps its own with ``waitpid(pid, WNOHANG)``.
+        """
+        ctx = self._enter("libxl_childproc_sigchld_occurred")
+        _lib.libxl_childproc_sigchld_occurred(ctx)
+
+    # -- polling without hooks -------------------------------------------
+
+    def beforepoll(
+        self, timeout: int = -1, now: Optional[float] = None
+    ) -> Tuple[List[Tuple[int, int]], int]:
+        """
+        ``libxl_osevent_beforepoll``: the C{(fd, events)} pairs libxl wants
+        polled, in order, and the poll timeout in milliseconds (C{timeout}
+        lowered to libxl's next deadline; -1 for none).  C{now} is the
+        wall-clock time (default: ``time.time()``).
+        """
+        call = "libxl_osevent_beforepoll"
+        _check_c_int(call, "timeout", timeout, -1, 1 << 31)
+        ctx = self._enter(call)
+        sec, usec = _now_timeval(now)
+        self._libxl_busy = True
+        size = 8
+        while True:
+            fds = _ffi.new("struct pollfd[]", size)
+            nfds = _ffi.new("int *", size)
+            timeout_upd = _ffi.new("int *", timeout)
+            rc = _lib.txl_osevent_beforepoll(ctx, nfds, fds, timeout_upd, sec, usec)
+            if rc == errors.ERROR_BUFFERFULL:
+                size = max(nfds[0], size * 2)
+                continue
+            if rc:
+                raise errors.from_code(rc, call)
+            return [(fds[i].fd, fds[i].events) for i in range(nfds[0])], timeout_upd[0]
+
+    def afterpoll(self, polled: Sequence[Tuple[int, int, int]], now: Optional[float] = None) -> None:
+        """
+        ``libxl_osevent_afterpoll``: C{polled} is the list
+        :meth:`beforepoll` returned, in the same order, each entry extended
+        with its ``revents``: C{(fd, events, revents)}.  libxl's callbacks
+        (events, completions) run inside this call.
+        """
+        call = "libxl_osevent_afterpoll"
+        entries = list(polled)
+        for entry in entries:
+            if len(entry) != 3:
+                raise errors.InvalidArgument(
+                    call=call, message=f"each entry must be (fd, events, revents), not {entry!r}"
+                )
+            fd, events, revents = entry
+            _check_c_int(call, "fd", fd, -(1 << 31), 1 << 31)
+            _check_c_int(call, "events", events, 0, _SHORT_LIMIT)
+            _check_c_int(call, "revents", revents, 0, _SHORT_LIMIT)
+        ctx = self._enter(call)
+        sec, usec = _now_timeval(now)
+        fds = _ffi.new("struct pollfd[]", max(len(entries), 1))
+        for i, (fd, events, revents) in enumerate(entries):
+            fds[i].fd = fd
+            fds[i].events = events
+            fds[i].revents = revents
+        _lib.txl_osevent_afterpoll(ctx, len(entries), fds, sec, usec)
+
+    # -- event generators --------------------------------------------------
+
+    def evenable_domain_death(self, domid: int, user: int) -> Any:
+        """
+        ``libxl_evenable_domain_death``: report DOMAIN_SHUTDOWN (at most
+        once) and DOMAIN_DEATH of C{domid}, with C{for_user=user}.  libxl
+        does not check that the domain exists (a missing one yields DEATH).
+
+        :returns: an opaque handle for :meth:`evdisable_domain_death`.
+        """
+        call = "libxl_evenable_domain_death"
+        _check_domid(call, domid)
+        _check_uint64(call, "user", user)
+        ctx = self._enter(call)
+        out = _ffi.new("libxl_evgen_domain_death **")
+        self._libxl_busy = True
+        rc = _lib.libxl_evenable_domain_death(ctx, domid, user, out)
+        if rc:
+            raise errors.from_code(rc, call)
+        generator = _EventGenerator(self, "domain_death", out[0], user)
+        self._generators.add(generator)
+        return generator
+
+    def evdisable_domain_death(self, handle: Any) -> None:
+        """
+        ``libxl_evdisable_domain_death``.  Events that occurred before may
+        still be delivered.
+        """
+        self._disable(handle, "domain_death", "libxl_evdisable_domain_death",
+                      lambda ctx, p: _lib.libxl_evdisable_domain_death(ctx, p))
+
+    def evenable_disk_eject(self, domid: int, vdev: str, user: int) -> Any:
+        """
+        ``libxl_evenable_disk_eject``: report DISK_EJECT of the disk
+        C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of C{domid}, with
+        C{for_user=user}.
+
+        :returns: an opaque handle for :meth:`evdisable_disk_eject`.
+        """
+        call = "libxl_evenable_disk_eject"
+        _check_domid(call, domid)
+        vdev_bytes = _check_text(call, "vdev", vdev)
+        _check_uint64(call, "user", user)
+        ctx = self._enter(call)
+        out = _ffi.new("libxl_evgen_disk_eject **")
+        self._libxl_busy = True
+        rc = _lib.libxl_evenable_disk_eject(ctx, domid, vdev_bytes, user, out)
+        if rc:
+            raise errors.from_code(rc, call)
+        generator = _EventGenerator(self, "disk_eject", out[0], user)
+        self._generators.add(generator)
+        return generator
+
+    def evdisable_disk_eject(self, handle: Any) -> None:
+        """
+        ``libxl_evdisable_disk_eject``.
+        """
+        self._disable(handle, "disk_eject", "libxl_evdisable_disk_eject",
+                      lambda ctx, p: _lib.libxl_evdisable_disk_eject(ctx, p))
+
+    def _disable(self, handle: Any, kind: str, call: str, disable: Callable[[Any, Any], None]) -> None:
+        if not isinstance(handle, _EventGenerator) or handle.kind != kind:
+            raise errors.InvalidArgument(
+                call=call, message=f"not a {kind} generator handle: {handle!r}"
+            )
+        if handle.ctx is not self:
+            raise errors.InvalidArgument(call=call, message="the generator is another context's")
+        ctx = self._enter(call)
+        if handle.pointer is None:
+            raise errors.InvalidArgument(call=call, message="the generator is disabled already")
+        pointer, handle.pointer = handle.pointer, None
+        self._generators.discard(handle)
+        disable(ctx, pointer)
+
+    def event_check(
+        self,
+        typemask: int = EVENTMASK_ALL,
+        predicate: Optional[Callable[[RawEvent], bool]] = None,
+    ) -> Optional[RawEvent]:
+        """
+        ``libxl_event_check``: the first queued event whose type's bit is
+        set in C{typemask} and that C{predicate} accepts (any, without
+        one), removed from libxl's queue; ``None`` if there is none.
+
+        Only events outside the mask given to
+        :meth:`register_event_callbacks` are queued.  C{predicate} runs
+        inside libxl and must not call libxl; an exception from it is
+        logged and counts as "no".
+        """
+        call = "libxl_event_check"
+        _check_uint64(call, "typemask", typemask)
+        if predicate is not None:
+            _check_callable(call, "predicate", predicate)
+        ctx = self._enter(call)
+        out = _ffi.new("libxl_event **")
+        user = _ffi.new_handle(predicate) if predicate is not None else _ffi.NULL
+        rc = _lib.txl_event_check(ctx, out, typemask, user)
+        if rc == errors.ERROR_NOT_READY:
+            return None
+        if rc:
+            raise errors.from_code(rc, call)
+        try:
+            return _read_event(out[0])
+        finally:
+            _lib.libxl_event_free(ctx, out[0])
+
+    # -- asynchronous operations ----------------------------------------------
+
+    def _ao_how(self, op_id: int) -> Any:
+        how = _ffi.new("libxl_asyncop_how *")
+        _lib.txl_ao_how_init(how, op_id)
+        return how
+
+    def _start(self, call: str, function: Callable[..., int], domid: int, op_id: int) -> None:
+        _check_domid(call, domid)
+        _check_uint64(call, "op_id", op_id, 1)
+        ctx = self._enter(call)
+        if self._on_complete is None:
+            raise errors.ContextStateError(f"{call}: call set_ao_completion first")
+        if op_id in self._ops:
+            raise errors.InvalidArgument(call=call, message=f"operation {op_id} is in flight already")
+        how = self._ao_how(op_id)
+        self._ops.add(op_id)  # libxl may complete it inside the call
+        self._libxl_busy = True
+        rc = function(ctx, domid, how)
+        if rc:
+            self._ops.discard(op_id)  # a failed start never calls back
+            raise errors.from_code(rc, call)
+
+    def domain_shutdown(self, domid: int, op_id: int) -> None:
+        """
+        ``libxl_domain_shutdown``, asynchronous: completion reports
+        C{(op_id, rc)} once the guest acknowledged the request.
+        """
+        self._start("libxl_domain_shutdown", _lib.libxl_domain_shutdown, domid, op_id)
+
+    def domain_reboot(self, domid: int, op_id: int) -> None:
+        """
+        ``libxl_domain_reboot``, asynchronous, like :meth:`domain_shutdown`.
+        """
+        self._start("libxl_domain_reboot", _lib.libxl_domain_reboot, domid, op_id)
+
+    def domain_destroy(self, domid: int, op_id: int) -> None:
+        """
+        ``libxl_domain_destroy``, asynchronous: completion reports
+        C{(op_id, rc)} once the domain and its devices are gone.
+        """
+        self._start("libxl_domain_destroy", _lib.libxl_domain_destroy, domid, op_id)
+
+    def domain_pause(self, domid: int, op_id: int) -> None:
+        """
+        ``libxl_domain_pause``, asynchronous (an ``ao_how`` since 4.13).
+        """
+        self._start("libxl_domain_pause", _lib.libxl_domain_pause, domid, op_id)
+
+    def domain_unpause(self, domid: int, op_id: int) -> None:
+        """
+        ``libxl_domain_unpause``, asynchronous (an ``ao_how`` since 4.13).
+        """
+        self._start("libxl_domain_unpause", _lib.libxl_domain_unpause, domid, op_id)
+
+    def ao_abort(self, op_id: int) -> int:
+        """
+        ``libxl_ao_abort`` of operation C{op_id} (the identical ``ao_how``
+        is rebuilt).
+
+        :returns: 0 (the abort is under way; the operation will complete,
+            perhaps with ``ERROR_ABORTED``, perhaps successfully),
+            ``ERROR_NOTFOUND`` (no such operation in flight) or
+            ``ERROR_ABORTED`` (already being aborted).
+        :raises txlibxl.errors.LibxlError: any other code.
+        """
+        call = "libxl_ao_abort"
+        _check_uint64(call, "op_id", op_id, 1)
+        ctx = self._enter(call)
+        rc = _lib.libxl_ao_abort(ctx, self._ao_how(op_id))
+        if rc in (0, errors.ERROR_NOTFOUND, errors.ERROR_ABORTED):
+            return rc
+        raise errors.from_code(rc, call)
+
+    # -- synchronous queries ---------------------------------------------------
+
+    def _name_or_none(self, ctx: Any, domid: int) -> Optional[str]:
+        pointer = _lib.libxl_domid_to_name(ctx, domid)
+        if pointer == _ffi.NULL:
+            return None
+        try:
+            return _ffi.string(pointer).decode("utf-8", "replace")
+        finally:
+            _lib.free(pointer)
+
+    def list_domains(self, names: bool = True) -> List[DomainInfoRaw]:
+        """
+        ``libxl_list_domain``: every domain, by domid, with its name (one
+        xenstore read per domain; C{names=False} leaves them ``None``).
+        """
+        call = "libxl_list_domain"
+        ctx = self._enter(call)
+        count = _ffi.new("int *")
+        infos = _lib.libxl_list_domain(ctx, count)
+        if infos == _ffi.NULL:
+            raise errors.from_code(errors.ERROR_FAIL, call, "libxl could not list the domains")
+        try:
+            return [
+                _read_dominfo(
+                    infos[i], self._name_or_none(ctx, infos[i].domid) if names else None
+                )
+                for i in range(count[0])
+            ]
+        finally:
+            _lib.libxl_dominfo_list_free(infos, count[0])
+
+    def domain_info(self, domid: int) -> DomainInfoRaw:
+        """
+        ``libxl_domain_info`` of C{domid}, with its name.
+
+        :raises txlibxl.errors.DomainNotFound: there is no such domain.
+        """
+        call = "libxl_domain_info"
+        _check_domid(call, domid)
+        ctx = self._enter(call)
+        info = _ffi.new("libxl_dominfo *")
+        _lib.libxl_dominfo_init(info)
+        try:
+            rc = _lib.libxl_domain_info(ctx, info, domid)
+            if rc:
+                raise errors.from_code(rc, call)
+            return _read_dominfo(info[0], self._name_or_none(ctx, domid))
+        finally:
+            _lib.libxl_dominfo_dispose(info)
+
+    def domid_to_name(self, domid: int) -> str:
+        """
+        ``libxl_domid_to_name``.
+
+        :raises txlibxl.errors.DomainNotFound: no domain C{domid}, or it
+            has no name in xenstore.
+        """
+        call = "libxl_domid_to_name"
+        _check_domid(call, domid)
+        name = self._name_or_none(self._enter(call), domid)
+        if name is None:
+            raise errors.from_code(
+                errors.ERROR_DOMAIN_NOTFOUND, call, f"domain {domid} has no name (no such domain?)"
+            )
+        return name
+
+    def name_to_domid(self, name: str) -> int:
+        """
+        ``libxl_name_to_domid``.
+
+        :raises txlibxl.errors.InvalidArgument: no domain is called
+            C{name} (libxl's code for that is ``ERROR_INVAL``).
+        """
+        call = "libxl_name_to_domid"
+        encoded = _check_text(call, "name", name)
+        ctx = self._enter(call)
+        out = _ffi.new("uint32_t *")
+        rc = _lib.libxl_name_to_domid(ctx, encoded, out)
+        if rc == errors.ERROR_INVAL:
+            raise errors.from_code(rc, call, f"no domain is called {name!r}")
+        if rc:
+            raise errors.from_code(rc, call)
+        return int(out[0])
+
+    # -- teardown ------------------------------------------------------------
+
+    def free(self) -> None:
+        """
+        ``libxl_ctx_free``: disables the remaining event generators (their
+        handles become invalid), deregisters libxl's fds through the hooks
+        (which must still work), and ends the context.  Idempotent; every
+        other call afterwards raises :class:`~txlibxl.errors.ContextClosed`.
+
+        :raises txlibxl.errors.ContextStateError: operations are in flight
+            (abort them and wait for their completion first: libxl would
+            abort the process).
+        """
+        if self._closed:
+            return
+        call = "libxl_ctx_free"
+        ctx = self._enter(call)
+        if self._ops:
+            raise errors.ContextStateError(
+                f"{call}: operations {sorted(self._ops)} are in flight; "
+                "abort them and wait for their completion first"
+            )
+        rc = _lib.libxl_ctx_free(ctx)
+        self._closed = True
+        for generator in self._generators:
+            generator.pointer = None
+        self._generators.clear()
+        self._registrations.clear()
+        _lib.txl_logger_free(self._logger)
+        self._logger = _ffi.NULL
+        _live.pop(self.address, None)
+        if rc:
+            raise errors.from_code(rc, call)
+
+    def __repr__(self) -> str:
+        state = "freed" if self._closed else "live"
+        return f"<txlibxl._libxl.binding.Ctx {self.address:#x} {state}>"

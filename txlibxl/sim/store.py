@@ -1,0 +1,1136 @@
+"""
+The simulated xenstore: the tree, permissions, transactions and watches.
+
+This module is the pure logic of the simulated xenstored (no I/O, no
+reactor).  It follows the C xenstored of Xen 4.17 (``tools/xenstore`` at
+``RELEASE-4.17.0``) rule by rule, and :mod:`txlibxl.sim.xenstored` serves it
+on a Unix socket with the real wire protocol.
+
+What is simulated, as the C daemon does it:
+
+* The tree: every node has a value (bytes), an ordered list of children
+  (in creation order, as ``DIRECTORY`` returns them), permissions and a
+  generation count.  A fresh store holds what a fresh ``xenstored`` creates:
+  ``/``, ``/tool`` and ``/tool/xenstored``, all ``n0``.  ``/local/domain/0``
+  is written by ``xen-init-dom0`` on a real host: :meth:`Store.init_dom0`
+  writes the same nodes.
+* Path rules: absolute paths start with ``/``, no ``//``, no trailing ``/``,
+  characters ``[A-Za-z0-9-/_@]``, at most 2048 characters beyond a leading
+  ``/local/domain/<domid>/``.  Relative paths resolve against
+  ``/local/domain/<domid of the caller>`` (``/local/domain/0`` for sockets).
+* ``WRITE`` and ``MKDIR`` create missing parents; ``RM`` of a missing node
+  whose parent exists succeeds, ``ENOENT`` when the parent is missing too,
+  ``EINVAL`` for ``/``.
+* Permissions: the first entry names the owner and the default access of
+  everybody else; later entries grant ``r``/``w``/``b``/``n`` to single
+  domains.  Domain 0 is privileged and the owner gets everything.  New nodes
+  copy their parent's permissions, and an unprivileged creator becomes the
+  owner.  Error numbers for missing or forbidden nodes depend on the
+  parent's permissions exactly as in ``get_node``/``errno_from_parents``.
+  Permission entries naming a domain that did not exist when the node was
+  last written are ignored (the domain "generation" rule), so a reused
+  domid does not inherit old grants.
+* Transactions as 4.17 implements them: reads go to the live tree until a
+  node is first touched, then to the transaction's private copy; commit
+  fails with ``EAGAIN`` if any node *first read* in the transaction has
+  another generation count in the live tree by then.  Watches of a
+  transaction fire on commit only.  Transaction ids are per connection and
+  start at 1.
+* Watches: a new watch fires once at once with its own path; a change of a
+  node fires the watches on the node and on its ancestors; ``RM`` also fires
+  the watches set exactly on every removed descendant node.  A connection
+  only sees events for nodes it may read (or whose parent it may read, or
+  whose old permissions let it read).  ``@introduceDomain`` and
+  ``@releaseDomain`` fire only through :meth:`Store.fire_special`,
+  :meth:`Store.introduce` and :meth:`Store.release`, and only to
+  connections that may read the special's permissions.
+* Domains: ``INTRODUCE`` fires ``@introduceDomain`` (not for an already
+  introduced domain); ``RELEASE`` removes every node the domain owns
+  (with its subtree) and fires ``@releaseDomain``.  ``SET_TARGET`` gives a
+  domain the rights of its target.
+* Quotas for unprivileged domains, with the 4.17 defaults (see
+  :class:`Quotas`), including their off-by-one comparisons.
+
+What is not simulated: the tdb database, memory quotas and per-domain
+memory accounting, write rate limiting (``wrl``), the outstanding-request
+quota, watch-event timeouts, live update, ``--keep-orphans``, shared-memory
+rings and event channels, depth-limited watches (not in 4.17.0).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+__all__ = [
+    "XenstoreError",
+    "Quotas",
+    "Store",
+    "StoreConnection",
+    "PAYLOAD_MAX",
+    "ABS_PATH_MAX",
+    "REL_PATH_MAX",
+    "DOMID_SELF",
+    "SPECIAL_WATCHES",
+]
+
+#: Limits from ``xen/io/xs_wire.h``.
+PAYLOAD_MAX = 4096
+ABS_PATH_MAX = 3072
+REL_PATH_MAX = 2048
+
+#: ``DOMID_SELF`` and the first reserved domid, from ``xen/xen.h``.
+DOMID_SELF = 0x7FF0
+DOMID_FIRST_RESERVED = 0x7FF0
+
+SPECIAL_WATCHES = ("@releaseDomain", "@introduceDomain")
+
+PERM_NONE = 0x00
+PERM_READ = 0x01
+PERM_WRITE = 0x02
+PERM_OWNER = 0x08
+_ALL = PERM_READ | PERM_WRITE | PERM_OWNER
+
+_LETTER_BITS = {"n": PERM_NONE, "r": PERM_READ, "w": PERM_WRITE, "b": PERM_READ | PERM_WRITE}
+_BITS_LETTER = {bits: letter for letter, bits in _LETTER_BITS.items()}
+
+#: Size of ``struct xs_tdb_record_hdr`` and of one ``struct xs_permissions``:
+#: the node-size quota counts the record as the C daemon stores it.
+_RECORD_HEADER = 24
+_PERM_SIZE = 8
+
+_NO_GENERATION = -1
+
+_VALID_CHARS = re.compile(r"[A-Za-z0-9\-/_@]*\Z")
+# sscanf("/local/domain/%5u/"): up to five characters of an unsigned number.
+_LOCAL_DOMAIN = re.compile(r"/local/domain/(?:-\d{1,4}|\d{1,5})/")
+_STRTOL = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
+
+
+class XenstoreError(Exception):
+    """
+    A xenstore operation failed.
+
+    @ivar errno_name: the errno name xenstored sends in its ``ERROR`` reply,
+        one of those in ``xs_wire.h`` (``"ENOENT"``, ``"EACCES"``,
+        ``"EAGAIN"``, ``"EINVAL"``, ``"E2BIG"``, ``"ENOSPC"``, ...).
+    """
+
+    def __init__(self, errno_name: str, detail: str = "") -> None:
+        super().__init__(f"{errno_name}: {detail}" if detail else errno_name)
+        self.errno_name = errno_name
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """
+    Limits that apply to unprivileged domains, with the defaults of
+    xenstored 4.17 (``-E``, ``-W``, ``-t``, ``-S``, ``-A``, ``-M`` and the
+    transaction-node quota).  Domain 0 is never limited, as in xenstored.
+    """
+
+    nodes_per_domain: int = 1000
+    watches_per_domain: int = 128
+    transactions_per_domain: int = 10
+    node_size: int = 2048
+    perms_per_node: int = 5
+    transaction_nodes: int = 1024
+    path_max: int = REL_PATH_MAX
+
+
+# A permission entry: (access bits, domid, ignored).  "ignored" is
+# XS_PERM_IGNORE, set when the entry named a domain that did not exist.
+_Perm = Tuple[int, int, bool]
+_Perms = Tuple[_Perm, ...]
+
+
+class _Node:
+    __slots__ = ("value", "perms", "children", "childlen", "generation")
+
+    def __init__(self, value: bytes, perms: _Perms, generation: int = 0) -> None:
+        self.value = value
+        self.perms = perms
+        self.children: Dict[str, None] = {}
+        self.childlen = 0
+        self.generation = generation
+
+    def copy(self) -> "_Node":
+        other = _Node(self.value, self.perms, self.generation)
+        other.children = dict(self.children)
+        other.childlen = self.childlen
+        return other
+
+    @property
+    def owner(self) -> int:
+        return self.perms[0][1]
+
+
+@dataclass
+class _Caller:
+    domid: int
+    privileged: bool
+    target: Optional[int] = None
+
+
+@dataclass
+class _Domain:
+    domid: int
+    generation: int
+    introduced: bool = False
+
+
+@dataclass
+class _Access:
+    """A node touched by a transaction (``struct accessed_node``)."""
+
+    generation: int
+    check_gen: bool
+    node: Optional[_Node]
+    old_perms: Optional[Tuple[_Perms, int]]
+    modified: bool = False
+    fire_watch: bool = False
+    watch_exact: bool = False
+
+
+class _Transaction:
+    def __init__(self, tx_id: int, generation: int) -> None:
+        self.id = tx_id
+        self.generation = generation
+        self.accessed: Dict[str, _Access] = {}
+        self.entry_delta: Dict[int, int] = {}
+        self.fail = False
+
+
+@dataclass(eq=False)
+class _Watch:
+    conn: "StoreConnection"
+    node: str
+    token: str
+    relative_prefix: Optional[str]
+
+    def event_path(self, name: str) -> str:
+        if self.relative_prefix is None:
+            return name
+        path = name[len(self.relative_prefix):]
+        return path[1:] if path.startswith("/") else path
+
+
+def _parent_of(name: str) -> str:
+    slash = name.rfind("/")
+    return name[:slash] if slash > 0 else "/"
+
+
+def _ancestors_and_self(name: str) -> Iterator[str]:
+    yield "/"
+    if name == "/":
+        return
+    start = 1
+    while True:
+        slash = name.find("/", start)
+        if slash < 0:
+            yield name
+            return
+        yield name[:slash]
+        start = slash + 1
+
+
+def _child_path(parent: str, child: str) -> str:
+    return "/" + child if parent == "/" else parent + "/" + child
+
+
+def c_atoi(text: str) -> int:
+    """C ``atoi``: leading blanks, a sign, digits; anything else ends it."""
+    match = re.match(r"[ \t\n\v\f\r]*([+-]?)(\d*)", text)
+    assert match is not None
+    digits = match.group(2)
+    if not digits:
+        return 0
+    value = int(digits)
+    if match.group(1) == "-":
+        value = -value
+    # atoi returns an int: wrap as a 32-bit two's complement value.
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def parse_perm(text: str) -> Tuple[int, int]:
+    """
+    Parse one permission string (``n0``, ``r5``, ``w7``, ``b3``) as
+    ``xs_strings_to_perms`` does (the domid is read with ``strtol(.., 0)``,
+    so ``r0x5`` and ``r05`` are accepted).
+
+    @return: (access bits, domid)
+    @raise XenstoreError: C{EINVAL} for anything else.
+    """
+    if not text or text[0] not in _LETTER_BITS:
+        raise XenstoreError("EINVAL", f"bad permission {text!r}")
+    match = _STRTOL.match(text[1:])
+    if match is None:
+        raise XenstoreError("EINVAL", f"bad permission {text!r}")
+    value = int(match.group(2), 16) if match.group(2)[:2] in ("0x", "0X") else (
+        int(match.group(2), 8) if match.group(2).startswith("0") else int(match.group(2)))
+    if match.group(1) == "-":
+        value = -value
+    value = max(-(1 << 63), min(value, (1 << 63) - 1))
+    return _LETTER_BITS[text[0]], value & 0xFFFFFFFF
+
+
+def format_perm(perm: _Perm) -> str:
+    bits, domid, _ignored = perm
+    # xs_perm_to_string prints the id with "%i".
+    signed = domid - (1 << 32) if domid >= 1 << 31 else domid
+    return f"{_BITS_LETTER[bits]}{signed}"
+
+
+class StoreConnection:
+    """
+    One client of the store: a socket connection, a domain's ring, or the
+    store's own API.  It owns watches and transactions.
+
+    Every operation raises L{XenstoreError} with the errno name the C
+    daemon would send.  C{tx_id} 0 means "no transaction"; any other id must
+    name an open transaction of this connection (else C{ENOENT}).
+    """
+
+    def __init__(self, store: "Store", domid: int,
+                 deliver: Callable[[str, str], None],
+                 on_release: Optional[Callable[[], None]] = None) -> None:
+        self._store = store
+        self.domid = domid
+        self._deliver = deliver
+        self._on_release = on_release
+        self._watches: Dict[Tuple[str, str], _Watch] = {}
+        self._transactions: Dict[int, _Transaction] = {}
+        self._next_tx_id = 0
+        self.closed = False
+
+    # -- identity --------------------------------------------------------
+
+    @property
+    def privileged(self) -> bool:
+        return self.domid == 0
+
+    def _caller(self) -> _Caller:
+        return self._store._caller(self.domid)
+
+    def _tx(self, tx_id: int) -> Optional[_Transaction]:
+        if tx_id == 0:
+            return None
+        try:
+            return self._transactions[tx_id]
+        except KeyError:
+            raise XenstoreError("ENOENT", f"no transaction {tx_id}") from None
+
+    def check_transaction(self, tx_id: int) -> None:
+        """Raise C{ENOENT} unless C{tx_id} is 0 or an open transaction."""
+        self._tx(tx_id)
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._watches)
+
+    @property
+    def transaction_count(self) -> int:
+        return len(self._transactions)
+
+    # -- the data operations ---------------------------------------------
+
+    def read(self, path: str, tx_id: int = 0) -> bytes:
+        return self._store._op_read(self._caller(), self._tx(tx_id), path)
+
+    def write(self, path: str, value: bytes, tx_id: int = 0) -> None:
+        self._store._op_write(self._caller(), self._tx(tx_id), path, value)
+
+    def mkdir(self, path: str, tx_id: int = 0) -> None:
+        self._store._op_mkdir(self._caller(), self._tx(tx_id), path)
+
+    def rm(self, path: str, tx_id: int = 0) -> None:
+        self._store._op_rm(self._caller(), self._tx(tx_id), path)
+
+    def directory(self, path: str, tx_id: int = 0) -> List[str]:
+        return self._store._op_directory(self._caller(), self._tx(tx_id), path)[1]
+
+    def directory_with_generation(self, path: str, tx_id: int = 0) -> Tuple[int, List[str]]:
+        """The children of C{path} and the node's generation count (for
+        C{DIRECTORY_PART})."""
+        return self._store._op_directory(self._caller(), self._tx(tx_id), path)
+
+    def get_perms(self, path: str, tx_id: int = 0) -> List[str]:
+        return self._store._op_get_perms(self._caller(), self._tx(tx_id), path)
+
+    def set_perms(self, path: str, perms: List[str], tx_id: int = 0) -> None:
+        self._store._op_set_perms(self._caller(), self._tx(tx_id), path, perms)
+
+    # -- watches ------------------------------------------------------------
+
+    def watch(self, path: str, token: str) -> None:
+        """
+        Add a watch and fire it once at once (after this returns, the
+        initial event has been handed to C{deliver}).
+        """
+        event_path, token = self.add_watch(path, token)
+        self._deliver(event_path, token)
+
+    def add_watch(self, path: str, token: str) -> Tuple[str, str]:
+        """
+        Add a watch without firing it: the caller delivers the returned
+        initial event (C{WATCH} acknowledges first, then fires).
+
+        @return: (path, token) of the initial event.
+        """
+        store = self._store
+        if path.startswith("@"):
+            relative = None
+            if len(path) > REL_PATH_MAX:
+                raise XenstoreError("EINVAL", "special watch path too long")
+            name = path
+        else:
+            relative = None if path.startswith("/") else store.domain_path(self.domid)
+            name = store._canonicalize(self.domid, path)
+            if not store._valid_name(name):
+                raise XenstoreError("EINVAL", f"bad watch path {path!r}")
+        key = (name, token)
+        if key in self._watches:
+            raise XenstoreError("EEXIST", "watch exists")
+        if not self.privileged and len(self._watches) > store.quotas.watches_per_domain:
+            raise XenstoreError("E2BIG", "too many watches")
+        watch = _Watch(self, name, token, relative)
+        self._watches[key] = watch
+        store._watch_index.setdefault(name, {})[(id(self), token)] = watch
+        return watch.event_path(name), token
+
+    def deliver_event(self, path: str, token: str) -> None:
+        """Hand one event to this connection's C{deliver}."""
+        if not self.closed:
+            self._deliver(path, token)
+
+    def unwatch(self, path: str, token: str) -> None:
+        name = self._store._canonicalize(self.domid, path)
+        watch = self._watches.pop((name, token), None)
+        if watch is None:
+            raise XenstoreError("ENOENT", "no such watch")
+        self._store._unindex_watch(watch)
+
+    def reset_watches(self) -> None:
+        """C{RESET_WATCHES}: drop all watches and transactions."""
+        for watch in self._watches.values():
+            self._store._unindex_watch(watch)
+        self._watches.clear()
+        self._transactions.clear()
+
+    # -- transactions -------------------------------------------------------
+
+    def transaction_start(self, tx_id: int = 0) -> int:
+        """
+        Start a transaction; C{tx_id} is the request's own (C{EBUSY} if it
+        names an open one: no nesting).
+        """
+        if self._tx(tx_id) is not None:
+            raise XenstoreError("EBUSY", "nested transaction")
+        store = self._store
+        if not self.privileged and len(self._transactions) > store.quotas.transactions_per_domain:
+            raise XenstoreError("ENOSPC", "too many transactions")
+        while True:
+            candidate = self._next_tx_id
+            self._next_tx_id = (self._next_tx_id + 1) & 0xFFFFFFFF
+            if candidate != 0 and candidate not in self._transactions:
+                break
+        store._generation += 1
+        self._transactions[candidate] = _Transaction(candidate, store._generation)
+        return candidate
+
+    def transaction_end(self, tx_id: int, commit: bool) -> None:
+        """
+        End a transaction.  The transaction is gone afterwards whatever the
+        outcome.  Committing raises C{EAGAIN} on a conflict, C{ENOSPC} if
+        the node quota would be exceeded, C{ENOMEM} if the transaction
+        failed earlier.
+        """
+        tx = self._tx(tx_id)
+        if tx is None:
+            raise XenstoreError("ENOENT", "no transaction")
+        del self._transactions[tx_id]
+        if commit:
+            self._store._commit(self, tx)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def close(self) -> None:
+        """The client went away: forget its watches and transactions."""
+        if self.closed:
+            return
+        self.closed = True
+        self.reset_watches()
+        self._store._connections.discard(self)
+
+    def _released(self) -> None:
+        self.reset_watches()
+        if self._on_release is not None:
+            self._on_release()
+
+
+class Store:
+    """
+    The simulated xenstore tree, shared by the xenstored server and the
+    rest of the simulator.
+
+    The plain methods (L{read}, L{write}, ...) act as the domain C{domid}
+    (default 0, privileged) without a transaction.  Wire clients use a
+    L{StoreConnection} from L{connect}.
+
+    @param schedule: queues a callable to run after the current operation;
+        internal watch callbacks go through it so they never run
+        reentrantly.  The host passes C{lambda f: reactor.callLater(0, f)}.
+    @param quotas: limits for unprivileged domains.
+    @param domain_exists: tells whether the hypervisor knows a domain; it
+        decides whether a permission entry for an unknown domain is
+        ignored, as C{xc_domain_getinfo} does in xenstored.  By default
+        every domain exists.
+    """
+
+    def __init__(self, schedule: Callable[[Callable[[], None]], None] = lambda f: f(),
+                 quotas: Quotas = Quotas(),
+                 domain_exists: Callable[[int], bool] = lambda domid: True) -> None:
+        self._schedule = schedule
+        self.quotas = quotas
+        self._domain_exists = domain_exists
+        self._generation = 0
+        self._nodes: Dict[str, _Node] = {}
+        self._owned: Dict[int, Set[str]] = {}
+        self._watch_index: Dict[str, Dict[Tuple[int, str], _Watch]] = {}
+        self._connections: Set[StoreConnection] = set()
+        self._domains: Dict[int, _Domain] = {0: _Domain(0, 0, introduced=True)}
+        self._targets: Dict[int, int] = {}
+        n0: _Perms = ((PERM_NONE, 0, False),)
+        self._special_perms: Dict[str, _Perms] = {name: n0 for name in SPECIAL_WATCHES}
+        for name in ("/", "/tool", "/tool/xenstored"):
+            self._generation += 1
+            self._set_global(name, _Node(b"", n0, self._generation))
+            if name != "/":
+                parent = self._nodes[_parent_of(name)]
+                self._add_child(parent, name.rsplit("/", 1)[1])
+        self._callbacks: Dict[str, Callable[[str], None]] = {}
+        self._next_handle = 0
+        self._internal = StoreConnection(self, 0, self._deliver_internal)
+
+    # -- connections -----------------------------------------------------------
+
+    def connect(self, domid: int, deliver: Callable[[str, str], None],
+                on_release: Optional[Callable[[], None]] = None) -> StoreConnection:
+        """
+        A new client acting as C{domid} (0 for a socket).  C{deliver(path,
+        token)} receives its watch events.  C{on_release} is called if the
+        domain is released while the client is connected.
+        """
+        conn = StoreConnection(self, domid, deliver, on_release)
+        self._connections.add(conn)
+        return conn
+
+    # -- the in-process API --------------------------------------------------
+
+    def read(self, path: str, domid: int = 0) -> bytes:
+        return self._op_read(self._caller(domid), None, path)
+
+    def write(self, path: str, value: bytes, domid: int = 0) -> None:
+        self._op_write(self._caller(domid), None, path, value)
+
+    def mkdir(self, path: str, domid: int = 0) -> None:
+        self._op_mkdir(self._caller(domid), None, path)
+
+    def rm(self, path: str, domid: int = 0) -> None:
+        self._op_rm(self._caller(domid), None, path)
+
+    def directory(self, path: str, domid: int = 0) -> List[str]:
+        return self._op_directory(self._caller(domid), None, path)[1]
+
+    def exists(self, path: str) -> bool:
+        """Whether C{path} (absolute) exists; no permission check."""
+        if not self._valid_name(path):
+            raise XenstoreError("EINVAL", f"bad path {path!r}")
+        return path in self._nodes
+
+    def get_perms(self, path: str, domid: int = 0) -> List[str]:
+        return self._op_get_perms(self._caller(domid), None, path)
+
+    def set_perms(self, path: str, perms: List[str], domid: int = 0) -> None:
+        self._op_set_perms(self._caller(domid), None, path, perms)
+
+    def watch(self, path: str, callback: Callable[[str], None]) -> object:
+        """
+        A privileged watch on C{path} (absolute, or C{@releaseDomain} /
+        C{@introduceDomain}).  C{callback(path)} is scheduled once at once
+        and then for every change, like a real watch.
+
+        @return: a handle for L{unwatch}.
+        """
+        if not (path.startswith("/") or path.startswith("@")):
+            raise XenstoreError("EINVAL", "internal watches take absolute paths")
+        self._next_handle += 1
+        token = str(self._next_handle)
+        self._callbacks[token] = callback
+        try:
+            self._internal.watch(path, token)
+        except XenstoreError:
+            del self._callbacks[token]
+            raise
+        return (path, token)
+
+    def unwatch(self, handle: object) -> None:
+        path, token = handle  # type: ignore[misc]
+        self._internal.unwatch(path, token)
+        del self._callbacks[token]
+
+    def fire_special(self, name: str) -> None:
+        """Fire every watch on C{@releaseDomain} or C{@introduceDomain}."""
+        if name not in SPECIAL_WATCHES:
+            raise XenstoreError("EINVAL", f"no special watch {name!r}")
+        self._fire(name, exact=True)
+
+    def introduce(self, domid: int) -> None:
+        """
+        C{INTRODUCE}: start talking to C{domid}; fires C{@introduceDomain}
+        unless it was introduced already (then its connections' watches and
+        transactions are reset, as xenstored resets the ring).
+        """
+        self._check_real_domid(domid)
+        domain = self._domains.get(domid)
+        if domain is None:
+            domain = self._domains[domid] = _Domain(domid, self._generation)
+        if domain.introduced:
+            for conn in list(self._connections):
+                if conn.domid == domid:
+                    conn.reset_watches()
+            return
+        domain.introduced = True
+        self._fire("@introduceDomain", exact=True)
+
+    def release(self, domid: int) -> None:
+        """
+        C{RELEASE}: forget the introduced domain C{domid}: remove every node
+        it owns (with the subtrees below them), drop it from the special
+        watches' permissions, disconnect its clients, and fire
+        C{@releaseDomain}.
+
+        @raise XenstoreError: C{EINVAL} for domain 0, C{ENOENT} if the
+            domain was not introduced.
+        """
+        if domid == 0:
+            raise XenstoreError("EINVAL", "cannot release domain 0")
+        domain = self._domains.get(domid)
+        if domain is None or not domain.introduced:
+            raise XenstoreError("ENOENT", f"domain {domid} not introduced")
+        self._destroy_domain(domid)
+
+    def domain_gone(self, domid: int) -> None:
+        """
+        The hypervisor destroyed C{domid} (what xenstored's
+        C{check_domains} notices): released as by L{release} if it was
+        introduced; otherwise its nodes are removed without any event.
+        """
+        if domid == 0:
+            return
+        self._destroy_domain(domid)
+
+    def is_introduced(self, domid: int) -> bool:
+        domain = self._domains.get(domid)
+        return domain is not None and domain.introduced
+
+    def set_target(self, domid: int, target: int) -> None:
+        """C{SET_TARGET}: C{domid} acts with C{target}'s rights (a stub
+        domain for its guest).  Both must be introduced."""
+        for d in (domid, target):
+            if not self.is_introduced(d):
+                raise XenstoreError("ENOENT", f"domain {d} not introduced")
+        self._targets[domid] = target
+
+    @staticmethod
+    def domain_path(domid: int) -> str:
+        return f"/local/domain/{domid & 0xFFFFFFFF}"
+
+    def init_dom0(self) -> None:
+        """Write what C{xen-init-dom0} writes on a real host at boot."""
+        self.write("/local/domain/0/domid", b"0")
+        self.write("/local/domain/0/name", b"Domain-0")
+        self.write("/local/pool/0/name", b"Pool-0")
+
+    def owned_count(self, domid: int) -> int:
+        """How many nodes C{domid} owns (its node-quota count)."""
+        return len(self._owned.get(domid, ()))
+
+    # -- helpers: callers, names, permissions --------------------------------
+
+    def _caller(self, domid: int) -> _Caller:
+        return _Caller(domid, domid == 0, self._targets.get(domid))
+
+    @staticmethod
+    def _check_real_domid(domid: int) -> None:
+        if not 0 < domid < DOMID_FIRST_RESERVED:
+            raise XenstoreError("EINVAL", f"not a real domain id: {domid}")
+
+    def _canonicalize(self, domid: int, path: str) -> str:
+        if path.startswith("/") or path.startswith("@"):
+            return path
+        return f"{self.domain_path(domid)}/{path}"
+
+    def _valid_name(self, name: str) -> bool:
+        if not name.startswith("/"):
+            return False
+        if name.endswith("/") and name != "/":
+            return False
+        if "//" in name:
+            return False
+        match = _LOCAL_DOMAIN.match(name)
+        local_off = match.end() if match else 0
+        if len(name) > local_off + self.quotas.path_max:
+            return False
+        return _VALID_CHARS.match(name) is not None
+
+    def _honoured(self, domid: int, generation: int) -> bool:
+        domain = self._domains.get(domid)
+        return domain is not None and domain.generation <= generation
+
+    def _perm_for(self, caller: _Caller, perms: _Perms, generation: Optional[int]) -> int:
+        """C{perm_for_conn}, with C{domain_adjust_node_perms} applied."""
+        owner = perms[0][1]
+        if caller.privileged or owner == caller.domid or (
+                caller.target is not None and owner == caller.target):
+            return _ALL
+        for bits, domid, ignored in perms[1:]:
+            if ignored or (generation is not None and not self._honoured(domid, generation)):
+                continue
+            if domid == caller.domid or (caller.target is not None and domid == caller.target):
+                return bits
+        return perms[0][0]
+
+    def _node_perm(self, caller: _Caller, node: _Node) -> int:
+        return self._perm_for(caller, node.perms, node.generation)
+
+    # -- the live tree ---------------------------------------------------------
+
+    def _set_global(self, name: str, node: _Node) -> None:
+        old = self._nodes.get(name)
+        if old is not None and old is not node:
+            self._owned[old.owner].discard(name)
+        self._nodes[name] = node
+        self._owned.setdefault(node.owner, set()).add(name)
+
+    def _reindex_owner(self, name: str, old_owner: int, node: _Node) -> None:
+        if old_owner != node.owner:
+            self._owned.get(old_owner, set()).discard(name)
+            self._owned.setdefault(node.owner, set()).add(name)
+
+    def _del_global(self, name: str) -> None:
+        node = self._nodes.pop(name, None)
+        if node is not None:
+            owned = self._owned.get(node.owner)
+            if owned is not None:
+                owned.discard(name)
+
+    @staticmethod
+    def _add_child(parent: _Node, child: str) -> None:
+        parent.children[child] = None
+        parent.childlen += len(child) + 1
+
+    @staticmethod
+    def _remove_child(parent: _Node, child: str) -> None:
+        if child in parent.children:
+            del parent.children[child]
+            parent.childlen -= len(child) + 1
+
+    # -- node access (read_node / write_node / delete) with transactions --------
+
+    def _read_node(self, caller: _Caller, tx: Optional[_Transaction], name: str) -> Optional[_Node]:
+        if tx is None:
+            return self._nodes.get(name)
+        access = tx.accessed.get(name)
+        if access is not None:
+            return access.node
+        if not caller.privileged and len(tx.accessed) >= self.quotas.transaction_nodes:
+            tx.fail = True
+            raise XenstoreError("ENOSPC", "too many nodes in transaction")
+        live = self._nodes.get(name)
+        if live is None:
+            tx.accessed[name] = _Access(_NO_GENERATION, True, None, None)
+            return None
+        copy = live.copy()
+        tx.accessed[name] = _Access(live.generation, True, copy, (live.perms, live.generation))
+        return copy
+
+    def _node_size(self, node: _Node, value: Optional[bytes] = None,
+                   perms: Optional[_Perms] = None, childlen: Optional[int] = None) -> int:
+        return (_RECORD_HEADER
+                + _PERM_SIZE * len(node.perms if perms is None else perms)
+                + len(node.value if value is None else value)
+                + (node.childlen if childlen is None else childlen))
+
+    def _check_size(self, caller: _Caller, size: int) -> None:
+        if not caller.privileged and size >= self.quotas.node_size:
+            raise XenstoreError("ENOSPC", "node too large")
+
+    def _write_node(self, caller: _Caller, tx: Optional[_Transaction], name: str, node: _Node) -> None:
+        """Store C{node} (already checked) under C{name}: a new generation."""
+        self._generation += 1
+        node.generation = self._generation
+        if tx is None:
+            self._set_global(name, node)
+            return
+        access = tx.accessed.get(name)
+        if access is None:
+            if not caller.privileged and len(tx.accessed) >= self.quotas.transaction_nodes:
+                tx.fail = True
+                raise XenstoreError("ENOSPC", "too many nodes in transaction")
+            access = tx.accessed[name] = _Access(0, False, node, None)
+        access.node = node
+        access.modified = True
+
+    def _delete_node(self, tx: Optional[_Transaction], name: str) -> None:
+        if tx is None:
+            self._del_global(name)
+            return
+        access = tx.accessed.get(name)
+        if access is None:
+            access = tx.accessed[name] = _Access(0, False, None, None)
+        access.node = None
+        access.modified = True
+
+    def _entry_delta(self, tx: Optional[_Transaction], domid: int, delta: int) -> None:
+        if tx is not None:
+            tx.entry_delta[domid] = tx.entry_delta.get(domid, 0) + delta
+
+    def _get_node(self, caller: _Caller, tx: Optional[_Transaction], name: str, perm: int) -> _Node:
+        """C{get_node}: the node if the caller has C{perm} on it."""
+        if not self._valid_name(name):
+            raise XenstoreError("EINVAL", f"bad path {name!r}")
+        node = self._read_node(caller, tx, name)
+        if node is not None:
+            if self._node_perm(caller, node) & perm == perm:
+                return node
+            errno_name = "EACCES"
+        else:
+            errno_name = "ENOENT"
+        # errno_from_parents: say nothing about a node whose parent the
+        # caller may not see.
+        parent_perm = self._ask_parents(caller, tx, name)
+        if parent_perm & perm:
+            raise XenstoreError(errno_name, name)
+        raise XenstoreError("EACCES", name)
+
+    def _ask_parents(self, caller: _Caller, tx: Optional[_Transaction], name: str) -> int:
+        while True:
+            name = _parent_of(name)
+            node = self._read_node(caller, tx, name)
+            if node is not None:
+                return self._node_perm(caller, node)
+            if name == "/":
+                return PERM_NONE
+
+    # -- operations -------------------------------------------------------------
+
+    def _op_read(self, caller: _Caller, tx: Optional[_Transaction], path: str) -> bytes:
+        name = self._canonicalize(caller.domid, path)
+        return self._get_node(caller, tx, name, PERM_READ).value
+
+    def _op_write(self, caller: _Caller, tx: Optional[_Transaction], path: str, value: bytes) -> None:
+        name = self._canonicalize(caller.domid, path)
+        try:
+            node = self._get_node(caller, tx, name, PERM_WRITE)
+        except XenstoreError as e:
+            if e.errno_name != "ENOENT":
+                raise
+            node = self._create_node(caller, tx, name, value)
+        else:
+            self._check_size(caller, self._node_size(node, value=value))
+            node.value = value
+            self._write_node(caller, tx, name, node)
+        self._fire_or_queue(tx, name, False, node, None)
+
+    def _op_mkdir(self, caller: _Caller, tx: Optional[_Transaction], path: str) -> None:
+        name = self._canonicalize(caller.domid, path)
+        try:
+            self._get_node(caller, tx, name, PERM_WRITE)
+        except XenstoreError as e:
+            if e.errno_name != "ENOENT":
+                raise
+            node = self._create_node(caller, tx, name, b"")
+            self._fire_or_queue(tx, name, False, node, None)
+
+    def _create_node(self, caller: _Caller, tx: Optional[_Transaction], name: str, value: bytes) -> _Node:
+        """C{construct_node} + C{create_node}: create C{name} and its
+        missing parents.  All checks happen before anything changes."""
+        missing = [name]
+        parent_name = _parent_of(name)
+        parent = self._read_node(caller, tx, parent_name)
+        while parent is None:
+            missing.append(parent_name)
+            parent_name = _parent_of(parent_name)
+            parent = self._read_node(caller, tx, parent_name)
+        missing.reverse()  # top-down
+        perms = parent.perms
+        if not caller.privileged:
+            perms = ((perms[0][0], caller.domid, perms[0][2]),) + perms[1:]
+            self._ensure_domain(caller.domid)
+            owned = self.owned_count(caller.domid)
+            # create_node checks the count before each new node; in a
+            # transaction the live count does not move until commit.
+            needed = 1 if tx is not None else len(missing)
+            if owned + needed > self.quotas.nodes_per_domain:
+                raise XenstoreError("ENOSPC", "node quota exceeded")
+        new_nodes = []
+        for i, child in enumerate(missing):
+            node = _Node(value if i == len(missing) - 1 else b"", perms)
+            if i + 1 < len(missing):
+                self._add_child(node, missing[i + 1].rsplit("/", 1)[1])
+            self._check_size(caller, self._node_size(node))
+            new_nodes.append(node)
+        first = missing[0].rsplit("/", 1)[1]
+        self._check_size(caller, self._node_size(parent, childlen=parent.childlen + len(first) + 1))
+        # Bottom-up, as xenstored writes them.
+        for child, node in zip(reversed(missing), reversed(new_nodes)):
+            self._write_node(caller, tx, child, node)
+            self._entry_delta(tx, node.owner, +1)
+        self._add_child(parent, first)
+        self._write_node(caller, tx, parent_name, parent)
+        return new_nodes[-1]
+
+    def _op_rm(self, caller: _Caller, tx: Optional[_Transaction], path: str) -> None:
+        name = self._canonicalize(caller.domid, path)
+        try:
+            self._get_node(caller, tx, name, PERM_WRITE)
+        except XenstoreError as e:
+            if e.errno_name != "ENOENT":
+                raise
+            if self._read_node(caller, tx, _parent_of(name)) is not None:
+                return
+            raise
+        if name == "/":
+            raise XenstoreError("EINVAL", "cannot remove /")
+        self._rm_node(caller, tx, name)
+
+    def _rm_node(self, caller: _Caller, tx: Optional[_Transaction], name: str) -> None:
+        """C{rm_node}: remove C{name} and its subtree, firing watches on
+        every removed node (descendants exactly, C{name} recursively)."""
+        parent_name = _parent_of(name)
+        parent = self._read_node(caller, tx, parent_name)
+        if parent is None:
+            raise XenstoreError("EINVAL", "parent vanished")
+        root = self._read_node(caller, tx, name)
+        if root is None:
+            return
+        # Post-order walk without recursion (paths may be ~1500 levels deep).
+        stack: List[Tuple[str, _Node, Iterator[str]]] = [(name, root, iter(list(root.children)))]
+        while stack:
+            path, node, children = stack[-1]
+            child = next(children, None)
+            if child is not None:
+                child_path = _child_path(path, child)
+                child_node = self._read_node(caller, tx, child_path)
+                if child_node is not None:
+                    stack.append((child_path, child_node, iter(list(child_node.children))))
+                continue
+            stack.pop()
+            self._delete_node(tx, path)
+            self._entry_delta(tx, node.owner, -1)
+            self._fire_or_queue(tx, path, path != name, node, None)
+        self._remove_child(parent, name.rsplit("/", 1)[1])
+        self._write_node(caller, tx, parent_name, parent)
+
+    def _op_directory(self, caller: _Caller, tx: Optional[_Transaction], path: str) -> Tuple[int, List[str]]:
+        name = self._canonicalize(caller.domid, path)
+        node = self._get_node(caller, tx, name, PERM_READ)
+        return node.generation, list(node.children)
+
+    def _op_get_perms(self, caller: _Caller, tx: Optional[_Transaction], path: str) -> List[str]:
+        name = self._canonicalize(caller.domid, path)
+        node = self._get_node(caller, tx, name, PERM_READ)
+        return [format_perm(p) for p in node.perms]
+
+    def _parse_perms(self, caller: _Caller, perms: List[str]) -> _Perms:
+        if not perms:
+            raise XenstoreError("EINVAL", "no permissions")
+        if not caller.privileged and len(perms) > self.quotas.perms_per_node:
+            raise XenstoreError("ENOSPC", "too many permissions")
+        parsed = []
+        for text in perms:
+            bits, domid = parse_perm(text)
+            parsed.append((bits, domid))
+        result = []
+        for bits, domid in parsed:
+            # domain_alloc_permrefs
+            ignored = False
+            if domid not in self._domains:
+                if domid < DOMID_FIRST_RESERVED and self._domain_exists(domid):
+                    self._domains[domid] = _Domain(domid, self._generation)
+                else:
+                    ignored = True
+            result.append((bits, domid, ignored))
+        if result[0][2]:
+            raise XenstoreError("ENOENT", f"owner domain {result[0][1]} does not exist")
+        return tuple(result)
+
+    def _op_set_perms(self, caller: _Caller, tx: Optional[_Transaction], path: str, perms: List[str]) -> None:
+        new_perms = self._parse_perms(caller, perms)
+        if path.startswith("@"):
+            current = self._special_perms.get(path)
+            if current is None:
+                raise XenstoreError("EINVAL", f"no special node {path!r}")
+            need = PERM_WRITE | PERM_OWNER
+            if self._perm_for(caller, current, None) & need != need:
+                raise XenstoreError("EACCES", path)
+            self._special_perms[path] = new_perms
+            return
+        name = self._canonicalize(caller.domid, path)
+        node = self._get_node(caller, tx, name, PERM_WRITE | PERM_OWNER)
+        if not caller.privileged and new_perms[0][1] != node.owner:
+            raise XenstoreError("EPERM", "only the privileged domain changes owners")
+        self._check_size(caller, self._node_size(node, perms=new_perms))
+        old = (node.perms, node.generation)
+        old_owner = node.owner
+        self._entry_delta(tx, old_owner, -1)
+        node.perms = new_perms
+        self._entry_delta(tx, node.owner, +1)
+        self._write_node(caller, tx, name, node)
+        if tx is None:
+            self._reindex_owner(name, old_owner, node)
+        self._fire_or_queue(tx, name, False, node, old)
+
+    # -- transactions -------------------------------------------------------------
+
+    def _commit(self, conn: StoreConnection, tx: _Transaction) -> None:
+        if tx.fail:
+            raise XenstoreError("ENOMEM", "transaction failed earlier")
+        for domid, delta in tx.entry_delta.items():
+            # transaction_fix_domains checks every touched unprivileged
+            # domain, even one whose count did not change.
+            if domid != 0 and self.owned_count(domid) + delta >= self.quotas.nodes_per_domain:
+                raise XenstoreError("ENOSPC", "node quota exceeded at commit")
+        for name, access in tx.accessed.items():
+            if access.check_gen:
+                live = self._nodes.get(name)
+                if access.generation != (live.generation if live is not None else _NO_GENERATION):
+                    raise XenstoreError("EAGAIN", f"conflict on {name}")
+        for name, access in tx.accessed.items():
+            if not access.modified:
+                continue
+            if access.node is not None:
+                self._generation += 1
+                access.node.generation = self._generation
+                self._set_global(name, access.node)
+            else:
+                self._del_global(name)
+            if access.fire_watch:
+                self._fire(name, exact=access.watch_exact, old_perms=access.old_perms)
+
+    # -- watches --------------------------------------------------------------------
+
+    def _unindex_watch(self, watch: _Watch) -> None:
+        bucket = self._watch_index.get(watch.node)
+        if bucket is not None:
+            bucket.pop((id(watch.conn), watch.token), None)
+            if not bucket:
+                del self._watch_index[watch.node]
+
+    def _fire_or_queue(self, tx: Optional[_Transaction], name: str, exact: bool,
+                       node: Optional[_Node], old_perms: Optional[Tuple[_Perms, int]]) -> None:
+        if tx is None:
+            self._fire(name, exact, node, old_perms)
+            return
+        access = tx.accessed.get(name)
+        if access is None:
+            tx.fail = True
+            return
+        if not access.fire_watch:
+            access.fire_watch = True
+            access.watch_exact = exact
+        elif not exact:
+            access.watch_exact = False
+
+    def _fire(self, name: str, exact: bool, node: Optional[_Node] = None,
+              old_perms: Optional[Tuple[_Perms, int]] = None) -> None:
+        """C{fire_watches}: deliver an event for C{name} to every matching
+        watch whose connection may see it.  Cost: the depth of C{name}
+        plus the matching watches."""
+        if exact:
+            buckets = [self._watch_index.get(name)]
+        else:
+            buckets = [self._watch_index.get(p) for p in _ancestors_and_self(name)]
+        permitted: Dict[int, bool] = {}
+        special = name.startswith("@")
+        for bucket in buckets:
+            if not bucket:
+                continue
+            for watch in list(bucket.values()):
+                conn = watch.conn
+                ok = permitted.get(id(conn))
+                if ok is None:
+                    if special:
+                        perms = self._special_perms.get(name)
+                        ok = perms is not None and bool(
+                            self._perm_for(conn._caller(), perms, None) & PERM_READ)
+                    else:
+                        ok = self._watch_permitted(conn._caller(), name, node, old_perms)
+                    permitted[id(conn)] = ok
+                if ok and not conn.closed:
+                    conn._deliver(watch.event_path(name), watch.token)
+
+    def _watch_permitted(self, caller: _Caller, name: str, node: Optional[_Node],
+                         old_perms: Optional[Tuple[_Perms, int]]) -> bool:
+        if old_perms is not None and self._perm_for(caller, old_perms[0], old_perms[1]) & PERM_READ:
+            return True
+        if node is None:
+            node = self._nodes.get(name)
+            if node is None:
+                return False
+        if self._node_perm(caller, node) & PERM_READ:
+            return True
+        parent = self._nodes.get(_parent_of(name))
+        return parent is not None and bool(self._node_perm(caller, parent) & PERM_READ)
+
+    def _deliver_internal(self, path: str, token: str) -> None:
+        callback = self._callbacks.get(token)
+        if callback is None:
+            return
+
+        def run() -> None:
+            # The watch may have been removed since the event was queued.
+            if self._callbacks.get(token) is callback:
+                callback(path)
+
+        self._schedule(run)
+
+    # -- domains ----------------------------------------------------------------------
+
+    def _ensure_domain(self, domid: int) -> None:
+        if domid not in self._domains:
+            self._domains[domid] = _Domain(domid, self._generation)
+
+    def _destroy_domain(self, domid: int) -> None:
+        domain = self._domains.pop(domid, None)
+        self._targets.pop(domid, None)
+        # domain_tree_remove: remove the topmost nodes it owns, with their
+        # subtrees (the owner index avoids walking the whole tree).
+        owned = sorted(self._owned.get(domid, ()), key=lambda p: (p.count("/"), p))
+        privileged = _Caller(0, True)
+        for name in owned:
+            node = self._nodes.get(name)
+            if node is None or node.owner != domid or name == "/":
+                continue
+            self._rm_node(privileged, None, name)
+        self._owned.pop(domid, None)
+        for special, perms in self._special_perms.items():
+            kept = tuple(p for p in perms[1:] if p[1] != domid)
+            owner = perms[0]
+            if owner[1] == domid:
+                owner = (owner[0], 0, owner[2])
+            self._special_perms[special] = (owner,) + kept
+        for conn in list(self._connections):
+            if conn.domid == domid:
+                conn._released()
+        if domain is not None and domain.introduced:
+            self._fire("@releaseDomain", exact=True)
+
+    # -- introspection for tests --------------------------------------------------------
+
+    def paths(self) -> Iterable[str]:
+        """Every node's path (for tests and debugging)."""
+        return list(self._nodes)

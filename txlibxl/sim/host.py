@@ -1,0 +1,523 @@
+"""
+The simulated host: everything composed into one process.
+
+:class:`SimHost` is the model and its control ops, with no sockets: a
+``Store``, a ``Hypervisor`` (with Domain-0), the :class:`Toolstack`, the
+:class:`Agents`, and one method per control op.  ``SimHost.handlers()`` is
+the op table a :class:`~txlibxl.sim.control.ControlServer` serves.
+
+:func:`serve` is the host process (``python -m txlibxl.sim run``): it puts
+the xenstored, the hypercall server and the control server on the run
+directory's sockets, writes ``host.json`` atomically, prints the ready line
+and runs until the ``stop`` op or SIGTERM/SIGINT; then it closes every
+connection and removes its sockets.  See ``notes/sim-host-protocol.md``
+for the contract.
+"""
+import glob
+import importlib.util
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from . import hypercalls, xenstored
+from .agents import DELAY, IGNORE, Agents
+from .control import ControlServer, Handler
+from .hypervisor import (
+    DomainChange,
+    HostInfo,
+    Hypervisor,
+    InvalidDomainConfig,
+    InvalidOperation,
+    NoFreeDomid,
+    OutOfMemory,
+    ShutdownReason,
+)
+from .hypervisor import NoSuchDomain as HvNoSuchDomain
+from .scenario import ScenarioRunner
+from .scenario import load as load_scenario
+from .store import Store
+from .toolstack import BadRequest, Conflict, DomainSpec, NoSuchDomain, Toolstack
+
+__all__ = ["SimHost", "serve", "shim_path", "HOST_JSON_VERSION", "READY_PREFIX"]
+
+log = Logger()
+
+HOST_JSON_VERSION = 1
+READY_PREFIX = "txlibxl-sim ready "
+
+#: Memory of the simulated machine: enough for tens of thousands of the
+#: default 256 MiB guests (the model has no real memory to back).
+HOST_MEMORY_KB = 16 * 1024 ** 3
+
+#: The largest ``create_domains`` count (domids end at 0x7FEF).
+MAX_BULK = 32000
+
+DESTROY_MODES = ("burst", "lockstep", "rate")
+
+
+def _domid(value: Any, name: str = "domid") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest("%s must be an integer, got %r" % (name, value))
+    return value
+
+
+def _seconds(value: Any, name: str = "seconds") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 86400:
+        raise BadRequest("%s must be a number of seconds in [0, 86400], got %r" % (name, value))
+    return float(value)
+
+
+class SimHost:
+    """
+    The simulated host's state and control ops.
+
+    @param reactor: an IReactorTime (and, for L{serve}, IReactorUNIX).
+    """
+
+    def __init__(self, reactor, memory_kb: int = HOST_MEMORY_KB):
+        self.reactor = reactor
+        self.store = Store(schedule=lambda f: reactor.callLater(0, f), domain_exists=self._domain_exists)
+        self.hypervisor = Hypervisor(self.store, host=HostInfo(total_memory_kb=memory_kb))
+        self.toolstack = Toolstack(self.store, self.hypervisor)
+        self.agents = Agents(self.store, self.hypervisor, reactor)
+        self.hypervisor.subscribe(self._changed)
+        self.toolstack.setup_dom0()
+        #: The xenstored's listening port while it runs (set by L{serve}).
+        self.xenstored_port = None
+        self.xenstored_path: Optional[str] = None
+        self._waiting: List[defer.Deferred] = []
+        #: Fires (with None) when the stop op asks the host to exit.
+        self.stop_requested = defer.Deferred()
+
+    def _domain_exists(self, domid: int) -> bool:
+        try:
+            self.hypervisor.get(domid)
+        except HvNoSuchDomain:
+            return False
+        return True
+
+    def _changed(self, domain, what: DomainChange) -> None:
+        if what is DomainChange.DESTROYED:
+            self.toolstack.forget(domain.domid)
+
+    def close(self) -> None:
+        """Stop the agents and every waiting op (for a clean exit)."""
+        for d in list(self._waiting):
+            d.cancel()
+        self.agents.stop_all()
+        self.hypervisor.cancel_pending()
+
+    # -- the op table --------------------------------------------------------
+
+    def handlers(self) -> Dict[str, Handler]:
+        """Op name to handler, for the control server."""
+        return {
+            "ping": self.ping,
+            "create_domain": self.create_domain,
+            "create_domains": self.create_domains,
+            "shutdown": self.shutdown,
+            "crash": self.crash,
+            "pause": self.pause,
+            "unpause": self.unpause,
+            "destroy": self.destroy,
+            "eject": self.eject,
+            "list": self.list,
+            "info": self.info,
+            "fault": self.fault,
+            "stop": self.stop,
+        }
+
+    def call(self, op: str, args: Dict[str, Any]) -> defer.Deferred:
+        """Run one op as the control server would (for scenarios)."""
+        handler = self.handlers().get(op)
+        if handler is None:
+            from .control import UnknownOp
+
+            return defer.fail(UnknownOp("no op %r" % (op,)))
+        return defer.maybeDeferred(handler, **args)
+
+    # -- ops -------------------------------------------------------------------
+
+    def ping(self) -> str:
+        return "pong"
+
+    def create_domain(self, **args: Any) -> Dict[str, Any]:
+        """Create, start the agents, unpause unless asked not to."""
+        return self._create(DomainSpec.from_args(args))
+
+    def create_domains(self, count: Any = None, prefix: Any = "guest", **args: Any) -> List[Dict[str, Any]]:
+        """
+        C{count} domains named C{prefix}1, C{prefix}2... (skipping names in
+        use), all alike.  Stops at the first failure (the domains created
+        before it stay).
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BULK:
+            raise BadRequest("count must be an integer in [1, %d], got %r" % (MAX_BULK, count))
+        if not isinstance(prefix, str) or not prefix or "/" in prefix:
+            raise BadRequest("prefix must be a non-empty name, got %r" % (prefix,))
+        template = DomainSpec.from_args(args, name=prefix)
+        created = []
+        n = 0
+        for _ in range(count):
+            while True:
+                n += 1
+                name = "%s%d" % (prefix, n)
+                if not self._name_taken(name):
+                    break
+            created.append(self._create(DomainSpec(name, *_spec_tail(template))))
+        return created
+
+    def _name_taken(self, name: str) -> bool:
+        try:
+            self.toolstack.by_name(name)
+        except NoSuchDomain:
+            return False
+        return True
+
+    def _create(self, spec: DomainSpec) -> Dict[str, Any]:
+        try:
+            record = self.toolstack.create(spec)
+        except (OutOfMemory, NoFreeDomid) as e:
+            raise Conflict("cannot create %s: %s" % (spec.name, e)) from None
+        except InvalidDomainConfig as e:
+            raise BadRequest(str(e)) from None
+        self.agents.start(record)
+        if not spec.paused:
+            self.hypervisor.unpause(record.domid)
+        return {"domid": record.domid, "uuid": record.uuid, "name": record.name}
+
+    def shutdown(self, domid: Any = None, reason: Any = "poweroff") -> Dict[str, Any]:
+        """The guest shuts itself down with C{reason}."""
+        domid = _domid(domid)
+        if not isinstance(reason, str) or reason.upper() not in ShutdownReason.__members__:
+            names = ", ".join(r.name.lower() for r in ShutdownReason)
+            raise BadRequest("reason must be one of %s, got %r" % (names, reason))
+        return self._hv(self.hypervisor.shutdown, domid, ShutdownReason[reason.upper()])
+
+    def crash(self, domid: Any = None) -> Dict[str, Any]:
+        return self._hv(self.hypervisor.crash, _domid(domid))
+
+    def pause(self, domid: Any = None) -> Dict[str, Any]:
+        return self._hv(self.hypervisor.pause, _domid(domid))
+
+    def unpause(self, domid: Any = None) -> Dict[str, Any]:
+        return self._hv(self.hypervisor.unpause, _domid(domid))
+
+    def _hv(self, operation, domid: int, *args: Any) -> Dict[str, Any]:
+        try:
+            return _describe(operation(domid, *args))
+        except HvNoSuchDomain:
+            raise NoSuchDomain("no domain %d" % domid) from None
+        except InvalidOperation as e:
+            raise Conflict(str(e)) from None
+
+    def destroy(self, domids: Any = None, mode: Any = "burst", rate: Any = None) -> Any:
+        """
+        Destroy C{domids} as another toolstack would: stop their agents,
+        remove their xenstore trees, destroy them in the hypervisor.
+        ``burst``: all in one hypervisor state change; ``lockstep``: one at
+        a time, each after the previous one's ``@releaseDomain`` was sent;
+        ``rate``: C{rate} domains per second.  Fires with the domids
+        destroyed (a domain that died meanwhile is skipped).
+        """
+        if not isinstance(domids, list) or not domids:
+            raise BadRequest("domids must be a non-empty list of domids")
+        targets = []
+        for domid in domids:
+            domid = _domid(domid, "each domid")
+            if domid == 0:
+                raise Conflict("cannot destroy the control domain")
+            try:
+                self.hypervisor.get(domid)
+            except HvNoSuchDomain:
+                raise NoSuchDomain("no domain %d" % domid) from None
+            if domid not in targets:
+                targets.append(domid)
+        if mode not in DESTROY_MODES:
+            raise BadRequest("mode must be one of %s, got %r" % (", ".join(DESTROY_MODES), mode))
+        if mode == "rate":
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1e6:
+                raise BadRequest("mode rate needs rate, domains per second (> 0), got %r" % (rate,))
+        elif rate is not None:
+            raise BadRequest("rate is only for mode rate")
+        if mode == "burst":
+            for domid in targets:
+                self._tear_down(domid)
+            self.hypervisor.destroy_many(targets)
+            return targets
+        interval = 0.0 if mode == "lockstep" else 1.0 / rate
+        return self._track(defer.ensureDeferred(self._destroy_one_by_one(targets, interval)))
+
+    async def _destroy_one_by_one(self, targets: Sequence[int], interval: float) -> List[int]:
+        done = []
+        for i, domid in enumerate(targets):
+            if i and interval:
+                await self._sleep(interval)
+            try:
+                domain = self.hypervisor.get(domid)
+            except HvNoSuchDomain:
+                continue
+            if domain.dying:
+                continue
+            self._tear_down(domid)
+            self.hypervisor.destroy(domid)
+            done.append(domid)
+            if not interval:
+                # The @releaseDomain event is written to the clients'
+                # transports now; two reactor turns later it has been sent.
+                await self._sleep(0)
+                await self._sleep(0)
+        return done
+
+    def _tear_down(self, domid: int) -> None:
+        self.agents.stop(domid)
+        try:
+            record = self.toolstack.get(domid)
+        except NoSuchDomain:
+            return
+        self.toolstack.teardown(record)
+
+    def _sleep(self, seconds: float) -> defer.Deferred:
+        return self._track(task.deferLater(self.reactor, seconds, lambda: None))
+
+    def _track(self, d: defer.Deferred) -> defer.Deferred:
+        self._waiting.append(d)
+
+        def untrack(result: Any) -> Any:
+            if d in self._waiting:
+                self._waiting.remove(d)
+            return result
+
+        d.addBoth(untrack)
+        return d
+
+    def eject(self, domid: Any = None, vdev: Any = None) -> None:
+        """QEMU writes the eject node of the CD-ROM C{vdev}."""
+        record = self.toolstack.get(_domid(domid))
+        if not isinstance(vdev, str):
+            raise BadRequest("vdev must be a string, got %r" % (vdev,))
+        self.agents.device_model.eject(record, vdev)
+        return None
+
+    def list(self) -> List[Dict[str, Any]]:
+        return [_describe(d) for d in self.hypervisor.domains()]
+
+    def info(self, domid: Any = None) -> Dict[str, Any]:
+        domid = _domid(domid)
+        try:
+            return _describe(self.hypervisor.get(domid))
+        except HvNoSuchDomain:
+            raise NoSuchDomain("no domain %d" % domid) from None
+
+    def fault(self, kind: Any = None, **args: Any) -> None:
+        """Inject a fault; see the protocol for the kinds."""
+        handler = {
+            "xenstored_stall": self._fault_stall,
+            "xenstored_die": self._fault_die,
+            "xenstored_restart": self._fault_restart,
+            "slow_backend": self._fault_slow_backend,
+            "guest_ignore_shutdown": self._fault_ignore,
+            "guest_delay": self._fault_delay,
+            "clear": self._fault_clear,
+        }.get(kind)
+        if handler is None:
+            raise BadRequest("unknown fault kind %r" % (kind,))
+        try:
+            handler(**args)
+        except TypeError as e:
+            raise BadRequest("fault %s: %s" % (kind, e)) from None
+        log.info("fault {kind} {args}", kind=kind, args=args)
+        return None
+
+    def _xenstored(self):
+        if self.xenstored_port is None:
+            raise Conflict("xenstored is not running")
+        return self.xenstored_port
+
+    def _fault_stall(self, seconds: Any = None) -> None:
+        self._xenstored().factory.stall(_seconds(seconds))
+
+    def _fault_die(self) -> None:
+        port = self._xenstored()
+        self.xenstored_port = None
+        port.factory.resume()
+        port.stopListening()
+        for proto in list(port.factory.protocols):
+            proto.transport.abortConnection()
+
+    def _fault_restart(self) -> None:
+        if self.xenstored_path is None:
+            raise Conflict("this host has no xenstored socket")
+        if self.xenstored_port is not None:
+            self._fault_die()
+        self.start_xenstored(self.xenstored_path)
+
+    def start_xenstored(self, path: str) -> None:
+        self.xenstored_path = path
+        if os.path.exists(path):
+            os.unlink(path)
+        self.xenstored_port = xenstored.listen(self.reactor, self.store, path)
+
+    def _fault_slow_backend(self, seconds: Any = None) -> None:
+        self.agents.backends.close_delay = _seconds(seconds)
+
+    def _fault_ignore(self, domid: Any = None) -> None:
+        self.agents.guest(_domid(domid)).set_behaviour(IGNORE)
+
+    def _fault_delay(self, domid: Any = None, seconds: Any = None) -> None:
+        self.agents.guest(_domid(domid)).set_behaviour(DELAY, _seconds(seconds))
+
+    def _fault_clear(self) -> None:
+        """Every fault off: backends and guests normal, xenstored answering
+        (restarted if it died)."""
+        self.agents.clear_faults()
+        if self.xenstored_port is not None:
+            self.xenstored_port.factory.resume()
+        elif self.xenstored_path is not None:
+            self.start_xenstored(self.xenstored_path)
+
+    def stop(self) -> str:
+        """Reply, then ask the process to exit."""
+        if not self.stop_requested.called:
+            self.reactor.callLater(0, self.stop_requested.callback, None)
+        return "stopping"
+
+
+def _spec_tail(spec: DomainSpec):
+    return (spec.type, spec.memory_kb, spec.vcpus, spec.disks, spec.vifs, spec.paused)
+
+
+def _describe(domain) -> Dict[str, Any]:
+    if domain.dying:
+        state = "dying"
+    elif domain.shutdown:
+        state = "shutdown"
+    elif domain.paused:
+        state = "paused"
+    elif domain.blocked:
+        state = "blocked"
+    else:
+        state = "running"
+    reason = domain.shutdown_reason
+    return {
+        "domid": domain.domid,
+        "name": domain.name,
+        "uuid": str(domain.uuid),
+        "type": domain.type,
+        "state": state,
+        "shutdown_reason": reason.name.lower() if reason is not None else None,
+    }
+
+
+# -- the process ------------------------------------------------------------
+
+
+def shim_path() -> Optional[str]:
+    """The absolute path of the built ``_xcshim`` shared object, if any."""
+    try:
+        spec = importlib.util.find_spec("txlibxl.sim._xcshim")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin and os.path.isfile(spec.origin):
+        return os.path.abspath(spec.origin)
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = sorted(glob.glob(os.path.join(here, "_xcshim*.so")))
+    return found[0] if found else None
+
+
+def _write_json_atomically(path: str, data: Dict[str, Any]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=None) -> int:
+    """
+    Run the host process in C{rundir} until the stop op or the reactor
+    stops (SIGTERM/SIGINT).  Returns the exit status: 0, or 1 if it could
+    not start.
+    """
+    stdout = stdout or sys.stdout
+    rundir = os.path.abspath(rundir)
+    shim = shim_path()
+    if shim is None:
+        log.error("the xc_* shim is not built (run: pip install --no-build-isolation -e .)")
+        return 1
+    loaded = load_scenario(scenario) if scenario else None
+    root = os.path.join(rundir, "root")
+    for sub in ("var/run/xen", "var/lib/xen"):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    paths = {name: os.path.join(rundir, name + ".sock") for name in ("xenstored", "hypercall", "control")}
+    for path in paths.values():
+        if os.path.exists(path):
+            os.unlink(path)
+
+    host = SimHost(reactor)
+    ports = []
+    host.start_xenstored(paths["xenstored"])
+    ports.append(hypercalls.listen(reactor, host.hypervisor, paths["hypercall"]))
+    control_factory = ControlServer(host.handlers())
+    ports.append(reactor.listenUNIX(paths["control"], control_factory))
+
+    finished = defer.Deferred()
+    cleaned = []
+
+    async def clean_up() -> None:
+        if cleaned:
+            return
+        cleaned.append(True)
+        log.info("simulated host stopping")
+        host.close()
+        if host.xenstored_port is not None:
+            host._fault_die()
+        for port in ports:
+            factory = port.factory
+            await defer.maybeDeferred(port.stopListening)
+            if hasattr(factory, "close"):
+                factory.close()
+        for path in paths.values():
+            if os.path.exists(path):
+                os.unlink(path)
+
+    def on_reactor_shutdown() -> defer.Deferred:
+        return defer.ensureDeferred(clean_up())
+
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", on_reactor_shutdown)
+    host.stop_requested.addCallback(lambda _: finished.callback(None) if not finished.called else None)
+
+    info = {
+        "version": HOST_JSON_VERSION,
+        "pid": os.getpid(),
+        "rundir": rundir,
+        "xenstored": paths["xenstored"],
+        "hypercall": paths["hypercall"],
+        "control": paths["control"],
+        "shim": shim,
+        "root": root,
+    }
+    host_json = os.path.join(rundir, "host.json")
+    _write_json_atomically(host_json, info)
+    stdout.write(READY_PREFIX + host_json + "\n")
+    stdout.flush()
+    log.info("simulated host ready in {rundir}", rundir=rundir)
+
+    if loaded is not None:
+        runner = ScenarioRunner(reactor, host.call)
+        played = host._track(runner.run(loaded))
+        played.addCallbacks(
+            lambda _: log.info("scenario {name} played", name=loaded.name),
+            lambda f: None if f.check(defer.CancelledError) else log.error(
+                "scenario {name} failed: {why}", name=loaded.name, why=f.getErrorMessage()
+            ),
+        )
+
+    await finished
+    reactor.removeSystemEventTrigger(trigger)
+    await clean_up()
+    return 0

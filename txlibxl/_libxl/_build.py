@@ -205,6 +205,17 @@ void txl_osevent_afterpoll(libxl_ctx *ctx, int nfds, const struct pollfd *fds,
                            long sec, long usec);
 int txl_in_forked_child(void);
 
+/* The trampolines libxl calls (hooks, disaster), exposed so that tests
+ * can drive the C-to-Python path without a Xen host. */
+struct timeval { long tv_sec; long tv_usec; ...; };
+int txl_fd_register(void *user, int fd, void **out, short events, void *for_libxl);
+int txl_fd_modify(void *user, int fd, void **update, short events);
+void txl_fd_deregister(void *user, int fd, void *registration);
+int txl_timeout_register(void *user, void **out, struct timeval abs, void *for_libxl);
+int txl_timeout_modify(void *user, void **update, struct timeval abs);
+void txl_timeout_deregister(void *user, void *registration);
+void txl_disaster(void *user, libxl_event_type type, const char *msg, int errnoval);
+
 /* Python, called from the C side */
 extern "Python" void txl_py_log(void *user, int level, const char *text);
 extern "Python" int txl_py_fd_register(void *user, int fd, void **out, short events,

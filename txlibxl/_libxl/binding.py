@@ -558,8 +558,37 @@ class Ctx:
         _check_c_int("libxl_ctx_alloc", "min_level", min_level, XTL_DEBUG, _XTL_NUM_LEVELS + 1)
         ffi, lib = _native()
         self = cls.__new__(cls)
-        self._log_to = log
+        self._init_state(log)
+
+        logger = lib.txl_logger_new(self._handle, min_level)
+        if logger == ffi.NULL:
+            raise errors.from_code(errors.ERROR_NOMEM, "libxl_ctx_alloc", "no memory for the logger")
+        pctx = ffi.new("libxl_ctx **")
+        rc = lib.txl_ctx_alloc(pctx, logger)
+        if rc:
+            lib.txl_logger_free(logger)
+            raise errors.from_code(rc, "libxl_ctx_alloc")
+        self._logger = logger
+        self._ctx = pctx[0]
+        self.address = int(ffi.cast("uintptr_t", self._ctx))
         self._closed = False
+        _live[self.address] = self
+        # The disaster callback, from the start; events stay queued.
+        lib.txl_register_event_callbacks(self._ctx, self._event_hooks, 0, self._handle)
+        return self
+
+    def _init_state(self, log: Callable[[int, str], None]) -> None:
+        """
+        The Python side of a context not (yet) allocated: it behaves as a
+        freed one (every libxl call raises ContextClosed), but argument
+        checks and the hook trampolines work.
+        """
+        ffi, _ = _native()
+        self._log_to = log
+        self._closed = True
+        self._ctx = ffi.NULL
+        self._logger = ffi.NULL
+        self.address = 0
         self._handle = ffi.new_handle(self)
         self._registrations: Dict[int, Any] = {}
         self._registration_ids = itertools.count(1)
@@ -573,22 +602,6 @@ class Ctx:
         self._ops: Set[int] = set()
         self._libxl_busy = False  # fds/timeouts/children may exist in libxl
         self.disaster: Optional[errors.LibxlDisaster] = None
-
-        logger = lib.txl_logger_new(self._handle, min_level)
-        if logger == ffi.NULL:
-            raise errors.from_code(errors.ERROR_NOMEM, "libxl_ctx_alloc", "no memory for the logger")
-        pctx = ffi.new("libxl_ctx **")
-        rc = lib.txl_ctx_alloc(pctx, logger)
-        if rc:
-            lib.txl_logger_free(logger)
-            raise errors.from_code(rc, "libxl_ctx_alloc")
-        self._logger = logger
-        self._ctx = pctx[0]
-        self.address = int(ffi.cast("uintptr_t", self._ctx))
-        _live[self.address] = self
-        # The disaster callback, from the start; events stay queued.
-        lib.txl_register_event_callbacks(self._ctx, self._event_hooks, 0, self._handle)
-        return self
 
     # -- state -----------------------------------------------------------
 
@@ -614,13 +627,13 @@ class Ctx:
         return len(self._generators)
 
     def _enter(self, call: str) -> Any:
-        if self._closed:
-            raise errors.ContextClosed(f"{call}: the libxl context has been freed")
         if _in_forbidden():
             raise errors.ReentrantCall(
                 f"{call}: libxl may not be called from inside an osevent hook or the "
                 "disaster, fork, log or predicate callbacks"
             )
+        if self._closed:
+            raise errors.ContextClosed(f"{call}: the libxl context is not allocated or was freed")
         return self._ctx
 
     def set_log_level(self, min_level: int) -> None:

@@ -654,6 +654,12 @@ class Store:
         self.write("/local/domain/0/name", b"Domain-0")
         self.write("/local/pool/0/name", b"Pool-0")
 
+    def watch_count(self, path: str) -> int:
+        """How many watches (of every client) are set exactly on C{path}
+        (absolute or special): lets tests and the control plane wait until
+        a client has set its watch."""
+        return len(self._watch_index.get(path, ()))
+
     def owned_count(self, domid: int) -> int:
         """How many nodes C{domid} owns (its node-quota count)."""
         return len(self._owned.get(domid, ()))

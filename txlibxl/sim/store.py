@@ -1137,6 +1137,32 @@ class Store:
 
     # -- introspection for tests --------------------------------------------------------
 
+    def check(self) -> List[str]:
+        """
+        What is inconsistent in the tree (C{check_store}): children that do
+        not exist, nodes their parent does not list, a wrong owner index.
+        Empty when all is well.  Walks the whole tree: for tests.
+        """
+        problems = []
+        for name, node in self._nodes.items():
+            if name != "/":
+                parent = self._nodes.get(_parent_of(name))
+                if parent is None or name.rsplit("/", 1)[1] not in parent.children:
+                    problems.append(f"{name}: not listed by its parent")
+            for child in node.children:
+                if _child_path(name, child) not in self._nodes:
+                    problems.append(f"{name}: lists missing child {child}")
+            if node.childlen != sum(len(c) + 1 for c in node.children):
+                problems.append(f"{name}: wrong childlen")
+            if name not in self._owned.get(node.owner, ()):
+                problems.append(f"{name}: missing from owner index of {node.owner}")
+        for domid, names in self._owned.items():
+            for name in names:
+                node = self._nodes.get(name)
+                if node is None or node.owner != domid:
+                    problems.append(f"{name}: stale in owner index of {domid}")
+        return problems
+
     def paths(self) -> Iterable[str]:
         """Every node's path (for tests and debugging)."""
         return list(self._nodes)

@@ -61,6 +61,18 @@ def libxl_error_names(include_dir: str = INCLUDE_DIR) -> List[str]:
 
 #: A libxl_event's payload, flattened (shared by the cdef and the C source).
 EVENT_FIELDS = """
+struct txl_disk_fields {
+    uint32_t backend_domid;
+    const char *backend_domname;
+    const char *pdev_path;
+    const char *vdev;
+    const char *backend;
+    const char *format;
+    const char *script;
+    int removable;
+    int readwrite;
+    int is_cdrom;
+};
 struct txl_event_fields {
     int type;
     uint32_t domid;
@@ -70,16 +82,7 @@ struct txl_event_fields {
     int rc;
     const char *vdev;
     int has_disk;
-    uint32_t disk_backend_domid;
-    const char *disk_backend_domname;
-    const char *disk_pdev_path;
-    const char *disk_vdev;
-    const char *disk_backend;
-    const char *disk_format;
-    const char *disk_script;
-    int disk_removable;
-    int disk_readwrite;
-    int disk_is_cdrom;
+    struct txl_disk_fields disk;
 };
 """
 
@@ -98,6 +101,7 @@ typedef ... libxl_evgen_domain_death;
 typedef ... libxl_evgen_disk_eject;
 typedef struct { ...; } libxl_uuid;
 typedef struct { ...; } libxl_asyncop_how;
+typedef struct { ...; } libxl_device_disk;
 
 struct pollfd { int fd; short events; short revents; ...; };
 
@@ -182,6 +186,10 @@ void libxl_dominfo_dispose(libxl_dominfo *p);
 char *libxl_domid_to_name(libxl_ctx *ctx, uint32_t domid);
 int libxl_name_to_domid(libxl_ctx *ctx, const char *name, uint32_t *domid);
 const char *libxl_error_to_string(libxl_error p);
+int libxl_vdev_to_device_disk(libxl_ctx *ctx, uint32_t domid, const char *vdev,
+                              libxl_device_disk *disk);
+void libxl_device_disk_init(libxl_device_disk *p);
+void libxl_device_disk_dispose(libxl_device_disk *p);
 void free(void *);
 
 /* txlibxl's C side (set_source below) */
@@ -196,6 +204,7 @@ void txl_register_event_callbacks(libxl_ctx *ctx, libxl_event_hooks *hooks,
 void txl_set_childproc_mainloop(libxl_ctx *ctx, void *user);
 void txl_ao_how_init(libxl_asyncop_how *how, uintptr_t op_id);
 void txl_event_read(const libxl_event *ev, struct txl_event_fields *out);
+void txl_disk_read(const libxl_device_disk *disk, struct txl_disk_fields *out);
 void txl_uuid_format(const libxl_uuid *uuid, char *buf);
 int txl_event_check(libxl_ctx *ctx, libxl_event **event_r, uint64_t typemask,
                     void *predicate_user);
@@ -532,6 +541,20 @@ static void txl_uuid_format(const libxl_uuid *uuid, char *buf)
              b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
+static void txl_disk_read(const libxl_device_disk *d, struct txl_disk_fields *out)
+{
+    out->backend_domid = d->backend_domid;
+    out->backend_domname = d->backend_domname;
+    out->pdev_path = d->pdev_path;
+    out->vdev = d->vdev;
+    out->backend = libxl_disk_backend_to_string(d->backend);
+    out->format = libxl_disk_format_to_string(d->format);
+    out->script = d->script;
+    out->removable = d->removable;
+    out->readwrite = d->readwrite;
+    out->is_cdrom = d->is_cdrom;
+}
+
 static void txl_event_read(const libxl_event *ev, struct txl_event_fields *out)
 {
     memset(out, 0, sizeof(*out));
@@ -544,22 +567,11 @@ static void txl_event_read(const libxl_event *ev, struct txl_event_fields *out)
     case LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN:
         out->shutdown_reason = ev->u.domain_shutdown.shutdown_reason;
         break;
-    case LIBXL_EVENT_TYPE_DISK_EJECT: {
-        const libxl_device_disk *d = &ev->u.disk_eject.disk;
+    case LIBXL_EVENT_TYPE_DISK_EJECT:
         out->vdev = ev->u.disk_eject.vdev;
         out->has_disk = 1;
-        out->disk_backend_domid = d->backend_domid;
-        out->disk_backend_domname = d->backend_domname;
-        out->disk_pdev_path = d->pdev_path;
-        out->disk_vdev = d->vdev;
-        out->disk_backend = libxl_disk_backend_to_string(d->backend);
-        out->disk_format = libxl_disk_format_to_string(d->format);
-        out->disk_script = d->script;
-        out->disk_removable = d->removable;
-        out->disk_readwrite = d->readwrite;
-        out->disk_is_cdrom = d->is_cdrom;
+        txl_disk_read(&ev->u.disk_eject.disk, &out->disk);
         break;
-    }
     case LIBXL_EVENT_TYPE_OPERATION_COMPLETE:
         out->rc = ev->u.operation_complete.rc;
         break;

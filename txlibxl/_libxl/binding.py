@@ -200,13 +200,15 @@ class _EventGenerator:
     the matching ``evdisable_*`` once.
     """
 
-    __slots__ = ("ctx", "kind", "pointer", "user", "__weakref__")
+    __slots__ = ("ctx", "kind", "pointer", "user", "domid", "vdev", "__weakref__")
 
     def __init__(self, ctx: "Ctx", kind: str, pointer: Any, user: int) -> None:
         self.ctx = ctx
         self.kind = kind
         self.pointer = pointer
         self.user = user
+        self.domid: Optional[int] = None
+        self.vdev: Optional[str] = None
 
     def __repr__(self) -> str:
         state = "enabled" if self.pointer is not None else "disabled"
@@ -349,10 +351,10 @@ def _py_ao_complete(ctx_pointer: Any, rc: int, for_callback: Any) -> None:
 
 
 def _py_event_predicate(event: Any, user: Any) -> int:
-    predicate = _ffi.from_handle(user)
+    ctx, predicate = _ffi.from_handle(user)
     with _forbidden:
         try:
-            return 1 if predicate(_read_event(event)) else 0
+            return 1 if predicate(ctx._copy_event(event)) else 0
         except Exception:
             _log.failure("an event_check predicate raised; the event does not match")
             return 0
@@ -368,31 +370,43 @@ def _string(pointer: Any) -> Optional[str]:
     return _ffi.string(pointer).decode("utf-8", "replace")
 
 
-def _read_event(event: Any) -> RawEvent:
+def _read_disk(fields: Any) -> Dict[str, Any]:
+    return {
+        "backend_domid": fields.backend_domid,
+        "backend_domname": _string(fields.backend_domname),
+        "pdev_path": _string(fields.pdev_path),
+        "vdev": _string(fields.vdev),
+        "backend": _string(fields.backend),
+        "format": _string(fields.format),
+        "script": _string(fields.script),
+        "removable": fields.removable,
+        "readwrite": fields.readwrite,
+        "is_cdrom": fields.is_cdrom,
+    }
+
+
+def _read_event(event: Any, eject_vdevs: Optional[Dict[Tuple[int, int], str]] = None) -> RawEvent:
     fields = _ffi.new("struct txl_event_fields *")
     _lib.txl_event_read(event, fields)
     kind = fields.type
-    disk = None
-    if fields.has_disk:
-        disk = {
-            "backend_domid": fields.disk_backend_domid,
-            "backend_domname": _string(fields.disk_backend_domname),
-            "pdev_path": _string(fields.disk_pdev_path),
-            "vdev": _string(fields.disk_vdev),
-            "backend": _string(fields.disk_backend),
-            "format": _string(fields.disk_format),
-            "script": _string(fields.disk_script),
-            "removable": fields.disk_removable,
-            "readwrite": fields.disk_readwrite,
-            "is_cdrom": fields.disk_is_cdrom,
-        }
+    disk = _read_disk(fields.disk) if fields.has_disk else None
+    vdev = None
+    if kind == EVENT_DISK_EJECT and disk is not None:
+        # libxl 4.17 documents u.disk_eject.vdev but never sets it, and
+        # fills disk.vdev from the frontend's "dev" node, which neither
+        # libxl nor Xen writes (it is a backend node): both are NULL on a
+        # real host.  The vdev the generator was enabled for stands in.
+        known = (eject_vdevs or {}).get((fields.domid, fields.for_user))
+        vdev = _string(fields.vdev) or disk["vdev"] or known
+        if disk["vdev"] is None:
+            disk["vdev"] = vdev
     return RawEvent(
         type=kind,
         domid=fields.domid,
         uuid=_ffi.string(fields.uuid).decode("ascii"),
         for_user=fields.for_user,
         shutdown_reason=fields.shutdown_reason if kind == EVENT_DOMAIN_SHUTDOWN else None,
-        vdev=_string(fields.vdev) if kind == EVENT_DISK_EJECT else None,
+        vdev=vdev,
         disk=disk,
         rc=fields.rc if kind == EVENT_OPERATION_COMPLETE else None,
     )
@@ -599,6 +613,7 @@ class Ctx:
         self._on_complete: Optional[Callable[[int, int], None]] = None
         self._event_hooks = ffi.new("libxl_event_hooks *")
         self._generators: Set[_EventGenerator] = set()
+        self._eject_vdevs: Dict[Tuple[int, int], str] = {}  # (domid, user) -> vdev
         self._ops: Set[int] = set()
         self._libxl_busy = False  # fds/timeouts/children may exist in libxl
         self.disaster: Optional[errors.LibxlDisaster] = None
@@ -828,9 +843,12 @@ class Ctx:
             except Exception:
                 _log.failure("the libxl log callback failed")
 
+    def _copy_event(self, event: Any) -> RawEvent:
+        return _read_event(event, self._eject_vdevs)
+
     def _event_occurred(self, event: Any) -> None:
         try:
-            raw = _read_event(event)
+            raw = self._copy_event(event)
         finally:
             _lib.libxl_event_free(self._ctx, event)
         try:
@@ -1017,7 +1035,9 @@ class Ctx:
         if rc:
             raise errors.from_code(rc, call)
         generator = _EventGenerator(self, "disk_eject", out[0], user)
+        generator.domid, generator.vdev = domid, vdev
         self._generators.add(generator)
+        self._eject_vdevs[(domid, user)] = vdev
         return generator
 
     def evdisable_disk_eject(self, handle: Any) -> None:
@@ -1039,6 +1059,11 @@ class Ctx:
             raise errors.InvalidArgument(call=call, message="the generator is disabled already")
         pointer, handle.pointer = handle.pointer, None
         self._generators.discard(handle)
+        if handle.vdev is not None and not any(
+            g.kind == "disk_eject" and (g.domid, g.user) == (handle.domid, handle.user)
+            for g in self._generators
+        ):
+            self._eject_vdevs.pop((handle.domid, handle.user), None)
         disable(ctx, pointer)
 
     def event_check(
@@ -1062,14 +1087,14 @@ class Ctx:
             _check_callable(call, "predicate", predicate)
         ctx = self._enter(call)
         out = _ffi.new("libxl_event **")
-        user = _ffi.new_handle(predicate) if predicate is not None else _ffi.NULL
+        user = _ffi.new_handle((self, predicate)) if predicate is not None else _ffi.NULL
         rc = _lib.txl_event_check(ctx, out, typemask, user)
         if rc == errors.ERROR_NOT_READY:
             return None
         if rc:
             raise errors.from_code(rc, call)
         try:
-            return _read_event(out[0])
+            return self._copy_event(out[0])
         finally:
             _lib.libxl_event_free(ctx, out[0])
 
@@ -1232,6 +1257,32 @@ class Ctx:
             raise errors.from_code(rc, call)
         return int(out[0])
 
+    def vdev_to_device_disk(self, domid: int, vdev: str) -> Dict[str, Any]:
+        """
+        ``libxl_vdev_to_device_disk``: the configuration of disk C{vdev} of
+        C{domid}, as libxl stored it (the keys of :class:`RawEvent`'s
+        ``disk``).  Useful to check that a disk exists before watching it:
+        ``libxl_evenable_disk_eject`` does not check.
+
+        :raises txlibxl.errors.LibxlError: no such disk (libxl's code, e.g.
+            ``ERROR_FAIL``), or C{vdev} is not a disk name (``ERROR_INVAL``).
+        """
+        call = "libxl_vdev_to_device_disk"
+        _check_domid(call, domid)
+        encoded = _check_text(call, "vdev", vdev)
+        ctx = self._enter(call)
+        disk = _ffi.new("libxl_device_disk *")
+        _lib.libxl_device_disk_init(disk)
+        try:
+            rc = _lib.libxl_vdev_to_device_disk(ctx, domid, encoded, disk)
+            if rc:
+                raise errors.from_code(rc, call, f"domain {domid} has no disk {vdev!r}")
+            fields = _ffi.new("struct txl_disk_fields *")
+            _lib.txl_disk_read(disk, fields)
+            return _read_disk(fields)
+        finally:
+            _lib.libxl_device_disk_dispose(disk)
+
     # -- teardown ------------------------------------------------------------
 
     def free(self) -> None:
@@ -1259,6 +1310,7 @@ class Ctx:
         for generator in self._generators:
             generator.pointer = None
         self._generators.clear()
+        self._eject_vdevs.clear()
         self._registrations.clear()
         _lib.txl_logger_free(self._logger)
         self._logger = _ffi.NULL

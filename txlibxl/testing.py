@@ -576,8 +576,11 @@ def _load_libxenlight() -> None:
     except ImportError:
         loader = None
     if loader is not None:
-        loader.load()
-        return
+        try:
+            loader.load()
+            return
+        except ImportError:
+            pass  # not built: libxenlight itself may still be there
     name = ctypes.util.find_library("xenlight") or "libxenlight.so"
     try:
         ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)

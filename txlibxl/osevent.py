@@ -98,7 +98,7 @@ import os
 import select
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 import attr
 from twisted.internet.abstract import FileDescriptor
@@ -344,7 +344,7 @@ class ReactorOSEvents:
 
     def __init__(
         self,
-        reactor: object,
+        reactor: Any,
         sink: IOSEventSink,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -734,18 +734,18 @@ class ReactorOSEvents:
             watches = list(self._watches.values()) + list(self._retiring)
             self._watches.clear()
             for watch in watches:
-                for reg in watch.registrations:
-                    reg.live = False
+                for fd_reg in watch.registrations:
+                    fd_reg.live = False
                 watch.registrations.clear()
                 watch.retired = True
             timers = list(self._timers)
             self._timers.clear()
-            for reg in timers:
-                reg.state = _CANCELLED
+            for timer in timers:
+                timer.state = _CANCELLED
         for watch in watches:
             self._sync_quietly(watch)
-        for reg in timers:
-            self._disarm(reg)
+        for timer in timers:
+            self._disarm(timer)
         if left.fds or left.timers:
             log.warn(
                 "closing libxl's osevent hooks with {fds} fds ({regs} registrations) "

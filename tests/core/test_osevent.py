@@ -41,16 +41,26 @@ POLLHUP, POLLERR = select.POLLHUP, select.POLLERR
 class RecordingSink:
     """
     Records every occurred_* call; optional callbacks play libxl's part
-    (e.g. deregistering from inside occurred_fd).
+    (e.g. deregistering from inside occurred_fd).  C{in_hook} counts, per
+    thread, the hooks running (libxl's C{osevent_in_hook} is per ctx, but
+    another thread's occurred_* call just waits for libxl's ctx lock).
     """
 
     def __init__(self) -> None:
         self.fds: List[Tuple[int, int, int, int]] = []
         self.timeouts: List[int] = []
-        self.in_hook = 0
+        self._local = threading.local()
         self.reentrant: List[str] = []
         self.on_fd: Optional[Callable[[int, int, int, int], None]] = None
         self.on_timeout: Optional[Callable[[int], None]] = None
+
+    @property
+    def in_hook(self) -> int:
+        return getattr(self._local, "depth", 0)
+
+    @in_hook.setter
+    def in_hook(self, depth: int) -> None:
+        self._local.depth = depth
 
     def occurred_fd(self, token: int, fd: int, events: int, revents: int) -> None:
         if self.in_hook:

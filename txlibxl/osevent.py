@@ -69,10 +69,12 @@ Threads
     lock, so the hook's return value is valid at once; changes to the
     reactor (add/remove reader and writer, arm/reset/cancel DelayedCalls,
     closing the duplicate) are made on the reactor thread, marshalled with
-    ``reactor.callFromThread`` (see :func:`on_reactor_thread`).  Those marshalled calls carry no state of
-    their own: each one reconciles the reactor with the record's state *as
-    it is when the call runs*.  Hence their order does not matter (the
-    asyncio reactor does not keep callFromThread calls in FIFO order), and
+    ``reactor.callFromThread`` (:func:`on_reactor_thread` decides).  Those
+    marshalled calls carry no state of their own: each one reconciles the
+    reactor with the record's state *as it is when the call runs*.  Hence
+    their order does not matter (the asyncio reactor turns callFromThread
+    into ``callLater(0)``, whose order among equal times is not
+    guaranteed), and
     a deregistration always wins over a register or modify made before it,
     whatever order their marshalled calls run in.  Between a non-reactor
     thread's ``fd_deregister`` and the reactor thread's next turn the
@@ -89,7 +91,10 @@ Reactor shutdown
     ``stopService``): it removes every reader and writer, closes every
     duplicate and cancels every pending DelayedCall, logging what libxl left
     behind.  After it, every ``*_register``/``*_modify`` raises
-    :class:`OSEventsClosed` and deregistrations are no-ops.
+    :class:`OSEventsClosed` and deregistrations are no-ops.  A reactor that
+    shuts down with watches still registered calls their
+    ``connectionLost`` (``disconnectAll``); that is an unconfirmed
+    disconnect, so the watches are restored, not reported.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ APT_PACKAGES = libxen-dev libxenmisc4.17 xenstore-utils gcc make python3-dev pyt
 .PHONY: demo test check docs build deps venv clean bench
 
 demo: build
-	$(PY) -m txlibxl.sim demo
+	$(PY) -m txlibxl.demo
 
 test: build docs check
 

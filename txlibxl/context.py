@@ -260,10 +260,12 @@ class Context:
         Watch the virtual disk C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of
         domain C{domid} for media ejects.
 
-        :raises txlibxl.errors.LibxlError: bad arguments, or libxl refused
-            (for instance, no such disk).
+        :raises txlibxl.errors.LibxlError: bad arguments, or the domain has
+            no such disk (libxl's generator would not check, and would wait
+            forever).
         """
         self._check_usable()
+        self._ctx.vdev_to_device_disk(domid, vdev)
         watch = DiskEjectWatch(self._tx, domid, vdev, self._cancel_watch)
         self._subscribe(
             watch, "eject", lambda user: self._ctx.evenable_disk_eject(domid, vdev, user)

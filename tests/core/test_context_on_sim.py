@@ -1,0 +1,296 @@
+"""
+The Context against the real libxenlight, on a simulated Xen host.
+
+Each test starts its own simulated host (a separate process) and a Context
+on the reactor trial runs (select, poll, epoll or asyncio), and closes both.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, List
+
+from twisted.internet import defer, error as ierror, protocol, reactor
+from twisted.trial.unittest import SkipTest, TestCase
+
+from txlibxl import errors
+from txlibxl.events import DiskEject, DomainDeath, DomainShutdown, ShutdownReason
+
+try:
+    from txlibxl.testing import SimulatedHostTestCase
+except ImportError as e:  # pragma: no cover - the fixture is part of the package
+    raise SkipTest(f"txlibxl.testing is unavailable: {e}")
+
+
+class ContextTestCase(SimulatedHostTestCase):
+    """
+    A simulated host plus a Context on the running reactor, closed after
+    each test.
+    """
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        yield super().setUp()
+        from txlibxl.context import Context
+
+        self.ctx = Context(reactor)
+        self.addCleanup(self.ctx.close)
+
+    def create(self, name: str = "guest", **kw: Any) -> Any:
+        """The domid of a new running domain."""
+        d = self.host.control.create_domain(name=name, **kw)
+        d.addCallback(lambda r: r["domid"])
+        return d
+
+
+class QueryTests(ContextTestCase):
+    @defer.inlineCallbacks
+    def test_list_domains_shows_domain0_and_created_domains(self) -> Any:
+        domid = yield self.create("web1")
+        names = {d.domid: d.name for d in self.ctx.list_domains()}
+        self.assertEqual(names[0], "Domain-0")
+        self.assertEqual(names[domid], "web1")
+
+    @defer.inlineCallbacks
+    def test_domain_info_reports_what_the_hypervisor_has(self) -> Any:
+        domid = yield self.create("db", memory_kb=524288, vcpus=2)
+        info = self.ctx.domain_info(domid)
+        self.assertEqual((info.domid, info.type, info.shutdown, info.dying), (domid, "pv", False, False))
+        self.assertEqual(info.max_memkb, 524288)
+        self.assertEqual(info.vcpus_online, 2)
+
+    @defer.inlineCallbacks
+    def test_names_and_domids_translate_both_ways(self) -> Any:
+        domid = yield self.create("cache")
+        self.assertEqual(self.ctx.domid_to_name(domid), "cache")
+        self.assertEqual(self.ctx.name_to_domid("cache"), domid)
+
+    def test_info_on_a_missing_domain_is_a_typed_error(self) -> None:
+        self.assertRaises(errors.LibxlError, self.ctx.domain_info, 4242)
+        self.assertEqual(self.ctx.domain_info(0).name, "Domain-0")  # still working
+
+    def test_bad_domids_are_refused_before_libxl(self) -> None:
+        for bad in (-1, 2**32, "7"):
+            self.assertRaises((errors.LibxlError, TypeError, ValueError), self.ctx.watch_domain, bad)
+        self.assertEqual(self.ctx.domain_info(0).domid, 0)
+
+
+class DomainWatchTests(ContextTestCase):
+    @defer.inlineCallbacks
+    def assertShutdownReported(self, reason: str, expected: ShutdownReason) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        yield self.host.control.shutdown(domid, reason)
+        event = yield watch.when_shutdown()
+        self.assertEqual(event, DomainShutdown(domid, event.uuid, expected))
+        yield self.host.control.destroy([domid])
+        death = yield watch.when_dead()
+        self.assertEqual(death, DomainDeath(domid, event.uuid))
+
+    def test_poweroff_is_reported_then_death(self) -> Any:
+        return self.assertShutdownReported("poweroff", ShutdownReason.POWEROFF)
+
+    def test_reboot_is_reported_then_death(self) -> Any:
+        return self.assertShutdownReported("reboot", ShutdownReason.REBOOT)
+
+    def test_suspend_is_reported_then_death(self) -> Any:
+        return self.assertShutdownReported("suspend", ShutdownReason.SUSPEND)
+
+    def test_crash_is_reported_then_death(self) -> Any:
+        return self.assertShutdownReported("crash", ShutdownReason.CRASH)
+
+    def test_watchdog_is_reported_then_death(self) -> Any:
+        return self.assertShutdownReported("watchdog", ShutdownReason.WATCHDOG)
+
+    @defer.inlineCallbacks
+    def test_a_destroyed_domain_reports_only_its_death(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        shutdown = watch.when_shutdown()
+        yield self.host.control.destroy([domid])
+        death = yield watch.when_dead()
+        self.assertEqual(death.domid, domid)
+        self.failureResultOf(shutdown)
+        events = [(yield watch.next_event())]
+        self.assertEqual(events, [death])
+
+    @defer.inlineCallbacks
+    def test_watching_a_missing_domain_reports_its_death(self) -> Any:
+        watch = self.ctx.watch_domain(4242)
+        death = yield watch.when_dead()
+        self.assertEqual(death.domid, 4242)
+
+    @defer.inlineCallbacks
+    def test_after_suspend_the_watch_still_sees_death_and_no_repeat(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        yield self.host.control.shutdown(domid, "suspend")
+        first = yield watch.next_event()
+        self.assertEqual(first.reason, ShutdownReason.SUSPEND)
+        yield self.host.control.destroy([domid])
+        second = yield watch.next_event()
+        self.assertIsInstance(second, DomainDeath)
+
+    @defer.inlineCallbacks
+    def test_a_cancelled_watch_gets_nothing_more(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        waiting = watch.next_event()
+        watch.cancel()
+        self.failureResultOf(waiting)
+        other = self.ctx.watch_domain(domid)
+        yield self.host.control.destroy([domid])
+        yield other.when_dead()
+        self.assertEqual(self.ctx.watches, 0)
+
+    @defer.inlineCallbacks
+    def test_two_watches_on_one_domain_each_see_every_event(self) -> Any:
+        domid = yield self.create()
+        a, b = self.ctx.watch_domain(domid), self.ctx.watch_domain(domid)
+        yield self.host.control.destroy([domid])
+        deaths = yield defer.gatherResults([a.when_dead(), b.when_dead()])
+        self.assertEqual([d.domid for d in deaths], [domid, domid])
+
+
+class DiskEjectTests(ContextTestCase):
+    @defer.inlineCallbacks
+    def test_an_eject_is_reported_with_its_disk(self) -> Any:
+        domid = yield self.create(disks=[{"vdev": "hdc", "cdrom": True, "target": "/srv/cd.iso"}])
+        watch = self.ctx.watch_disk_eject(domid, "hdc")
+        yield self.host.control.eject(domid, "hdc")
+        event = yield watch.next_event()
+        self.assertIsInstance(event, DiskEject)
+        self.assertEqual((event.domid, event.vdev), (domid, "hdc"))
+        self.assertEqual(event.disk.vdev, "hdc")
+        watch.cancel()
+
+    @defer.inlineCallbacks
+    def test_watching_a_disk_that_is_not_there_is_a_typed_error(self) -> Any:
+        domid = yield self.create()
+        self.assertRaises(errors.LibxlError, self.ctx.watch_disk_eject, domid, "xvdz")
+        self.assertRaises((errors.LibxlError, ValueError), self.ctx.watch_disk_eject, domid, "")
+
+
+class OperationTests(ContextTestCase):
+    @defer.inlineCallbacks
+    def test_shutdown_completes_when_the_guest_acknowledges(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        result = yield self.ctx.shutdown(domid)
+        self.assertIsNone(result)
+        event = yield watch.when_shutdown()
+        self.assertEqual(event.reason, ShutdownReason.POWEROFF)
+
+    @defer.inlineCallbacks
+    def test_reboot_completes_and_the_domain_reboots(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        yield self.ctx.reboot(domid)
+        event = yield watch.when_shutdown()
+        self.assertEqual(event.reason, ShutdownReason.REBOOT)
+
+    @defer.inlineCallbacks
+    def test_destroy_completes_and_the_domain_is_gone(self) -> Any:
+        domid = yield self.create(disks=[{"vdev": "xvda"}], vifs=1)
+        watch = self.ctx.watch_domain(domid)
+        yield self.ctx.destroy(domid)
+        yield watch.when_dead()
+        listed = yield self.host.control.list()
+        self.assertNotIn(domid, [d["domid"] for d in listed])
+
+    @defer.inlineCallbacks
+    def test_pause_and_unpause_complete(self) -> Any:
+        domid = yield self.create()
+        yield self.ctx.pause(domid)
+        self.assertTrue(self.ctx.domain_info(domid).paused)
+        yield self.ctx.unpause(domid)
+        self.assertFalse(self.ctx.domain_info(domid).paused)
+
+    @defer.inlineCallbacks
+    def test_an_operation_on_a_missing_domain_fails_typed(self) -> Any:
+        with self.assertRaises(errors.LibxlError):
+            yield self.ctx.pause(4242)
+        yield self.create()  # the context still works
+
+    @defer.inlineCallbacks
+    def test_cancel_aborts_the_operation(self) -> Any:
+        domid = yield self.create()
+        yield self.host.control.fault("guest_ignore_shutdown", domid=domid)
+        d = self.ctx.shutdown(domid)
+        yield self.host.control.ping()  # let libxl start waiting
+        d.cancel()
+        failure = self.failureResultOf(d, errors.OperationAborted)
+        self.assertIsInstance(failure.value, defer.CancelledError)
+        self.assertEqual(failure.value.code, errors.ERROR_ABORTED)
+
+    @defer.inlineCallbacks
+    def test_libxl_children_and_spawned_processes_are_both_reaped(self) -> Any:
+        domid = yield self.create(disks=[{"vdev": "xvda"}])
+        ended: defer.Deferred = defer.Deferred()
+
+        class Ended(protocol.ProcessProtocol):
+            def processEnded(self, reason: Any) -> None:
+                ended.callback(reason.value)
+
+        reactor.spawnProcess(Ended(), sys.executable, [sys.executable, "-c", "import time; time.sleep(0.2)"], env=None)
+        yield self.ctx.destroy(domid)  # forks the hotplug script and the destroy child
+        status = yield ended
+        self.assertIsInstance(status, ierror.ProcessDone)
+
+
+class TeardownTests(ContextTestCase):
+    @defer.inlineCallbacks
+    def test_close_aborts_operations_in_flight(self) -> Any:
+        domid = yield self.create()
+        yield self.host.control.fault("guest_ignore_shutdown", domid=domid)
+        d = self.ctx.shutdown(domid)
+        watch = self.ctx.watch_domain(domid)
+        yield self.ctx.close()
+        self.failureResultOf(d, errors.OperationAborted)
+        self.failureResultOf(watch.next_event())
+        self.assertEqual(self.ctx.operations_in_flight, 0)
+
+    @defer.inlineCallbacks
+    def test_calls_after_close_raise_context_closed(self) -> Any:
+        yield self.ctx.close()
+        self.assertRaises(errors.ContextClosed, self.ctx.list_domains)
+        self.assertRaises(errors.ContextClosed, self.ctx.watch_domain, 0)
+
+
+class DisasterTests(ContextTestCase):
+    @defer.inlineCallbacks
+    def test_losing_xenstored_fails_every_waiter_with_the_disaster(self) -> Any:
+        domid = yield self.create()
+        yield self.host.control.fault("guest_ignore_shutdown", domid=domid)
+        watch = self.ctx.watch_domain(domid)
+        op = self.ctx.shutdown(domid)
+        waiting = [watch.when_dead(), watch.next_event(), op]
+        yield self.host.control.fault("xenstored_die")
+        results = yield defer.DeferredList(waiting, consumeErrors=True)
+        for ok, failure in results:
+            self.assertFalse(ok)
+            failure.trap(errors.LibxlDisaster)
+        self.assertIsInstance(self.ctx.failed, errors.LibxlDisaster)
+        self.assertRaises(errors.ContextFailed, self.ctx.watch_domain, domid)
+
+
+class StormTests(ContextTestCase):
+    timeout = 240
+
+    @defer.inlineCallbacks
+    def test_a_thousand_deaths_reach_their_watches_exactly_once(self) -> Any:
+        created = yield self.host.control.create_domains(count=1000, prefix="storm")
+        domids = [c["domid"] for c in created]
+        watches = {domid: self.ctx.watch_domain(domid) for domid in domids}
+        seen: List[Any] = []
+        for watch in watches.values():
+            watch.when_dead().addCallback(seen.append)
+        yield self.host.control.destroy(domids, mode="burst")
+        deaths = yield defer.gatherResults([w.when_dead() for w in watches.values()])
+        self.assertEqual(sorted(d.domid for d in deaths), sorted(domids))
+        self.assertEqual(len(seen), 1000)
+        leftovers = [w.next_event() for w in watches.values()]
+        self.assertEqual(sum(1 for d in leftovers if isinstance(self.successResultOf(d), DomainDeath)), 1000)
+        for w in watches.values():
+            self.failureResultOf(w.next_event())

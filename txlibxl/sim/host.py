@@ -37,7 +37,7 @@ from .hypervisor import (
     ShutdownReason,
 )
 from .hypervisor import NoSuchDomain as HvNoSuchDomain
-from .scenario import ScenarioRunner
+from .scenario import ScenarioError, ScenarioRunner
 from .scenario import load as load_scenario
 from .store import Store
 from .toolstack import BadRequest, Conflict, DomainSpec, NoSuchDomain, Toolstack
@@ -449,7 +449,11 @@ async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=Non
     if shim is None:
         log.error("the xc_* shim is not built (run: pip install --no-build-isolation -e .)")
         return 1
-    loaded = load_scenario(scenario) if scenario else None
+    try:
+        loaded = load_scenario(scenario) if scenario else None
+    except ScenarioError as e:
+        log.error("{error}", error=str(e))
+        return 1
     root = os.path.join(rundir, "root")
     for sub in ("var/run/xen", "var/lib/xen"):
         os.makedirs(os.path.join(root, sub), exist_ok=True)

@@ -144,7 +144,11 @@ class RawEvent:
     A ``libxl_event``, copied out of C (the C event is freed at once).
 
     Only the fields of the event's own type are set; the others are
-    ``None``.  ``disk`` has the keys ``backend_domid``, ``backend_domname``,
+    ``None``.  libxl 4.17 leaves two documented fields empty, so the
+    binding fills them from what it knew when the generator was enabled:
+    ``uuid`` (libxl never sets ``domuuid``; the domain's UUID read at
+    ``evenable`` time, or the nil UUID if the domain did not exist then)
+    and a disk eject's ``vdev`` / ``disk["vdev"]``.  ``disk`` has the keys ``backend_domid``, ``backend_domname``,
     ``pdev_path``, ``vdev``, ``backend``, ``format`` (the last two as
     libxl's names, e.g. ``"phy"``, ``"raw"``), ``script``, ``removable``,
     ``readwrite``, ``is_cdrom``.
@@ -385,10 +389,22 @@ def _read_disk(fields: Any) -> Dict[str, Any]:
     }
 
 
-def _read_event(event: Any, eject_vdevs: Optional[Dict[Tuple[int, int], str]] = None) -> RawEvent:
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def _read_event(
+    event: Any,
+    eject_vdevs: Optional[Dict[Tuple[int, int], str]] = None,
+    uuids: Optional[Dict[Tuple[int, int], str]] = None,
+) -> RawEvent:
     fields = _ffi.new("struct txl_event_fields *")
     _lib.txl_event_read(event, fields)
     kind = fields.type
+    uuid = _ffi.string(fields.uuid).decode("ascii")
+    if uuid == NIL_UUID and uuids:
+        # libxl 4.17 never fills libxl_event.domuuid: the UUID read when
+        # the generator was enabled stands in.
+        uuid = uuids.get((fields.domid, fields.for_user), NIL_UUID)
     disk = _read_disk(fields.disk) if fields.has_disk else None
     vdev = None
     if kind == EVENT_DISK_EJECT and disk is not None:
@@ -403,7 +419,7 @@ def _read_event(event: Any, eject_vdevs: Optional[Dict[Tuple[int, int], str]] = 
     return RawEvent(
         type=kind,
         domid=fields.domid,
-        uuid=_ffi.string(fields.uuid).decode("ascii"),
+        uuid=uuid,
         for_user=fields.for_user,
         shutdown_reason=fields.shutdown_reason if kind == EVENT_DOMAIN_SHUTDOWN else None,
         vdev=vdev,
@@ -613,7 +629,9 @@ class Ctx:
         self._on_complete: Optional[Callable[[int, int], None]] = None
         self._event_hooks = ffi.new("libxl_event_hooks *")
         self._generators: Set[_EventGenerator] = set()
-        self._eject_vdevs: Dict[Tuple[int, int], str] = {}  # (domid, user) -> vdev
+        # (domid, user) -> what libxl leaves out of that generator's events
+        self._eject_vdevs: Dict[Tuple[int, int], str] = {}
+        self._uuids: Dict[Tuple[int, int], str] = {}
         self._ops: Set[int] = set()
         self._libxl_busy = False  # fds/timeouts/children may exist in libxl
         self.disaster: Optional[errors.LibxlDisaster] = None
@@ -844,7 +862,7 @@ class Ctx:
                 _log.failure("the libxl log callback failed")
 
     def _copy_event(self, event: Any) -> RawEvent:
-        return _read_event(event, self._eject_vdevs)
+        return _read_event(event, self._eject_vdevs, self._uuids)
 
     def _event_occurred(self, event: Any) -> None:
         try:
@@ -1005,7 +1023,11 @@ class Ctx:
         if rc:
             raise errors.from_code(rc, call)
         generator = _EventGenerator(self, "domain_death", out[0], user)
+        generator.domid = domid
         self._generators.add(generator)
+        uuid = self._uuid_of(ctx, domid)
+        if uuid is not None:
+            self._uuids[(domid, user)] = uuid
         return generator
 
     def evdisable_domain_death(self, handle: Any) -> None:
@@ -1038,6 +1060,9 @@ class Ctx:
         generator.domid, generator.vdev = domid, vdev
         self._generators.add(generator)
         self._eject_vdevs[(domid, user)] = vdev
+        uuid = self._uuid_of(ctx, domid)
+        if uuid is not None:
+            self._uuids[(domid, user)] = uuid
         return generator
 
     def evdisable_disk_eject(self, handle: Any) -> None:
@@ -1059,11 +1084,10 @@ class Ctx:
             raise errors.InvalidArgument(call=call, message="the generator is disabled already")
         pointer, handle.pointer = handle.pointer, None
         self._generators.discard(handle)
-        if handle.vdev is not None and not any(
-            g.kind == "disk_eject" and (g.domid, g.user) == (handle.domid, handle.user)
-            for g in self._generators
-        ):
-            self._eject_vdevs.pop((handle.domid, handle.user), None)
+        key = (handle.domid, handle.user)
+        if not any((g.domid, g.user) == key for g in self._generators):
+            self._uuids.pop(key, None)
+            self._eject_vdevs.pop(key, None)
         disable(ctx, pointer)
 
     def event_check(
@@ -1173,6 +1197,19 @@ class Ctx:
         raise errors.from_code(rc, call)
 
     # -- synchronous queries ---------------------------------------------------
+
+    def _uuid_of(self, ctx: Any, domid: int) -> Optional[str]:
+        """
+        The UUID of C{domid}, or None if there is no such domain.
+        """
+        info = _ffi.new("libxl_dominfo *")
+        _lib.libxl_dominfo_init(info)
+        try:
+            if _lib.libxl_domain_info(ctx, info, domid):
+                return None
+            return _uuid(info.uuid)
+        finally:
+            _lib.libxl_dominfo_dispose(info)
 
     def _name_or_none(self, ctx: Any, domid: int) -> Optional[str]:
         pointer = _lib.libxl_domid_to_name(ctx, domid)
@@ -1311,6 +1348,7 @@ class Ctx:
             generator.pointer = None
         self._generators.clear()
         self._eject_vdevs.clear()
+        self._uuids.clear()
         self._registrations.clear()
         _lib.txl_logger_free(self._logger)
         self._logger = _ffi.NULL

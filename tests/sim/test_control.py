@@ -176,6 +176,10 @@ class CreateOpTests(_HostCase):
         created = self.host.create_domains(count=3, vifs=1)
         self.assertEqual([d["name"] for d in created], ["guest1", "guest3", "guest4"])
 
+    def test_a_later_create_domains_continues_the_numbering(self) -> None:
+        self.host.create_domains(count=2)
+        self.assertEqual([d["name"] for d in self.host.create_domains(count=1)], ["guest3"])
+
     def test_create_domains_checks_its_count_and_arguments(self) -> None:
         self.assertRaises(BadRequest, self.host.create_domains, count=0)
         self.assertRaises(BadRequest, self.host.create_domains, count="3")

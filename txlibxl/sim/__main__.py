@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> None:
     from .host import serve
 
     async def main(reactor) -> None:
-        status = await serve(reactor, args.rundir, args.scenario)
+        status = await serve(reactor, args.rundir, args.scenario, debug=args.log_level == "debug")
         if status:
             raise SystemExit(status)
 

@@ -90,6 +90,9 @@ class SimHost:
         self.xenstored_port = None
         self.xenstored_path: Optional[str] = None
         self._waiting: List[defer.Deferred] = []
+        # create_domains: the last suffix used per prefix, so that naming
+        # does not rescan the names taken before.
+        self._suffix: Dict[str, int] = {}
         #: Fires (with None) when the stop op asks the host to exit.
         self.stop_requested = defer.Deferred()
 
@@ -152,7 +155,8 @@ class SimHost:
     def create_domains(self, count: Any = None, prefix: Any = "guest", **args: Any) -> List[Dict[str, Any]]:
         """
         C{count} domains named C{prefix}1, C{prefix}2... (skipping names in
-        use), all alike.  Stops at the first failure (the domains created
+        use, and continuing after the last suffix an earlier call used),
+        all alike.  Stops at the first failure (the domains created
         before it stay).
         """
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BULK:
@@ -161,7 +165,7 @@ class SimHost:
             raise BadRequest("prefix must be a non-empty name, got %r" % (prefix,))
         template = DomainSpec.from_args(args, name=prefix)
         created = []
-        n = 0
+        n = self._suffix.get(prefix, 0)
         for _ in range(count):
             while True:
                 n += 1
@@ -169,6 +173,7 @@ class SimHost:
                 if not self._name_taken(name):
                     break
             created.append(self._create(DomainSpec(name, *_spec_tail(template))))
+            self._suffix[prefix] = n
         return created
 
     def _name_taken(self, name: str) -> bool:
@@ -437,7 +442,7 @@ def _write_json_atomically(path: str, data: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=None) -> int:
+async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=None, debug: bool = False) -> int:
     """
     Run the host process in C{rundir} until the stop op or the reactor
     stops (SIGTERM/SIGINT).  Returns the exit status: 0, or 1 if it could
@@ -465,7 +470,7 @@ async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=Non
     host = SimHost(reactor)
     ports = []
     host.start_xenstored(paths["xenstored"])
-    ports.append(hypercalls.listen(reactor, host.hypervisor, paths["hypercall"]))
+    ports.append(hypercalls.listen(reactor, host.hypervisor, paths["hypercall"], debug=debug))
     control_factory = ControlServer(host.handlers())
     ports.append(reactor.listenUNIX(paths["control"], control_factory))
 

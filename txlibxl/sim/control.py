@@ -12,6 +12,7 @@ dispatches to a table of handlers (see ``txlibxl.sim.host``).
 :class:`ControlClient` is the Python side: ``connect`` it, then ``call`` ops
 or use the named methods.
 """
+import inspect
 import json
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -25,7 +26,7 @@ from twisted.python.failure import Failure
 
 from .toolstack import BadRequest, SimError
 
-__all__ = ["ControlError", "UnknownOp", "ControlServer", "ControlClient", "Handler"]
+__all__ = ["ControlError", "UnknownOp", "ControlServer", "ControlClient", "Handler", "check_arguments"]
 
 log = Logger()
 
@@ -113,17 +114,23 @@ class _ServerProtocol(LineOnlyReceiver):
             raise UnknownOp("no op %r (ops: %s)" % (op, ", ".join(sorted(self._handlers))))
         args = {k: v for k, v in request.items() if k not in ("id", "op")}
         log.debug("control {op} {args}", op=op, args=args)
-        try:
-            return handler(**args)
-        except TypeError as e:
-            # A handler called with arguments it does not take.
-            if "argument" in str(e):
-                raise BadRequest("%s: %s" % (op, e)) from None
-            raise
+        check_arguments(op, handler, args)
+        return handler(**args)
 
     def _send(self, reply: Dict[str, Any]) -> None:
         if self._connected:
             self.sendLine(json.dumps(reply, separators=(",", ":")).encode("utf-8"))
+
+
+def check_arguments(what: str, handler: Handler, args: Dict[str, Any]) -> None:
+    """
+    @raise BadRequest: C{handler} cannot be called with C{args} (an
+        unknown or a missing argument).
+    """
+    try:
+        inspect.signature(handler).bind(**args)
+    except TypeError as e:
+        raise BadRequest("%s: %s" % (what, e)) from None
 
 
 class ControlServer(Factory):

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 
 from . import hypercalls, xenstored
 from .agents import DELAY, IGNORE, Agents
-from .control import ControlServer, Handler
+from .control import ControlServer, Handler, UnknownOp, check_arguments
 from .hypervisor import (
     DomainChange,
     HostInfo,
@@ -138,9 +138,11 @@ class SimHost:
         """Run one op as the control server would (for scenarios)."""
         handler = self.handlers().get(op)
         if handler is None:
-            from .control import UnknownOp
-
             return defer.fail(UnknownOp("no op %r" % (op,)))
+        try:
+            check_arguments(op, handler, args)
+        except BadRequest:
+            return defer.fail()
         return defer.maybeDeferred(handler, **args)
 
     # -- ops -------------------------------------------------------------------
@@ -331,10 +333,8 @@ class SimHost:
         }.get(kind)
         if handler is None:
             raise BadRequest("unknown fault kind %r" % (kind,))
-        try:
-            handler(**args)
-        except TypeError as e:
-            raise BadRequest("fault %s: %s" % (kind, e)) from None
+        check_arguments("fault %s" % kind, handler, args)
+        handler(**args)
         log.info("fault {kind} {args}", kind=kind, args=args)
         return None
 

@@ -341,7 +341,8 @@ class GuestRecord:
         """
         The disk named C{vdev}.
 
-        @raise NoSuchDomain: never; L{BadRequest} if the domain has no such disk.
+        @raise BadRequest: the domain has no such disk (or C{vdev} is not a
+            disk name).
         """
         devid = vdev_to_devid(vdev)
         for device in self.devices:

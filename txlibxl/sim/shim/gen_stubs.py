@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Generate ``xcshim_stubs.inc``: fail-loud stubs for every ``xc_*`` symbol
+that libxenlight (and libxenguest, which it loads) import and the shim does
+not simulate.
+
+Usage: ``python3 gen_stubs.py [--check]`` from anywhere.  Needs gcc, nm and
+the installed Xen headers (libxen-dev).  With ``--check`` it writes nothing
+and exits 1 if the checked-in file is out of date.
+
+How: the symbol list comes from ``nm -D --undefined-only`` on the two
+libraries; the prototypes come from gcc's ``-aux-info`` dump of
+``<xenctrl.h>`` and ``<xenguest.h>``, so each stub is defined with exactly
+the installed declaration (the shim includes those headers, so a mismatch
+is a compile error).  Symbols the shim defines itself (found in
+``xcshim.c``) are left out, and so are symbols no installed header
+declares (libxenctrl's private ones, which only libxenguest's internals
+call); the latter are listed in the generated file's header.
+
+Each stub calls ``XCSHIM_NOT_SIMULATED("name")`` (sets errno=ENOSYS and
+says so on stderr) and returns the error value for its type: ``NULL`` for
+pointers, ``false`` for ``_Bool``, nothing for ``void``, ``-1`` otherwise.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from typing import Dict, List, Set, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUTPUT = os.path.join(HERE, "xcshim_stubs.inc")
+SHIM = os.path.join(HERE, "xcshim.c")
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+LIBRARIES = ("libxenlight.so.4.17", "libxenguest.so.4.17")
+HEADERS = ("xenctrl.h", "xenguest.h")
+
+
+def imported_symbols() -> Set[str]:
+    names: Set[str] = set()
+    for lib in LIBRARIES:
+        out = subprocess.run(
+            ["nm", "-D", "--undefined-only", os.path.join(LIBDIR, lib)],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        for line in out.splitlines():
+            name = line.split()[-1].split("@")[0]
+            if name.startswith("xc_"):
+                names.add(name)
+    return names
+
+
+def shim_definitions() -> Set[str]:
+    """Non-static functions named xc_* defined in xcshim.c."""
+    pattern = re.compile(r"^(?!static\b)[A-Za-z_][\w \*]*?\b(xc_\w+)\(")
+    with open(SHIM) as f:
+        return {m.group(1) for m in map(pattern.match, f) if m}
+
+
+def prototypes() -> Dict[str, Tuple[str, List[str]]]:
+    """name -> (return type, parameter types) from gcc -aux-info."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "protos.c")
+        aux = os.path.join(tmp, "protos.aux")
+        with open(src, "w") as f:
+            f.write("#define XC_WANT_COMPAT_MAP_FOREIGN_API 1\n")
+            f.writelines(f"#include <{h}>\n" for h in HEADERS)
+        subprocess.run(
+            ["gcc", "-std=gnu11", "-fsyntax-only", "-aux-info", aux, src],
+            check=True,
+        )
+        with open(aux) as f:
+            lines = f.read().splitlines()
+    result: Dict[str, Tuple[str, List[str]]] = {}
+    decl = re.compile(r"^/\* (\S+):\d+:\w+ \*/ extern (.*?)\b(xc_\w+) \((.*)\);$")
+    for line in lines:
+        m = decl.match(line)
+        if m and "/include/" in m.group(1):
+            result[m.group(3)] = (m.group(2).strip(), split_params(m.group(4)))
+    return result
+
+
+def split_params(params: str) -> List[str]:
+    out, depth, cur = [], 0, ""
+    for ch in params:
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        depth += ch in "(["
+        depth -= ch in ")]"
+        cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def name_param(ptype: str, index: int) -> str:
+    name = f"p{index}"
+    if ptype == "...":
+        return ptype
+    if "(*)" in ptype:
+        return ptype.replace("(*)", f"(*{name})", 1)
+    if ptype.endswith("]"):
+        i = ptype.index("[")
+        return f"{ptype[:i]}{name}{ptype[i:]}"
+    return f"{ptype} {name}"
+
+
+def stub(name: str, ret: str, params: List[str]) -> str:
+    if params in ([], ["void"]):
+        arglist, names = "void", []
+    else:
+        arglist = ", ".join(name_param(p, i) for i, p in enumerate(params))
+        names = [f"p{i}" for i, p in enumerate(params) if p != "..."]
+    value: "str | None"
+    if ret.endswith("*"):
+        value = "NULL"
+    elif ret == "void":
+        value = None
+    elif ret in ("_Bool", "bool"):
+        value = "false"
+    else:
+        value = f"({ret})-1"
+    decl = f"{ret}{'' if ret.endswith('*') else ' '}{name}({arglist})"
+    body = "".join(f"    (void){n};\n" for n in names)
+    body += f'    XCSHIM_NOT_SIMULATED("{name}");\n'
+    if value is not None:
+        body += f"    return {value};\n"
+    return f"{decl}\n{{\n{body}}}\n"
+
+
+def generate() -> str:
+    wanted = imported_symbols() - shim_definitions()
+    protos = prototypes()
+    stubbed = sorted(n for n in wanted if n in protos)
+    skipped = sorted(n for n in wanted if n not in protos)
+    head = [
+        "/* Generated by gen_stubs.py from nm and the installed Xen headers: do not edit.",
+        " *",
+        f" * {len(stubbed)} fail-loud stubs for xc_* imported by {', '.join(LIBRARIES)}.",
+        " * Not stubbed (no installed header declares them; libxenctrl-private,",
+        " * reachable only from libxenguest internals that are themselves stubbed):",
+    ]
+    line = " *  "
+    for n in skipped:
+        if len(line) + len(n) + 1 > 78:
+            head.append(line)
+            line = " *  "
+        line += " " + n
+    head += [line, " */", ""]
+    body = [stub(n, *protos[n]) for n in stubbed]
+    return "\n".join(head) + "\n".join(body)
+
+
+def main(argv: List[str]) -> int:
+    text = generate()
+    if "--check" in argv:
+        try:
+            with open(OUTPUT) as f:
+                current = f.read()
+        except FileNotFoundError:
+            current = ""
+        if current != text:
+            print(f"{OUTPUT} is out of date; run {sys.argv[0]}", file=sys.stderr)
+            return 1
+        return 0
+    with open(OUTPUT, "w") as f:
+        f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

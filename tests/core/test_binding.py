@@ -8,6 +8,8 @@ through their C entry points.
 """
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import os
 import re
 import subprocess
@@ -25,7 +27,25 @@ from txlibxl._libxl import binding, loader
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _preload_sim_shim() -> None:
+    """
+    Load the simulated host's xc shim (inert without a host) before
+    libxenlight, as ``txlibxl.testing.use_simulated_host`` requires: the
+    simulated-host tests that run later in this process need libxenlight's
+    ``xc_*`` calls to reach it.
+    """
+    if loader.is_loaded():
+        return
+    spec = importlib.util.find_spec("txlibxl.sim._xcshim")
+    if spec is not None and spec.origin:
+        ctypes.CDLL(spec.origin, mode=ctypes.RTLD_GLOBAL)
+
+
 def native() -> Tuple[Any, Any]:
+    """
+    The compiled binding, loaded in this process (after the sim's shim).
+    """
+    _preload_sim_shim()
     try:
         return loader.load()
     except loader.BindingUnavailable as e:

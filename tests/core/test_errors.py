@@ -32,12 +32,9 @@ def header_error_codes() -> Dict[str, int]:
 
 
 def compiled_lib():
-    from txlibxl._libxl import loader
+    from tests.core.test_binding import native
 
-    try:
-        return loader.load()[1]
-    except loader.BindingUnavailable as e:
-        raise unittest.SkipTest(f"the binding is not built: {e}")
+    return native()[1]
 
 
 class TableMatchesHeadersTests(unittest.TestCase):

@@ -288,3 +288,14 @@ class OperationTests(LibxlOnSimTestCase):
         self.assertEqual(await self.sim_domids(), [0])
         domains = (await self.xenstore("xenstore-list", "/local/domain")).split()
         self.assertEqual(domains, ["0"])
+
+    async def test_libxl_state_files_go_under_the_hosts_root(self) -> None:
+        # libxl's destroy child records the freed domid in the hard-coded
+        # /var/run/xen/domid-history: the shim redirects it under the
+        # host's root, which is what lets all this run without root.
+        dom = await self.create("recorded")
+        await self.cclient_ok("destroy", dom["domid"])
+        history = os.path.join(self.host.info["root"], "var", "run", "xen", "domid-history")
+        with open(history) as f:
+            recorded = [line.split()[-1] for line in f.read().splitlines() if line.strip()]
+        self.assertIn(str(dom["domid"]), recorded)

@@ -171,7 +171,8 @@ class InProcessTests(SimulatedHostTestCase):
             "except ShimLoadOrderError as e:\n"
             "    print('refused:', e)\n"
         )
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": testing._package_parent()}
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD",) + tuple(self.host.environment())}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (testing._package_parent(), env.get("PYTHONPATH")) if p)
         out, err, code = await utils.getProcessOutputAndValue(
             sys.executable, ["-c", script, self.host.shim], env=env
         )

@@ -238,6 +238,11 @@ class DeviceTreeTests(_Case):
             self.assertEqual(self.read(self.devices[key].backend + "/script"), HOTPLUG_SCRIPT)
         self.assertEqual(self.read(self.devices[("vif", 0)].backend + "/type"), "vif")
 
+    def test_an_hvm_guests_nics_are_emulated_too(self) -> None:
+        hvm = self.create(name="h", type="hvm", vifs=1)
+        [vif] = [d for d in hvm.devices if d.kind == "vif"]
+        self.assertEqual(self.read(vif.backend + "/type"), "vif_ioemu")
+
     def test_a_cdrom_is_a_removable_read_only_cdrom(self) -> None:
         cd = self.devices[("vbd", 5632)]
         self.assertTrue(cd.cdrom)

@@ -500,8 +500,11 @@ def _disk_nodes(domid: int, dtype: str, device: Device, disk: DiskSpec, script: 
     return nodes
 
 
-def _vif_nodes(domid: int, uuid: str, device: Device, script: str) -> List[Node]:
+def _vif_nodes(domid: int, dtype: str, uuid: str, device: Device, script: str) -> List[Node]:
     mac = _mac(uuid, device.devid)
+    # libxl__device_nic_setdefault: an HVM guest's boot-time nics are
+    # emulated too (QEMU's tap plus the PV vif); PV and PVH get a plain vif.
+    nictype = "vif_ioemu" if dtype == "hvm" else "vif"
     back = [
         ("frontend-id", str(domid)),
         ("online", "1"),
@@ -510,7 +513,7 @@ def _vif_nodes(domid: int, uuid: str, device: Device, script: str) -> List[Node]
         ("mac", mac),
         ("bridge", "xenbr0"),
         ("handle", str(device.devid)),
-        ("type", "vif"),
+        ("type", nictype),
         ("hotplug-status", "connected"),
     ]
     front = [
@@ -617,7 +620,7 @@ def domain_layout(
         elif device.kind == "vbd":
             nodes += _disk_nodes(domid, spec.type, device, disks[device.devid], script)
         else:
-            nodes += _vif_nodes(domid, uuid, device, script)
+            nodes += _vif_nodes(domid, spec.type, uuid, device, script)
     return nodes
 
 

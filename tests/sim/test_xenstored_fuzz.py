@@ -13,7 +13,7 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.trial.unittest import TestCase
 
 from txlibxl.sim.store import Store
-from txlibxl.sim.wire import HEADER, Op, Packet, PacketDecoder, encode
+from txlibxl.sim.wire import HEADER, Op, Packet, encode
 from txlibxl.sim.xenstored import listen
 
 from .test_xenstored import RawClient

@@ -59,7 +59,7 @@ rings and event channels, depth-limited watches (not in 4.17.0).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 __all__ = [

@@ -125,13 +125,23 @@ static int conn_fd = -1;
 static pid_t conn_pid;
 static char conn_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
-static void atfork_prepare(void) { pthread_mutex_lock(&conn_lock); }
-static void atfork_parent(void) { pthread_mutex_unlock(&conn_lock); }
-static void atfork_child(void) { pthread_mutex_unlock(&conn_lock); }
+/*
+ * After fork() the child has only the forking thread: if another thread
+ * was inside a call, the lock would stay taken for ever, so the child
+ * starts with a fresh one.  The inherited connection is the parent's; the
+ * child never uses it (conn_ensure sees another pid and reconnects).  No
+ * lock is taken around fork() itself: a fork must not wait for a call in
+ * flight, whose answer may depend on the forking thread.
+ */
+static void atfork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    memcpy(&conn_lock, &fresh, sizeof fresh);
+}
 
 __attribute__((constructor)) static void shim_init(void)
 {
-    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    pthread_atfork(NULL, NULL, atfork_child);
 }
 
 static void conn_drop(void)

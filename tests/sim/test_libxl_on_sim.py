@@ -299,3 +299,16 @@ class OperationTests(LibxlOnSimTestCase):
         with open(history) as f:
             recorded = [line.split()[-1] for line in f.read().splitlines() if line.strip()]
         self.assertIn(str(dom["domid"]), recorded)
+
+    async def test_a_backend_that_never_closes_makes_libxl_time_out_its_destroy(self) -> None:
+        # The control case for the "no timeout fired" checks above: when a
+        # backend does not reach Closed, libxl's 10 s LIBXL_DESTROY_TIMEOUT
+        # really fires through the client's loop, is reported, and libxl
+        # still completes the destroy.
+        disk = {"vdev": "xvda", "target": "/dev/null", "format": "raw"}
+        dom = await self.create("stuck", disks=[disk])
+        await self.host.control.fault("slow_backend", seconds=3600)
+        proc = await self.cclient_ok("destroy", dom["domid"])
+        self.assertEqual(proc.results("destroy")[0]["rc"], 0)
+        self.assertEqual([round(t["after_s"]) for t in proc.timeouts_fired()], [10])
+        self.assertNotIn(dom["domid"], await self.sim_domids())

@@ -37,7 +37,7 @@ from twisted.python import threadable
 
 from . import errors
 from .childproc import ReactorChildReaper
-from .events import DomainInfo, domain_info_from_raw, event_from_raw
+from .events import DomainDeath, DomainInfo, domain_info_from_raw, event_from_raw
 from .osevent import ReactorOSEvents
 from .watches import DiskEjectWatch, DomainWatch, WatchCancelled, _Watch
 from ._libxl import binding
@@ -197,11 +197,13 @@ class Context:
         watch = sub.watch
         if event is None or not watch.active or not watch._accept(event):
             return
-        watch._deliver(event)
-        if not watch.active:  # the domain died: the generator is spent
-            self._retire(watch)
+        # libxl bookkeeping first, so that waiters resumed by the delivery
+        # see the context as it now is.
+        if isinstance(event, DomainDeath):
+            self._retire(watch)  # the generator is spent
         elif sub.kind == "death" and raw.type == 1 and raw.shutdown_reason in _REARM_REASONS:
             self._rearm(sub)
+        watch._deliver(event)
 
     def _dispatch_completion(self, op_id: int, rc: int) -> None:
         op = self._operations.pop(op_id, None)

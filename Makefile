@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
-TRIAL   = $(VENV)/bin/trial
+TRIAL   = $(PY) -m twisted.trial
 REACTORS ?= select poll epoll asyncio
 TESTS  ?= tests
 APT_PACKAGES = libxen-dev libxenmisc4.17 xenstore-utils gcc make python3-dev python3-venv

@@ -17,6 +17,7 @@ setup(
         Extension(
             "txlibxl.sim._xcshim",
             sources=["txlibxl/sim/shim/xcshim.c"],
+            depends=["txlibxl/sim/shim/xcshim_stubs.inc"],
             extra_compile_args=["-std=gnu11", "-Wall", "-Werror=implicit-function-declaration"],
             libraries=["dl"],
         )

@@ -4,13 +4,14 @@ a simulated host.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import Any, List
 
-from twisted.internet import reactor, utils
+from twisted.internet import reactor, task, utils
 from twisted.trial.unittest import SkipTest, TestCase
 
 from txlibxl import testing
@@ -32,6 +33,16 @@ async def started(test: TestCase, **kw: Any) -> SimulatedHost:
         raise SkipTest(str(e))
     test.addCleanup(host.stop)
     return host
+
+
+async def names_eventually(host: SimulatedHost, name: str, tries: int = 100) -> List[str]:
+    """The host's domain names, once C{name} is among them (or after C{tries} polls)."""
+    for _ in range(tries):
+        names = [d["name"] for d in await host.control.list()]
+        if name in names:
+            break
+        await task.deferLater(reactor, 0.05, lambda: None)
+    return names
 
 
 class StartTests(TestCase):
@@ -89,6 +100,17 @@ class StartTests(TestCase):
         error = await self.assertFailure(d, SimulatedHostStartError)
         self.assertIn("exited", str(error))
         self.assertTrue(error.stderr_tail, "no stderr in the error")
+
+    async def test_a_host_plays_the_scenario_it_was_given(self) -> None:
+        scenario = self.mktemp() + ".json"
+        with open(scenario, "w") as f:
+            json.dump({"name": "one", "steps": [{"at": 0, "op": "create_domain", "name": "from-scenario"}]}, f)
+        host = await started(self, scenario=scenario)
+        self.assertIn("from-scenario", await names_eventually(host, "from-scenario"))
+
+    async def test_a_shipped_scenario_is_found_by_name(self) -> None:
+        host = await started(self, scenario="demo")
+        self.assertIn("web1", await names_eventually(host, "web1"))
 
     def test_a_run_directory_too_long_for_sockets_is_refused(self) -> None:
         self.assertRaises(ValueError, start_simulated_host, reactor, rundir="/tmp/" + "x" * 120)

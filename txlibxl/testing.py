@@ -485,61 +485,61 @@ def start_simulated_host(
     protocol = _HostProcessProtocol()
     _log.debug("starting simulated host in {rundir}", rundir=rundir)
     reactor.spawnProcess(protocol, sys.executable, args, env=env, path=rundir)
-    starting: Dict[str, Any] = {"host": None}
 
     async def start() -> SimulatedHost:
-        timer = reactor.callLater(timeout, protocol.signal, "KILL")
         try:
-            path = await protocol.ready
-        except SimulatedHostStartError as e:
-            if not timer.active():
-                raise SimulatedHostTimeout(
-                    f"the simulated host was not ready within {timeout} s and was killed",
-                    protocol.stderr_tail(),
-                    protocol.exit_status,
-                ) from None
-            raise e
-        finally:
-            if timer.active():
-                timer.cancel()
-        try:
-            with open(path, "rb") as f:
-                info = json.load(f)
-            if info.get("version") != HOST_JSON_VERSION:
-                raise ValueError(f"host.json version {info.get('version')!r}, expected {HOST_JSON_VERSION}")
-            for key in ("xenstored", "hypercall", "control", "shim", "root"):
-                if not isinstance(info.get(key), str):
-                    raise ValueError(f"host.json has no {key!r}")
-        except (OSError, ValueError) as e:
-            raise SimulatedHostStartError(f"unusable host.json {path!r}: {e}", protocol.stderr_tail())
-        from txlibxl.sim.control import ControlClient
+            return await _connect_when_ready(reactor, protocol, rundir, remove, timeout)
+        except BaseException:
+            # Failed or cancelled: leave no process and no temporary
+            # directory behind, then report.
+            protocol.signal("KILL")
+            await protocol.when_ended()
+            if remove:
+                shutil.rmtree(rundir, ignore_errors=True)
+            raise
 
-        try:
-            control = await ControlClient.connect(reactor, info["control"])
-        except Exception as e:
-            raise SimulatedHostStartError(
-                f"cannot connect to the control socket {info['control']!r}: {e}", protocol.stderr_tail()
-            )
-        host = SimulatedHost(reactor, protocol, control, info, rundir, remove)
-        starting["host"] = host
-        _log.info("simulated host {pid} ready in {rundir}", pid=info.get("pid"), rundir=rundir)
-        return host
+    # Cancelling this Deferred cancels what start() awaits; it fires once
+    # the cleanup above is done.
+    return defer.Deferred.fromCoroutine(start())
 
-    async def cleanup_after_failure(failure: Failure) -> Failure:
-        protocol.signal("KILL")
-        await protocol.when_ended()
-        if remove:
-            shutil.rmtree(rundir, ignore_errors=True)
-        return failure
 
-    def cancel(d: defer.Deferred) -> None:
-        inner.cancel()
+async def _connect_when_ready(
+    reactor: Any, protocol: _HostProcessProtocol, rundir: str, remove: bool, timeout: float
+) -> SimulatedHost:
+    timer = reactor.callLater(timeout, protocol.signal, "KILL")
+    try:
+        path = await protocol.ready
+    except SimulatedHostStartError:
+        if not timer.active():
+            raise SimulatedHostTimeout(
+                f"the simulated host was not ready within {timeout} s and was killed",
+                protocol.stderr_tail(),
+                protocol.exit_status,
+            ) from None
+        raise
+    finally:
+        if timer.active():
+            timer.cancel()
+    try:
+        with open(path, "rb") as f:
+            info = json.load(f)
+        if info.get("version") != HOST_JSON_VERSION:
+            raise ValueError(f"host.json version {info.get('version')!r}, expected {HOST_JSON_VERSION}")
+        for key in ("xenstored", "hypercall", "control", "shim", "root"):
+            if not isinstance(info.get(key), str):
+                raise ValueError(f"host.json has no {key!r}")
+    except (OSError, ValueError) as e:
+        raise SimulatedHostStartError(f"unusable host.json {path!r}: {e}", protocol.stderr_tail()) from None
+    from txlibxl.sim.control import ControlClient
 
-    inner = defer.Deferred.fromCoroutine(start())
-    inner.addErrback(lambda f: defer.Deferred.fromCoroutine(cleanup_after_failure(f)))
-    outer: defer.Deferred = defer.Deferred(cancel)
-    inner.chainDeferred(outer)
-    return outer
+    try:
+        control = await ControlClient.connect(reactor, info["control"])
+    except Exception as e:
+        raise SimulatedHostStartError(
+            f"cannot connect to the control socket {info['control']!r}: {e}", protocol.stderr_tail()
+        ) from None
+    _log.info("simulated host {pid} ready in {rundir}", pid=info.get("pid"), rundir=rundir)
+    return SimulatedHost(reactor, protocol, control, info, rundir, remove)
 
 
 # --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from typing import Any, List
 
-from twisted.internet import reactor, task, utils
+from twisted.internet import defer, reactor, task, utils
 from twisted.trial.unittest import SkipTest, TestCase
 
 from txlibxl import testing
@@ -111,6 +111,20 @@ class StartTests(TestCase):
     async def test_a_shipped_scenario_is_found_by_name(self) -> None:
         host = await started(self, scenario="demo")
         self.assertIn("web1", await names_eventually(host, "web1"))
+
+    async def test_cancelling_the_start_kills_the_host_and_removes_its_rundir(self) -> None:
+        # A private temporary directory, to see what the fixture leaves.
+        private = tempfile.mkdtemp(prefix="txlibxl-test-")
+        self.addCleanup(shutil.rmtree, private)
+        self.patch(tempfile, "tempdir", private)
+        try:
+            d = start_simulated_host(reactor)
+        except SimulatedHostUnavailable as e:
+            raise SkipTest(str(e))
+        self.assertEqual(len(os.listdir(private)), 1)
+        d.cancel()
+        await self.assertFailure(d, defer.CancelledError)
+        self.assertEqual(os.listdir(private), [])
 
     def test_a_run_directory_too_long_for_sockets_is_refused(self) -> None:
         self.assertRaises(ValueError, start_simulated_host, reactor, rundir="/tmp/" + "x" * 120)

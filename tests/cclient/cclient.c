@@ -49,8 +49,26 @@
  *                            the completion callback and prints its rc
  *   wait-events N [SECONDS]  run the loop until N events arrived since the
  *                            previous wait-events (default 60 s); on
- *                            timeout, print it and stop with status 3
+ *                            timeout, print it and stop with status 3;
+ *                            "t_first"/"t_last" are the unix times of the
+ *                            first and last of those events (null if none)
  *   sleep SECONDS            run the loop for that long
+ *
+ * Benchmark commands (the C baseline of benchmarks/):
+ *
+ *   quiet                    from now on, events are counted and
+ *                            timestamped but not printed (printing a JSON
+ *                            line per event would cost the C side more
+ *                            than the Python side's own bookkeeping)
+ *   unwatch-all              disable every generator enabled so far
+ *   ops OP D...              start OP (shutdown, reboot, destroy, pause,
+ *                            unpause) on every domid at once, then run the
+ *                            loop until all have completed:
+ *                            {"cmd":"ops","op":OP,"count":N,"failed":F,
+ *                             "first_rc":RC,"t_start":T,"t_end":T}
+ *   rusage                   {"cmd":"rusage","t":T,"utime":S,"stime":S,
+ *                             "maxrss_kb":K,"rss_kb":K}: this process's CPU
+ *                            seconds so far and its peak and current RSS
  *
  * Events: {"event":"domain_shutdown"|"domain_death"|"disk_eject"|...,
  *          "t":<unix time>,"domid":D,"uuid":"...","for_user":N,...}.
@@ -77,6 +95,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -125,6 +144,14 @@ static double now_s(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+static void json_time(double t)
+{
+    if (t)
+        printf("%.6f", t);
+    else
+        fputs("null", stdout);
 }
 
 /* ------------------------------------------------------------------ */
@@ -385,15 +412,25 @@ static void loop_once(int max_ms)
 /* Events, operations, disaster                                        */
 
 static unsigned long events_seen;      /* since the last wait-events */
+static double first_event_t, last_event_t; /* of those events (0: none) */
 static int failed;                     /* some command reported rc != 0 */
+static int quiet;                      /* count events, do not print them */
 
 static void on_event(void *user, libxl_event *ev)
 {
+    double t = now_s();
     (void)user;
     events_seen++;
+    if (!first_event_t)
+        first_event_t = t;
+    last_event_t = t;
+    if (quiet) {
+        libxl_event_free(ctx, ev);
+        return;
+    }
     printf("{\"event\":");
     json_str(libxl_event_type_to_string(ev->type));
-    printf(",\"t\":%.6f,\"domid\":%u,\"uuid\":", now_s(), ev->domid);
+    printf(",\"t\":%.6f,\"domid\":%u,\"uuid\":", t, ev->domid);
     json_uuid(&ev->domuuid);
     printf(",\"for_user\":%llu", (unsigned long long)ev->for_user);
     switch (ev->type) {
@@ -654,9 +691,99 @@ static int cmd_wait_events(unsigned long count, double seconds)
     }
     int ok = events_seen >= count;
     printf("{\"cmd\":\"wait-events\",\"wanted\":%lu,\"seen\":%lu,"
-           "\"timeout\":%s}\n", count, events_seen, ok ? "false" : "true");
+           "\"timeout\":%s,\"t_first\":", count, events_seen,
+           ok ? "false" : "true");
+    json_time(first_event_t);
+    printf(",\"t_last\":");
+    json_time(last_event_t);
+    printf("}\n");
     events_seen = ok ? events_seen - count : 0;
+    first_event_t = last_event_t = 0;
     return ok ? 0 : -1;
+}
+
+static void cmd_unwatch_all(void)
+{
+    size_t n = ndeaths + nejects;
+    for (size_t k = 0; k < ndeaths; k++)
+        libxl_evdisable_domain_death(ctx, deaths[k]);
+    for (size_t k = 0; k < nejects; k++)
+        libxl_evdisable_disk_eject(ctx, ejects[k]);
+    ndeaths = nejects = 0;
+    printf("{\"cmd\":\"unwatch-all\",\"count\":%zu}\n", n);
+}
+
+/* Start `op` on domids[0..n) at once; run the loop until every one has
+ * completed. */
+static void cmd_ops(const char *name, ao_fn fn, const uint32_t *domids,
+                    size_t n)
+{
+    struct op *ops = calloc(n ? n : 1, sizeof(*ops));
+    size_t started = 0, pending = 0, nfailed = 0;
+    int first_rc = 0;
+    if (!ops) {
+        perror("cclient: calloc");
+        exit(2);
+    }
+    double t_start = now_s();
+    for (size_t k = 0; k < n; k++) {
+        libxl_asyncop_how how = { .callback = on_op_done };
+        ops[k].name = name;
+        ops[k].domid = domids[k];
+        how.u.for_callback = &ops[k];
+        int rc = fn(ctx, domids[k], &how);
+        if (rc) {
+            ops[k].done = 1;
+            ops[k].rc = rc;
+        } else {
+            started++;
+        }
+    }
+    for (;;) {
+        pending = 0;
+        for (size_t k = 0; k < n; k++)
+            pending += !ops[k].done;
+        if (!pending || disaster_happened)
+            break;
+        loop_once(-1);
+    }
+    double t_end = now_s();
+    for (size_t k = 0; k < n; k++) {
+        if (ops[k].done && ops[k].rc) {
+            if (!nfailed)
+                first_rc = ops[k].rc;
+            nfailed++;
+        }
+    }
+    printf("{\"cmd\":\"ops\",\"op\":\"%s\",\"count\":%zu,\"started\":%zu,"
+           "\"failed\":%zu,\"first_rc\":%d,\"t_start\":%.6f,\"t_end\":%.6f}\n",
+           name, n, started, nfailed, first_rc, t_start, t_end);
+    if (nfailed || pending)
+        failed = 1;
+    free(ops);
+}
+
+static long statm_rss_kb(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+        rss = -1;
+    fclose(f);
+    return rss < 0 ? -1 : rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void cmd_rusage(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"cmd\":\"rusage\",\"t\":%.6f,\"utime\":%.6f,\"stime\":%.6f,"
+           "\"maxrss_kb\":%ld,\"rss_kb\":%ld}\n", now_s(),
+           ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
+           ru.ru_maxrss, statm_rss_kb());
 }
 
 static void cmd_sleep(double seconds)
@@ -712,12 +839,36 @@ static double arg_seconds(char **argv, int argc, int i, const char *cmd)
     return v;
 }
 
+static ao_fn op_function(const char *name)
+{
+    if (!strcmp(name, "shutdown"))
+        return libxl_domain_shutdown;
+    if (!strcmp(name, "reboot"))
+        return libxl_domain_reboot;
+    if (!strcmp(name, "destroy"))
+        return libxl_domain_destroy;
+    if (!strcmp(name, "pause"))
+        return libxl_domain_pause;
+    if (!strcmp(name, "unpause"))
+        return libxl_domain_unpause;
+    return NULL;
+}
+
 /* Check the whole command line before touching libxl. */
 static void validate(int argc, char **argv)
 {
     for (int i = 1; i < argc;) {
         const char *c = argv[i++];
-        if (!strcmp(c, "list") || !strcmp(c, "watch-death-all")) {
+        if (!strcmp(c, "list") || !strcmp(c, "watch-death-all")
+            || !strcmp(c, "quiet") || !strcmp(c, "unwatch-all")
+            || !strcmp(c, "rusage")) {
+        } else if (!strcmp(c, "ops")) {
+            if (i >= argc || !op_function(argv[i]))
+                usage("ops OP D... (OP: shutdown reboot destroy pause unpause)");
+            i++;
+            arg_domid(argv, argc, i++, c);
+            while (i < argc && is_number(argv[i]))
+                arg_domid(argv, argc, i++, c);
         } else if (!strcmp(c, "info") || !strcmp(c, "name")
                    || !strcmp(c, "shutdown") || !strcmp(c, "reboot")
                    || !strcmp(c, "destroy") || !strcmp(c, "pause")
@@ -851,6 +1002,24 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(c, "sleep")) {
             cmd_sleep(arg_seconds(argv, argc, i++, c));
+        } else if (!strcmp(c, "quiet")) {
+            quiet = 1;
+        } else if (!strcmp(c, "unwatch-all")) {
+            cmd_unwatch_all();
+        } else if (!strcmp(c, "rusage")) {
+            cmd_rusage();
+        } else if (!strcmp(c, "ops")) {
+            const char *op = argv[i++];
+            size_t n = 0;
+            uint32_t *domids = calloc(argc, sizeof(*domids));
+            if (!domids) {
+                perror("cclient: calloc");
+                return 2;
+            }
+            while (i < argc && is_number(argv[i]))
+                domids[n++] = arg_domid(argv, argc, i++, c);
+            cmd_ops(op, op_function(op), domids, n);
+            free(domids);
         }
         fflush(stdout);
     }

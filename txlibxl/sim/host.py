@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet import defer, task
@@ -203,7 +204,11 @@ class SimHost:
         if not isinstance(reason, str) or reason.upper() not in ShutdownReason.__members__:
             names = ", ".join(r.name.lower() for r in ShutdownReason)
             raise BadRequest("reason must be one of %s, got %r" % (names, reason))
-        return self._hv(self.hypervisor.shutdown, domid, ShutdownReason[reason.upper()])
+        reply = self._hv(self.hypervisor.shutdown, domid, ShutdownReason[reason.upper()])
+        # The wall-clock time the hypervisor applied the change, for
+        # benchmarks that time a client's view of it (same machine clock).
+        reply["changed_at"] = time.time()
+        return reply
 
     def crash(self, domid: Any = None) -> Dict[str, Any]:
         return self._hv(self.hypervisor.crash, _domid(domid))
@@ -222,15 +227,20 @@ class SimHost:
         except InvalidOperation as e:
             raise Conflict(str(e)) from None
 
-    def destroy(self, domids: Any = None, mode: Any = "burst", rate: Any = None) -> Any:
+    def destroy(self, domids: Any = None, mode: Any = "burst", rate: Any = None, with_time: Any = False) -> Any:
         """
         Destroy C{domids} as another toolstack would: stop their agents,
         remove their xenstore trees, destroy them in the hypervisor.
         ``burst``: all in one hypervisor state change; ``lockstep``: one at
         a time, each after the previous one's ``@releaseDomain`` was sent;
         ``rate``: C{rate} domains per second.  Fires with the domids
-        destroyed (a domain that died meanwhile is skipped).
+        destroyed (a domain that died meanwhile is skipped); with
+        C{with_time}, with ``{"domids": [...], "changed_at": T, "last_at":
+        T}``: the wall-clock times of the first and the last hypervisor
+        change (for benchmarks).
         """
+        if not isinstance(with_time, bool):
+            raise BadRequest("with_time must be a boolean, got %r" % (with_time,))
         if not isinstance(domids, list) or not domids:
             raise BadRequest("domids must be a non-empty list of domids")
         targets = []
@@ -251,15 +261,21 @@ class SimHost:
                 raise BadRequest("mode rate needs rate, domains per second (> 0), got %r" % (rate,))
         elif rate is not None:
             raise BadRequest("rate is only for mode rate")
+        times: List[float] = []
         if mode == "burst":
             for domid in targets:
                 self._tear_down(domid)
             self.hypervisor.destroy_many(targets)
-            return targets
+            times.append(time.time())
+            return _with_times(targets, times) if with_time else targets
         interval = 0.0 if mode == "lockstep" else 1.0 / rate
-        return self._track(defer.ensureDeferred(self._destroy_one_by_one(targets, interval)))
+        d = self._track(defer.ensureDeferred(self._destroy_one_by_one(targets, interval, times)))
+        if with_time:
+            d.addCallback(_with_times, times)
+        return d
 
-    async def _destroy_one_by_one(self, targets: Sequence[int], interval: float) -> List[int]:
+    async def _destroy_one_by_one(self, targets: Sequence[int], interval: float,
+                                  times: List[float]) -> List[int]:
         done = []
         for i, domid in enumerate(targets):
             if i and interval:
@@ -272,6 +288,7 @@ class SimHost:
                 continue
             self._tear_down(domid)
             self.hypervisor.destroy(domid)
+            times.append(time.time())
             done.append(domid)
             if not interval:
                 # The @releaseDomain event is written to the clients'
@@ -390,6 +407,14 @@ class SimHost:
         if not self.stop_requested.called:
             self.reactor.callLater(0, self.stop_requested.callback, None)
         return "stopping"
+
+
+def _with_times(domids: List[int], times: List[float]) -> Dict[str, Any]:
+    return {
+        "domids": domids,
+        "changed_at": times[0] if times else None,
+        "last_at": times[-1] if times else None,
+    }
 
 
 def _spec_tail(spec: DomainSpec):

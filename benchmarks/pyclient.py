@@ -1,0 +1,365 @@
+"""
+The txlibxl side of the benchmarks: ``cclient``'s commands, on a
+:class:`~txlibxl.context.Context` and the reactor.
+
+``python -m benchmarks.pyclient COMMAND [ARGS]...`` runs in its own process
+(so that its CPU time and memory are its own), finds the simulated host
+the way ``tests/cclient/cclient.c`` does (the shim preloaded with
+``LD_PRELOAD``, ``XENSTORED_PATH``, ``TXLIBXL_SIM_HYPERCALL`` and
+``TXLIBXL_SIM_ROOT`` in the environment) and prints the same JSON lines
+for the commands both clients have:
+
+``quiet``, ``watch-death D...``, ``watch-death-all``, ``unwatch-all``,
+``wait-events N [SECONDS]``, ``ops OP D...``, ``rusage``, ``sleep SECONDS``
+
+plus, for the memory scenario, ``trace-heap`` (start ``tracemalloc``) and
+``heap`` (``{"cmd":"heap","traced":BYTES,"peak":BYTES}``).
+
+An *event* is counted when it reaches its waiter: each watch has one
+``next_event()`` Deferred outstanding, asked again after every event but
+the domain's death, and an event is counted (and timestamped) in that
+Deferred's callback.  That is the application's view, to set against the
+C client counting in libxl's ``event_occurs``.
+
+Exit status as cclient's: 0 ok, 1 some command failed, 2 setup failed,
+3 ``wait-events`` timed out, 64 bad usage.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import sys
+import time
+import tracemalloc
+from typing import Any, Dict, List, Optional, Sequence
+
+from twisted.internet import defer, task
+
+__all__ = ["main", "Client"]
+
+OPS = ("shutdown", "reboot", "destroy", "pause", "unpause")
+_EVENT_NAMES = {"DomainShutdown": "domain_shutdown", "DomainDeath": "domain_death"}
+
+
+class Usage(Exception):
+    """The command line is wrong (exit status 64)."""
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _domid(text: str) -> int:
+    if not text.isdigit() or int(text) > 0x7FFF:
+        raise Usage(f"not a domid: {text!r}")
+    return int(text)
+
+
+def parse(argv: Sequence[str]) -> List[tuple]:
+    """
+    The commands on C{argv}, checked before libxl is touched.
+
+    :raises Usage: an unknown command or a bad argument.
+    """
+    commands: List[tuple] = []
+    i = 0
+    while i < len(argv):
+        name = argv[i]
+        i += 1
+        if name in ("quiet", "watch-death-all", "unwatch-all", "rusage", "trace-heap", "heap"):
+            commands.append((name,))
+        elif name == "watch-death":
+            domids = []
+            while i < len(argv) and _number(argv[i]):
+                domids.append(_domid(argv[i]))
+                i += 1
+            if not domids:
+                raise Usage("watch-death D...")
+            commands.append((name, domids))
+        elif name == "wait-events":
+            if i >= len(argv) or not _number(argv[i]):
+                raise Usage("wait-events N [SECONDS]")
+            count = int(float(argv[i]))
+            i += 1
+            seconds = 60.0
+            if i < len(argv) and _number(argv[i]):
+                seconds = float(argv[i])
+                i += 1
+            commands.append((name, count, seconds))
+        elif name == "ops":
+            if i >= len(argv) or argv[i] not in OPS:
+                raise Usage("ops OP D... (OP: %s)" % " ".join(OPS))
+            op = argv[i]
+            i += 1
+            domids = []
+            while i < len(argv) and _number(argv[i]):
+                domids.append(_domid(argv[i]))
+                i += 1
+            if not domids:
+                raise Usage("ops OP D...")
+            commands.append((name, op, domids))
+        elif name == "sleep":
+            if i >= len(argv) or not _number(argv[i]):
+                raise Usage("sleep SECONDS")
+            commands.append((name, float(argv[i])))
+            i += 1
+        else:
+            raise Usage(f"unknown command {name}")
+    if not commands:
+        raise Usage("no command")
+    return commands
+
+
+def emit(line: Dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+
+def rss_kb() -> int:
+    """This process's resident set size now, in KiB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * (os.sysconf("SC_PAGESIZE") // 1024)
+
+
+def rusage_line() -> Dict[str, Any]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "cmd": "rusage",
+        "t": time.time(),
+        "utime": ru.ru_utime,
+        "stime": ru.ru_stime,
+        "maxrss_kb": ru.ru_maxrss,
+        "rss_kb": rss_kb(),
+    }
+
+
+def redirect_paths() -> Optional[int]:
+    """
+    Point libxl's /var paths under ``TXLIBXL_SIM_ROOT`` through the
+    preloaded shim (as cclient does); None if there is no shim or root.
+    """
+    root = os.environ.get("TXLIBXL_SIM_ROOT")
+    process = ctypes.CDLL(None)
+    redirect = getattr(process, "txsim_redirect_paths", None)
+    if not root or redirect is None:
+        return None
+    redirect.argtypes = [ctypes.c_char_p]
+    redirect.restype = ctypes.c_int
+    return int(redirect(os.fsencode(root)))
+
+
+class Client:
+    """
+    Runs the commands on a Context, printing cclient's lines.
+    """
+
+    def __init__(self, reactor: Any, ctx: Any) -> None:
+        self.reactor = reactor
+        self.ctx = ctx
+        self.quiet = False
+        self.watches: List[Any] = []
+        self.seen = 0
+        self.t_first: Optional[float] = None
+        self.t_last: Optional[float] = None
+        self._wanted: Optional[int] = None
+        self._waiting: Optional[defer.Deferred] = None
+        self.failed = False
+
+    # Events.
+
+    def _follow(self, watch: Any) -> None:
+        watch.next_event().addCallbacks(self._event, self._ended, callbackArgs=(watch,))
+
+    def _event(self, event: Any, watch: Any) -> None:
+        t = time.time()
+        self.seen += 1
+        if self.t_first is None:
+            self.t_first = t
+        self.t_last = t
+        kind = type(event).__name__
+        if not self.quiet:
+            line = {"event": _EVENT_NAMES.get(kind, kind), "t": t, "domid": event.domid, "uuid": event.uuid}
+            reason = getattr(event, "reason", None)
+            if reason is not None:
+                line["shutdown_reason"] = reason.name.lower()
+            emit(line)
+            sys.stdout.flush()
+        if kind != "DomainDeath":
+            self._follow(watch)
+        if self._wanted is not None and self.seen >= self._wanted and self._waiting is not None:
+            d, self._waiting = self._waiting, None
+            d.callback(None)
+
+    def _ended(self, failure: Any) -> None:
+        return None  # cancelled or context closed: nothing more to count
+
+    # Commands.
+
+    def watch(self, domid: int) -> int:
+        watch = self.ctx.watch_domain(domid)
+        self.watches.append(watch)
+        self._follow(watch)
+        return 0
+
+    async def run(self, commands: Sequence[tuple]) -> int:
+        for command in commands:
+            name = command[0]
+            if name == "quiet":
+                self.quiet = True
+            elif name == "watch-death":
+                for domid in command[1]:
+                    rc = self._try(self.watch, domid)
+                    emit({"cmd": "watch-death", "domid": domid, "rc": rc})
+            elif name == "watch-death-all":
+                count, rc = 0, 0
+                for info in self.ctx.list_domains():
+                    if info.domid == 0:
+                        continue
+                    rc = self._try(self.watch, info.domid)
+                    if rc:
+                        break
+                    count += 1
+                emit({"cmd": "watch-death-all", "rc": rc, "count": count})
+            elif name == "unwatch-all":
+                count = len(self.watches)
+                for watch in self.watches:
+                    watch.cancel()
+                self.watches = []
+                emit({"cmd": "unwatch-all", "count": count})
+            elif name == "wait-events":
+                if not await self.wait_events(command[1], command[2]):
+                    sys.stdout.flush()
+                    return 3
+            elif name == "ops":
+                await self.ops(command[1], command[2])
+            elif name == "rusage":
+                emit(rusage_line())
+            elif name == "trace-heap":
+                tracemalloc.start()
+                emit({"cmd": "trace-heap"})
+            elif name == "heap":
+                traced, peak = tracemalloc.get_traced_memory()
+                emit({"cmd": "heap", "traced": traced, "peak": peak})
+            elif name == "sleep":
+                await task.deferLater(self.reactor, command[1], lambda: None)
+                emit({"cmd": "sleep", "seconds": command[1]})
+            sys.stdout.flush()
+        return 1 if self.failed else 0
+
+    def _try(self, call: Any, *args: Any) -> int:
+        from txlibxl.errors import LibxlError
+
+        try:
+            return call(*args)
+        except LibxlError as e:
+            self.failed = True
+            return int(getattr(e, "code", -1) or -1)
+
+    async def wait_events(self, count: int, seconds: float) -> bool:
+        ok = True
+        if self.seen < count:
+            self._wanted = count
+            self._waiting = defer.Deferred()
+            waiting = self._waiting
+            timer = self.reactor.callLater(seconds, lambda: waiting.called or waiting.callback("timeout"))
+            result = await waiting
+            if timer.active():
+                timer.cancel()
+            self._waiting = None
+            self._wanted = None
+            ok = result != "timeout" and self.seen >= count
+        emit({
+            "cmd": "wait-events",
+            "wanted": count,
+            "seen": self.seen,
+            "timeout": not ok,
+            "t_first": self.t_first,
+            "t_last": self.t_last,
+        })
+        self.seen = self.seen - count if ok else 0
+        self.t_first = self.t_last = None
+        return ok
+
+    async def ops(self, op: str, domids: Sequence[int]) -> None:
+        start = getattr(self.ctx, op)
+        t_start = time.time()
+        started = 0
+        results: List[defer.Deferred] = []
+        for domid in domids:
+            try:
+                d = start(domid)
+            except Exception as e:  # refused before libxl took it
+                d = defer.fail(e)
+            else:
+                started += 1
+            results.append(d)
+        outcomes = await defer.DeferredList(results, consumeErrors=True)
+        t_end = time.time()
+        failures = [value for ok, value in outcomes if not ok]
+        first_rc = 0
+        if failures:
+            self.failed = True
+            first_rc = int(getattr(failures[0].value, "code", -1) or -1)
+        emit({
+            "cmd": "ops",
+            "op": op,
+            "count": len(domids),
+            "started": started,
+            "failed": len(failures),
+            "first_rc": first_rc,
+            "t_start": t_start,
+            "t_end": t_end,
+        })
+
+
+async def _main(reactor: Any, commands: Sequence[tuple]) -> int:
+    from txlibxl.context import Context
+    from txlibxl.errors import LibxlError
+
+    try:
+        ctx = Context(reactor, log_level="error")
+    except LibxlError as e:
+        emit({"setup": "libxl_ctx_alloc", "rc": int(getattr(e, "code", -1) or -1)})
+        sys.stdout.flush()
+        return 2
+    redirect = redirect_paths()  # libxenlight is loaded now, as in cclient
+    emit({"ready": True, "pid": os.getpid(), "redirect": redirect})
+    sys.stdout.flush()
+    client = Client(reactor, ctx)
+    try:
+        status = await client.run(commands)
+    finally:
+        await ctx.close()
+    sys.stdout.flush()
+    return status
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the commands on C{argv}; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        commands = parse(args)
+    except Usage as e:
+        sys.stderr.write(f"pyclient: {e}\nusage: python -m benchmarks.pyclient COMMAND [ARGS]...\n")
+        return 64
+    status: List[int] = []
+
+    async def run(reactor: Any) -> None:
+        status.append(await _main(reactor, commands))
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
+    except SystemExit as e:
+        if not status:
+            return int(e.code or 0) or 1
+    return status[0] if status else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""
+The benchmark scenarios: the C client and the txlibxl client, alternating,
+on one simulated host.
+
+:func:`run_benchmarks` starts a simulated host, builds the C client
+(``tests/cclient``) and runs every scenario of a :class:`Config` for both
+clients in turn (C, Python, C, Python...), each client in its own process
+(``cclient`` and ``python -m benchmarks.pyclient``) with the same commands.
+It returns the results as a JSON-able dict (see :data:`SCHEMA_VERSION` and
+``docs/performance.rst``).
+
+Timestamps are wall-clock (``time.time()`` / ``gettimeofday``) on one
+machine: the simulated host stamps the moment it applied a change
+(``changed_at`` in its ``shutdown`` and ``destroy(with_time=True)``
+replies) and the clients stamp the moment an event reached its waiter.
+CPU times are the client's own (``getrusage`` before and after, printed by
+the client) and the simulated host's (``/proc/<pid>/stat`` before and
+after, read here).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import attr
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA_VERSION = 1
+CLIENTS = ("c", "python")
+
+#: The devices of each op-churn domain: libxl's destroy then tears down a
+#: disk and a vif (device-state timeouts, hotplug script children) and
+#: forks its destroy child.
+CHURN_DEVICES: Dict[str, Any] = {
+    "disks": [{"vdev": "xvda", "target": "/dev/null", "format": "raw"}],
+    "vifs": 1,
+}
+
+
+@attr.s(frozen=True, auto_attribs=True)
+class Config:
+    """
+    What to run.  Sizes are numbers of domains; ``reps`` is how many times
+    each (scenario, size) runs per client.
+    """
+
+    storm_sizes: Tuple[int, ...] = (100, 1000, 5000)
+    lockstep_sizes: Tuple[int, ...] = (100, 300)
+    latency_runs: int = 100
+    churn_sizes: Tuple[int, ...] = (20, 100)
+    memory_size: int = 5000
+    reps: int = 3
+    timeout: float = 600.0
+
+    @classmethod
+    def smoke(cls) -> "Config":
+        """Tiny sizes, one repetition: keeps the benchmark working in CI."""
+        return cls(
+            storm_sizes=(5,),
+            lockstep_sizes=(3,),
+            latency_runs=3,
+            churn_sizes=(2,),
+            memory_size=10,
+            reps=1,
+            timeout=60.0,
+        )
+
+
+class BenchmarkError(Exception):
+    """A client or the simulated host did not do what a scenario needed."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process C{pid} so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The C{fraction} quantile of C{values} (linear interpolation)."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _ratio(python: Optional[float], c: Optional[float]) -> Optional[float]:
+    if python is None or not c:
+        return None
+    return round(python / c, 3)
+
+
+def _cpu(line: Dict[str, Any]) -> float:
+    return float(line["utime"]) + float(line["stime"])
+
+
+def machine() -> Dict[str, Any]:
+    """What the numbers were measured on."""
+    model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for row in f:
+                if row.startswith("model name"):
+                    model = row.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    libxl = None
+    try:
+        libxl = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "libxenmisc4.17"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False,
+        ).stdout.decode().strip() or None
+    except OSError:
+        pass
+    import twisted
+
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "twisted": twisted.__version__,
+        "libxenlight": libxl,
+    }
+
+
+class Bench:
+    """
+    One benchmark session: a simulated host, the C client's binary, and a
+    way to run either client against the host.
+    """
+
+    def __init__(self, reactor: Any, host: Any, cclient: str, config: Config,
+                 progress: Callable[[str], None]) -> None:
+        self.reactor = reactor
+        self.host = host
+        self.control = host.control
+        self.sim_pid = int(host.info["pid"])
+        self.cclient = cclient
+        self.config = config
+        self.progress = progress
+
+    # -- clients ----------------------------------------------------------
+
+    def spawn(self, kind: str, args: Sequence[Any]) -> Any:
+        from tests.cclient import CClientProcess
+
+        env = self.host.environment(preload=True)
+        args = [str(a) for a in args]
+        if kind == "c":
+            return CClientProcess.spawn(self.reactor, self.cclient, args, env)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+        return CClientProcess.spawn(
+            self.reactor, sys.executable, ["-m", "benchmarks.pyclient", *args], env
+        )
+
+    async def finish(self, proc: Any) -> List[Dict[str, Any]]:
+        code = await proc.finished(self.config.timeout)
+        if code != 0:
+            raise BenchmarkError(proc.describe("failed"))
+        return proc.lines
+
+    async def wait_line(self, proc: Any, predicate: Callable[[Dict[str, Any]], bool]) -> Dict[str, Any]:
+        return await proc.wait_for(predicate, self.config.timeout)
+
+    # -- the host -----------------------------------------------------------
+
+    async def create(self, count: int, prefix: str, **devices: Any) -> List[int]:
+        created = await self.control.create_domains(count, prefix=prefix, **devices)
+        return [d["domid"] for d in created]
+
+    async def destroy(self, domids: Sequence[int]) -> None:
+        alive = {d["domid"] for d in await self.control.list()}
+        left = [d for d in domids if d in alive]
+        if left:
+            await self.control.destroy(left, mode="burst")
+
+    # -- scenarios ----------------------------------------------------------
+
+    async def storm_once(self, kind: str, n: int, mode: str) -> Dict[str, Any]:
+        """
+        N watched domains destroyed by the host (C{mode} burst or lockstep);
+        the time from the host's first change to the last death reaching
+        its waiter.
+        """
+        domids = await self.create(n, f"storm{kind}")
+        proc = self.spawn(kind, ["quiet", "watch-death", *domids, "rusage",
+                                 "wait-events", n, self.config.timeout, "rusage"])
+        before = await self.wait_line(proc, lambda l: l.get("cmd") == "rusage")
+        sim0 = cpu_seconds(self.sim_pid)
+        sent = time.time()
+        reply = await self.control.destroy(domids, mode=mode, with_time=True)
+        waited = await self.wait_line(proc, lambda l: l.get("cmd") == "wait-events")
+        sim1 = cpu_seconds(self.sim_pid)
+        lines = await self.finish(proc)
+        after = [l for l in lines if l.get("cmd") == "rusage"][-1]
+        if waited["timeout"] or waited["seen"] < n:
+            raise BenchmarkError(proc.describe(f"saw {waited['seen']} of {n} deaths"))
+        changed = reply["changed_at"]
+        return {
+            "wall_s": waited["t_last"] - changed,
+            "first_event_s": waited["t_first"] - changed,
+            "host_teardown_s": changed - sent,
+            "cpu_s": _cpu(after) - _cpu(before),
+            "sim_cpu_s": sim1 - sim0,
+        }
+
+    async def latency_once(self, kind: str, runs: int) -> List[float]:
+        """
+        C{runs} domains, one at a time: watch it, have the guest shut down,
+        time the host's change to the client's waiter (seconds each).
+        """
+        domids = await self.create(runs, f"lat{kind}")
+        args: List[Any] = []
+        for domid in domids:
+            args += ["watch-death", domid, "wait-events", 1, self.config.timeout, "unwatch-all"]
+        proc = self.spawn(kind, args)
+        samples = []
+        try:
+            for domid in domids:
+                await self.wait_line(proc, lambda l, d=domid: l.get("cmd") == "watch-death" and l.get("domid") == d)
+                reply = await self.control.shutdown(domid, "poweroff")
+                event = await self.wait_line(
+                    proc, lambda l, d=domid: l.get("event") == "domain_shutdown" and l.get("domid") == d
+                )
+                samples.append(event["t"] - reply["changed_at"])
+            await self.finish(proc)
+        finally:
+            await self.destroy(domids)
+        return samples
+
+    async def churn_once(self, kind: str, n: int) -> Dict[str, Any]:
+        """
+        N concurrent shutdowns, then N concurrent destroys (devices torn
+        down, children forked); the time until all have completed.
+        """
+        domids = await self.create(n, f"churn{kind}", **CHURN_DEVICES)
+        proc = self.spawn(kind, ["rusage", "ops", "shutdown", *domids, "rusage",
+                                 "ops", "destroy", *domids, "rusage"])
+        sim0 = cpu_seconds(self.sim_pid)
+        lines = await self.finish(proc)
+        sim1 = cpu_seconds(self.sim_pid)
+        usage = [l for l in lines if l.get("cmd") == "rusage"]
+        ops = {l["op"]: l for l in lines if l.get("cmd") == "ops"}
+        result: Dict[str, Any] = {"sim_cpu_s": sim1 - sim0}
+        for i, op in enumerate(("shutdown", "destroy")):
+            line = ops[op]
+            if line["failed"]:
+                raise BenchmarkError(proc.describe(f"{line['failed']} of {n} {op}s failed"))
+            result[op] = {
+                "wall_s": line["t_end"] - line["t_start"],
+                "cpu_s": _cpu(usage[i + 1]) - _cpu(usage[i]),
+            }
+        result["wall_s"] = result["shutdown"]["wall_s"] + result["destroy"]["wall_s"]
+        result["cpu_s"] = result["shutdown"]["cpu_s"] + result["destroy"]["cpu_s"]
+        await self.destroy(domids)
+        return result
+
+    async def memory_once(self, kind: str, n: int) -> Dict[str, Any]:
+        """
+        RSS (and, for Python, the traced heap) before and after watching N
+        domains, per domain.
+        """
+        domids = await self.create(n, f"mem{kind}")
+        if kind == "python":
+            args = ["quiet", "rusage", "trace-heap", "heap", "watch-death", *domids, "heap", "rusage"]
+        else:
+            args = ["quiet", "rusage", "watch-death", *domids, "rusage"]
+        proc = self.spawn(kind, args)
+        try:
+            lines = await self.finish(proc)
+        finally:
+            await self.destroy(domids)
+        usage = [l for l in lines if l.get("cmd") == "rusage"]
+        result: Dict[str, Any] = {
+            "rss_per_domain_b": round((usage[1]["rss_kb"] - usage[0]["rss_kb"]) * 1024 / n, 1),
+            "rss_after_kb": usage[1]["rss_kb"],
+        }
+        heap = [l for l in lines if l.get("cmd") == "heap"]
+        if heap:
+            result["heap_per_domain_b"] = round((heap[1]["traced"] - heap[0]["traced"]) / n, 1)
+        return result
+
+    # -- alternation and summaries ---------------------------------------
+
+    async def alternate(self, label: str, once: Callable[[str], Any]) -> Dict[str, List[Any]]:
+        runs: Dict[str, List[Any]] = {k: [] for k in CLIENTS}
+        for rep in range(self.config.reps):
+            for kind in CLIENTS:
+                self.progress(f"{label}: {kind} run {rep + 1}/{self.config.reps}")
+                runs[kind].append(await once(kind))
+        return runs
+
+    async def death_storms(self) -> List[Dict[str, Any]]:
+        rows = []
+        cases = [("burst", n) for n in self.config.storm_sizes]
+        cases += [("lockstep", n) for n in self.config.lockstep_sizes]
+        for mode, n in cases:
+            runs = await self.alternate(f"death storm {mode} N={n}",
+                                        lambda kind: self.storm_once(kind, n, mode))
+            rows.append(_summarise({"mode": mode, "n": n}, runs, n))
+        return rows
+
+    async def latency(self) -> Dict[str, Any]:
+        runs = await self.alternate(f"latency x{self.config.latency_runs}",
+                                    lambda kind: self.latency_once(kind, self.config.latency_runs))
+        out: Dict[str, Any] = {"samples": self.config.latency_runs * self.config.reps}
+        for kind in CLIENTS:
+            values = [v * 1e3 for run in runs[kind] for v in run]
+            out[kind] = {
+                "p50_ms": round(percentile(values, 0.5), 4),
+                "p99_ms": round(percentile(values, 0.99), 4),
+                "mean_ms": round(statistics.fmean(values), 4),
+                "max_ms": round(max(values), 4),
+                "samples_ms": [round(v, 4) for v in values],
+            }
+        out["p50_delta_ms"] = round(out["python"]["p50_ms"] - out["c"]["p50_ms"], 4)
+        out["p99_delta_ms"] = round(out["python"]["p99_ms"] - out["c"]["p99_ms"], 4)
+        return out
+
+    async def op_churn(self) -> List[Dict[str, Any]]:
+        rows = []
+        for n in self.config.churn_sizes:
+            runs = await self.alternate(f"op churn N={n}", lambda kind: self.churn_once(kind, n))
+            row = _summarise({"n": n}, runs, n)
+            for op in ("shutdown", "destroy"):
+                for kind in CLIENTS:
+                    row[kind][op] = {
+                        key: round(statistics.median(r[op][key] for r in runs[kind]), 6)
+                        for key in ("wall_s", "cpu_s")
+                    }
+            rows.append(row)
+        return rows
+
+    async def memory(self) -> Dict[str, Any]:
+        n = self.config.memory_size
+        runs = await self.alternate(f"memory N={n}", lambda kind: self.memory_once(kind, n))
+        out: Dict[str, Any] = {"n": n}
+        for kind in CLIENTS:
+            keys = runs[kind][0].keys()
+            out[kind] = {k: statistics.median(r[k] for r in runs[kind]) for k in keys}
+        return out
+
+
+def _summarise(row: Dict[str, Any], runs: Dict[str, List[Dict[str, Any]]], n: int) -> Dict[str, Any]:
+    """Medians per client, per-event costs and the Python/C ratios."""
+    for kind in CLIENTS:
+        med = {key: statistics.median(r[key] for r in runs[kind]) for key in runs[kind][0]
+               if isinstance(runs[kind][0][key], (int, float))}
+        med = {k: round(v, 6) for k, v in med.items()}
+        med["wall_us_per_domain"] = round(med["wall_s"] / n * 1e6, 2)
+        med["cpu_us_per_domain"] = round(med["cpu_s"] / n * 1e6, 2)
+        med["runs"] = runs[kind]
+        row[kind] = med
+    row["wall_ratio"] = _ratio(row["python"]["wall_s"], row["c"]["wall_s"])
+    row["cpu_ratio"] = _ratio(row["python"]["cpu_s"], row["c"]["cpu_s"])
+    return row
+
+
+TARGETS = {
+    "storm_wall_ratio_n1000": 1.2,
+    "storm_cpu_ratio_n1000": 2.0,
+    "latency_p99_delta_ms": 0.5,
+    "heap_per_domain_b": 2048,
+}
+
+
+def evaluate(results: Dict[str, Any]) -> Dict[str, Any]:
+    """Each target with its measured value and whether it is met."""
+    out: Dict[str, Any] = {}
+    scen = results["scenarios"]
+    burst = {r["n"]: r for r in scen.get("death_storm", []) if r["mode"] == "burst"}
+    ref = burst.get(1000) or (burst[max(burst)] if burst else None)
+    if ref is not None:
+        out["storm_wall_ratio"] = {"n": ref["n"], "value": ref["wall_ratio"],
+                                   "target": TARGETS["storm_wall_ratio_n1000"]}
+        out["storm_cpu_ratio"] = {"n": ref["n"], "value": ref["cpu_ratio"],
+                                  "target": TARGETS["storm_cpu_ratio_n1000"]}
+        ratios = [burst[n]["cpu_ratio"] for n in sorted(burst) if burst[n]["cpu_ratio"]]
+        if len(ratios) > 1:
+            out["storm_cpu_ratio_spread"] = {"value": round(max(ratios) / min(ratios), 3),
+                                             "by_n": {str(n): burst[n]["cpu_ratio"] for n in sorted(burst)}}
+    if "latency" in scen:
+        out["latency_p99_delta_ms"] = {"value": scen["latency"]["p99_delta_ms"],
+                                       "target": TARGETS["latency_p99_delta_ms"]}
+    if "memory" in scen and "heap_per_domain_b" in scen["memory"]["python"]:
+        out["heap_per_domain_b"] = {"n": scen["memory"]["n"],
+                                    "value": scen["memory"]["python"]["heap_per_domain_b"],
+                                    "target": TARGETS["heap_per_domain_b"]}
+    for item in out.values():
+        if "target" in item and item["value"] is not None:
+            item["met"] = item["value"] <= item["target"]
+    return out
+
+
+SCENARIOS = ("death_storm", "latency", "op_churn", "memory")
+
+
+async def run_benchmarks(
+    reactor: Any,
+    config: Config,
+    scenarios: Sequence[str] = SCENARIOS,
+    progress: Callable[[str], None] = lambda text: None,
+) -> Dict[str, Any]:
+    """
+    Run C{scenarios} under C{config} on a fresh simulated host; returns the
+    results dict (``schema``, ``date``, ``machine``, ``config``,
+    ``scenarios``, ``targets``).  The host is stopped before this returns.
+
+    :raises tests.cclient.CClientUnavailable: the C client cannot be built.
+    :raises BenchmarkError: a client failed or missed its events.
+    """
+    from tests.cclient import cached_build
+    from txlibxl.testing import start_simulated_host
+
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        raise ValueError(f"unknown scenarios {sorted(unknown)}; known: {SCENARIOS}")
+    binary = cached_build()
+    started = time.time()
+    host = await start_simulated_host(reactor)
+    results: Dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "machine": machine(),
+        "config": attr.asdict(config),
+        "scenarios": {},
+    }
+    try:
+        bench = Bench(reactor, host, binary, config, progress)
+        sim0 = cpu_seconds(bench.sim_pid)
+        for name in SCENARIOS:
+            if name in scenarios:
+                results["scenarios"][name] = await getattr(bench, _METHODS[name])()
+        results["sim_cpu_total_s"] = round(cpu_seconds(bench.sim_pid) - sim0, 3)
+    finally:
+        await host.stop()
+    results["elapsed_s"] = round(time.time() - started, 1)
+    results["targets"] = evaluate(results)
+    return results
+
+
+_METHODS = {
+    "death_storm": "death_storms",
+    "latency": "latency",
+    "op_churn": "op_churn",
+    "memory": "memory",
+}
+
+
+__all__ = ["Config", "BenchmarkError", "Bench", "run_benchmarks", "evaluate", "percentile",
+           "cpu_seconds", "machine", "SCHEMA_VERSION", "SCENARIOS", "TARGETS"]

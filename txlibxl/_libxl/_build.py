@@ -3,7 +3,7 @@ The cffi builder of txlibxl's libxl binding (API mode).
 
 ``ffibuilder`` compiles ``txlibxl._libxl._cffi`` against the installed
 ``<libxl.h>`` (with ``LIBXL_API_VERSION`` pinned, see below) and links it
-with libxenlight and libxentoollog.  setup.py names it in
+with libxenlight, libxentoollog and libxenstore.  setup.py names it in
 ``cffi_modules``; to build it alone::
 
     python txlibxl/_libxl/_build.py          # writes txlibxl/_libxl/_cffi*.so
@@ -192,6 +192,22 @@ void libxl_device_disk_init(libxl_device_disk *p);
 void libxl_device_disk_dispose(libxl_device_disk *p);
 void free(void *);
 
+/* libxenstore: a connection of our own, for xenstore watches libxl does
+ * not offer (@introduceDomain) and for reading device directories. */
+struct xs_handle;
+typedef uint32_t xs_transaction_t;
+#define XBT_NULL ...
+struct xs_handle *xs_open(unsigned long flags);
+void xs_close(struct xs_handle *xsh);
+int xs_fileno(struct xs_handle *h);
+bool xs_watch(struct xs_handle *h, const char *path, const char *token);
+bool xs_unwatch(struct xs_handle *h, const char *path, const char *token);
+char **xs_check_watch(struct xs_handle *h);
+char **xs_directory(struct xs_handle *h, xs_transaction_t t, const char *path,
+                    unsigned int *num);
+void *xs_read(struct xs_handle *h, xs_transaction_t t, const char *path,
+              unsigned int *len);
+
 /* txlibxl's C side (set_source below) */
 @EVENT_FIELDS@
 xentoollog_logger *txl_logger_new(void *user, int min_level);
@@ -261,6 +277,7 @@ SOURCE = r"""
 #include <libxl_utils.h>
 #include <libxl_uuid.h>
 #include <xen/xen.h>
+#include <xenstore.h>
 
 #if LIBXL_API_VERSION < 0x041300
 #error "txlibxl needs the ao_how forms of pause/unpause/shutdown/reboot"
@@ -613,7 +630,7 @@ def make_builder(include_dir: str = INCLUDE_DIR) -> FFI:
         SOURCE.replace("@API_VERSION@", hex(LIBXL_API_VERSION)).replace(
             "@EVENT_FIELDS@", EVENT_FIELDS
         ),
-        libraries=["xenlight", "xentoollog"],
+        libraries=["xenlight", "xentoollog", "xenstore"],
         include_dirs=[include_dir] if include_dir != "/usr/include" else [],
         extra_compile_args=["-std=gnu11", "-Wall", "-Werror=implicit-function-declaration"],
     )

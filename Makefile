@@ -26,7 +26,7 @@ docs: build
 	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
 
 build: .stamp-venv
-	$(PY) -m pip install -q --no-build-isolation -e '.[test,docs]'
+	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test,docs]'
 
 .stamp-venv: .stamp-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,0 +1,185 @@
+"""
+The event records ``twistd libxl-events`` publishes, and their schema.
+
+A record is what a sink receives and what goes on the wire: one JSON
+object per event, the same in the JSON lines output and in the ``data:``
+of the Server-Sent Events stream.  Its shape is versioned:
+:data:`SCHEMA_VERSION` is in every record (``"schema"``), and
+:data:`EVENT_SCHEMA` is the JSON Schema (draft 2020-12) that
+``docs/plugin.rst`` documents.  A change that removes or redefines a field
+bumps the version; adding an optional field does not.
+
+:func:`check_record` checks a decoded object against the schema (the
+rules of :data:`EVENT_SCHEMA`, without needing a JSON Schema library) and
+raises :class:`SchemaViolation` saying what is wrong.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from typing import Any, Dict, Optional
+
+import attr
+
+from .events import DiskEject, DomainDeath, DomainShutdown
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "EVENT_TYPES",
+    "SHUTDOWN_REASONS",
+    "EVENT_SCHEMA",
+    "EventRecord",
+    "SchemaViolation",
+    "check_record",
+    "format_time",
+]
+
+#: The version of the record shape; in every record as ``"schema"``.
+SCHEMA_VERSION = 1
+
+#: ``type`` values: the service started watching a domain (``new``), the
+#: domain shut down, died, or ejected a CD-ROM's medium.
+EVENT_TYPES = ("new", "shutdown", "death", "disk_eject")
+
+#: ``reason`` values of a ``shutdown`` (libxl's ``libxl_shutdown_reason``).
+SHUTDOWN_REASONS = ("unknown", "poweroff", "reboot", "suspend", "crash", "watchdog", "soft_reset")
+
+_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"
+
+#: The JSON Schema of a version-1 record.
+EVENT_SCHEMA: Dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://txlibxl.invalid/schema/libxl-events/1",
+    "title": "txlibxl libxl-events record, version 1",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["schema", "seq", "time", "type", "domid", "uuid", "name", "reason", "vdev", "reconciled"],
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
+        "seq": {"type": "integer", "minimum": 1},
+        "time": {"type": "string", "pattern": _TIME},
+        "type": {"enum": list(EVENT_TYPES)},
+        "domid": {"type": "integer", "minimum": 0, "maximum": 32751},
+        "uuid": {"type": "string", "pattern": _UUID},
+        "name": {"type": ["string", "null"]},
+        "reason": {"enum": list(SHUTDOWN_REASONS) + [None]},
+        "vdev": {"type": ["string", "null"]},
+        "reconciled": {"type": "boolean"},
+    },
+    "allOf": [
+        {"if": {"properties": {"type": {"const": "shutdown"}}}, "then": {"properties": {"reason": {"type": "string"}}}},
+        {"if": {"properties": {"type": {"not": {"const": "shutdown"}}}}, "then": {"properties": {"reason": {"const": None}}}},
+        {"if": {"properties": {"type": {"const": "disk_eject"}}}, "then": {"properties": {"vdev": {"type": "string"}}}},
+        {"if": {"properties": {"type": {"not": {"const": "disk_eject"}}}}, "then": {"properties": {"vdev": {"const": None}}}},
+    ],
+}
+
+
+class SchemaViolation(ValueError):
+    """A record does not follow :data:`EVENT_SCHEMA`; the message says how."""
+
+
+def format_time(seconds: float) -> str:
+    """RFC 3339 UTC with microseconds, as records carry it: ``2026-01-02T03:04:05.000006Z``."""
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class EventRecord:
+    """
+    One published event.  ``seq`` numbers records from 1 in the order they
+    were published, without gaps, for the life of the service (recoveries
+    included).  ``reconciled`` is true for what the service found by
+    comparing the host with what it knew after a recovery (a domain that
+    died, or appeared, while it was not watching) rather than saw happen.
+    """
+
+    seq: int
+    time: float
+    type: str
+    domid: int
+    uuid: str
+    name: Optional[str] = None
+    reason: Optional[str] = None
+    vdev: Optional[str] = None
+    reconciled: bool = False
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The record as its JSON object (schema :data:`SCHEMA_VERSION`)."""
+        return {
+            "schema": SCHEMA_VERSION,
+            "seq": self.seq,
+            "time": format_time(self.time),
+            "type": self.type,
+            "domid": self.domid,
+            "uuid": self.uuid,
+            "name": self.name,
+            "reason": self.reason,
+            "vdev": self.vdev,
+            "reconciled": self.reconciled,
+        }
+
+    def to_json(self) -> str:
+        """The record as one line of JSON (no newline), keys sorted."""
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def kind_of(cls, event: Any) -> str:
+        """The record ``type`` for a :mod:`txlibxl.events` value."""
+        if isinstance(event, DomainShutdown):
+            return "shutdown"
+        if isinstance(event, DomainDeath):
+            return "death"
+        if isinstance(event, DiskEject):
+            return "disk_eject"
+        raise TypeError(f"no record type for {event!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_record(obj: Any) -> None:
+    """
+    Check a decoded record against :data:`EVENT_SCHEMA`.
+
+    :raises SchemaViolation: the first rule it breaks.
+    """
+    if not isinstance(obj, dict):
+        raise SchemaViolation(f"a record is a JSON object, not {type(obj).__name__}")
+    required = EVENT_SCHEMA["required"]
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise SchemaViolation(f"missing fields: {', '.join(missing)}")
+    extra = sorted(set(obj) - set(required))
+    if extra:
+        raise SchemaViolation(f"unknown fields: {', '.join(extra)}")
+    if obj["schema"] != SCHEMA_VERSION or not _is_int(obj["schema"]):
+        raise SchemaViolation(f"schema must be {SCHEMA_VERSION}, not {obj['schema']!r}")
+    if not _is_int(obj["seq"]) or obj["seq"] < 1:
+        raise SchemaViolation(f"seq must be an integer >= 1, not {obj['seq']!r}")
+    if not isinstance(obj["time"], str) or not re.match(_TIME, obj["time"]):
+        raise SchemaViolation(f"time must be RFC 3339 UTC with microseconds, not {obj['time']!r}")
+    if obj["type"] not in EVENT_TYPES:
+        raise SchemaViolation(f"type must be one of {EVENT_TYPES}, not {obj['type']!r}")
+    if not _is_int(obj["domid"]) or not 0 <= obj["domid"] <= 32751:
+        raise SchemaViolation(f"domid must be an integer in 0..32751, not {obj['domid']!r}")
+    if not isinstance(obj["uuid"], str) or not re.match(_UUID, obj["uuid"]):
+        raise SchemaViolation(f"uuid must be a lower-case UUID, not {obj['uuid']!r}")
+    if obj["name"] is not None and not isinstance(obj["name"], str):
+        raise SchemaViolation(f"name must be a string or null, not {obj['name']!r}")
+    if not isinstance(obj["reconciled"], bool):
+        raise SchemaViolation(f"reconciled must be a boolean, not {obj['reconciled']!r}")
+    if obj["type"] == "shutdown":
+        if obj["reason"] not in SHUTDOWN_REASONS:
+            raise SchemaViolation(f"a shutdown's reason must be one of {SHUTDOWN_REASONS}, not {obj['reason']!r}")
+    elif obj["reason"] is not None:
+        raise SchemaViolation(f"reason is null except for a shutdown, not {obj['reason']!r}")
+    if obj["type"] == "disk_eject":
+        if not isinstance(obj["vdev"], str) or not obj["vdev"]:
+            raise SchemaViolation(f"a disk_eject's vdev must be a non-empty string, not {obj['vdev']!r}")
+    elif obj["vdev"] is not None:
+        raise SchemaViolation(f"vdev is null except for a disk_eject, not {obj['vdev']!r}")

@@ -1,0 +1,577 @@
+"""
+The service behind ``twistd libxl-events``: :class:`LibxlEventsService`.
+
+It follows every domain of the host (or those ``--domains`` names) and
+publishes what happens to them, as :class:`~txlibxl.records.EventRecord`
+values, to its :class:`~txlibxl.sinks.IEventSink` sinks.  It is an
+ordinary ``twisted.application.service.Service``: ``twistd`` runs it
+through :mod:`txlibxl.tap`, and a management stack can add it to its own
+application with its own sinks.
+
+How it works
+------------
+* A *session* is one :class:`~txlibxl.context.Context` plus one
+  libxenstore connection of its own (:class:`~txlibxl.xswatch.XenstoreWatcher`)
+  watching ``@introduceDomain``.  Each firing, and a periodic rescan (the
+  safety net), compares ``list_domains`` with the tracked domains
+  (:func:`~txlibxl.discovery.compare`): a new domain gets a ``new`` record
+  and a domain watch (and, with ``disk_eject``, a watch on each CD-ROM).
+* A libxl disaster (a watch fails with
+  :class:`~txlibxl.errors.LibxlDisaster`, or the context reports one) or a
+  lost xenstore connection ends the session: the context is closed, and a
+  new session is opened after a :class:`~txlibxl.recovery.Backoff` delay,
+  again and again until it works.  The new session re-arms every watch
+  and *reconciles*: a tracked domain that is gone gets its ``death``
+  marked ``reconciled``; a domain that appeared meanwhile gets a
+  reconciled ``new``; a shutdown that happened meanwhile is reported by
+  the new watch, marked reconciled; a shutdown already published is not
+  published again (libxl's new watch repeats it, and it is dropped).
+* Records are numbered from 1 (``seq``) across sessions, without gaps.
+
+What can be lost: what libxl cannot tell afterwards.  A domain that shut
+down *and* died while the service was recovering gets only its
+(reconciled) death; a domain created and destroyed meanwhile is never
+seen.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from . import errors
+from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare
+from .events import DiskEject, DomainDeath, DomainInfo, DomainShutdown
+from .metrics import Metrics
+from .records import EventRecord
+from .recovery import Backoff
+from .sinks import IEventSink, IHostStatus
+from .watches import WatchCancelled, WatchEnded
+from .xswatch import XenstoreError, XenstoreWatcher
+
+__all__ = ["LibxlEventsService", "State"]
+
+
+class State(enum.Enum):
+    """Where the service is in its life."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    RECOVERING = "recovering"
+    STOPPING = "stopping"
+
+
+def _reason_name(reason: Any) -> str:
+    return reason.name.lower() if reason is not None else "unknown"
+
+
+def _state_of(info: DomainInfo) -> str:
+    if info.dying:
+        return "dying"
+    if info.shutdown:
+        return "shutdown"
+    if info.paused:
+        return "paused"
+    if info.blocked:
+        return "blocked"
+    return "running"
+
+
+def _default_context(reactor: Any, log_level: str) -> Any:
+    from .context import Context
+
+    return Context(reactor, log_level)
+
+
+def _default_xenstore() -> Any:
+    from ._libxl.xenstore import XenstoreConnection
+
+    return XenstoreConnection.open()
+
+
+@implementer(IHostStatus)
+class LibxlEventsService(Service):
+    """
+    Follows the host's domains and publishes their events to C{sinks}.
+
+    :param reactor: the reactor (the global one by default).
+    :param sinks: :class:`~txlibxl.sinks.IEventSink` providers; more can
+        be added with :meth:`add_sink` before the service starts.
+    :param domains: a :class:`~txlibxl.discovery.DomainFilter` (every
+        domain by default).
+    :param disk_eject: also watch every CD-ROM's ejects.
+    :param rescan_interval: seconds between safety-net rescans.
+    :param backoff: the delays between attempts to reopen libxl.
+    :param host: an object with ``start()`` and ``stop()`` returning
+        Deferreds, started before the first context is opened and stopped
+        after the last is closed (``--simulate``'s simulated host).
+    :param log_level: the least severe libxl log level passed on.
+    :param open_context: ``open_context(reactor)`` returns a new
+        :class:`~txlibxl.context.Context` (a seam for tests).
+    :param open_xenstore: returns a new
+        :class:`~txlibxl._libxl.xenstore.XenstoreConnection`.
+    :param liveness_interval: seconds between checks of the xenstore
+        connection (a lost connection gives no other sign).
+    """
+
+    name = "libxl-events"
+    _log = Logger(namespace="txlibxl.service")
+
+    def __init__(
+        self,
+        reactor: Any = None,
+        sinks: Sequence[Any] = (),
+        *,
+        domains: Optional[DomainFilter] = None,
+        disk_eject: bool = False,
+        rescan_interval: float = 5.0,
+        backoff: Optional[Backoff] = None,
+        host: Any = None,
+        log_level: str = "warn",
+        open_context: Optional[Callable[[Any], Any]] = None,
+        open_xenstore: Optional[Callable[[], Any]] = None,
+        liveness_interval: float = 1.0,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        if not rescan_interval > 0:
+            raise ValueError(f"rescan_interval must be positive, not {rescan_interval!r}")
+        self.reactor = reactor
+        self.sinks: List[Any] = []
+        for sink in sinks:
+            self.add_sink(sink)
+        self.filter = domains if domains is not None else DomainFilter()
+        self.disk_eject = disk_eject
+        self.rescan_interval = rescan_interval
+        self.backoff = backoff if backoff is not None else Backoff()
+        self.host = host
+        self._open_context = open_context or (lambda r: _default_context(r, log_level))
+        self._open_xenstore = open_xenstore or _default_xenstore
+        self._liveness_interval = liveness_interval
+        self.metrics = Metrics()
+        self.state = State.STOPPED
+        self.seq = 0
+        self.recoveries = 0
+        self.tracked: Dict[DomainKey, TrackedDomain] = {}
+        self._ctx: Any = None
+        self._watcher: Optional[XenstoreWatcher] = None
+        self._rescan: Optional[LoopingCall] = None
+        self._retry: Any = None
+        self._starting: Optional[defer.Deferred] = None
+        self._session_ready: List[defer.Deferred] = []
+        self._last_snapshot: List[DomainInfo] = []
+        self.metrics.gauge("txlibxl_watched_domains", "Domains followed by a live watch.", self._watched_count)
+        self.metrics.gauge("txlibxl_watched_cdroms", "CD-ROM drives watched for ejects.", self._cdrom_count)
+        self.metrics.gauge("txlibxl_last_sequence", "The seq of the last record published.", lambda: self.seq)
+        self.metrics.gauge("txlibxl_up", "1 when a libxl context is open and healthy.", lambda: int(self.state is State.RUNNING))
+        self.metrics.gauge("txlibxl_osevent_fds", "File descriptors libxl has registered in the reactor.", lambda: self._osevent_stat("fds"))
+        self.metrics.gauge("txlibxl_osevent_timers", "Timers libxl has registered in the reactor.", lambda: self._osevent_stat("timers"))
+
+    # -- configuration -------------------------------------------------------
+
+    def add_sink(self, sink: Any) -> None:
+        """Publish to C{sink} too (an :class:`~txlibxl.sinks.IEventSink`)."""
+        if not IEventSink.providedBy(sink):
+            raise TypeError(f"{sink!r} does not provide IEventSink")
+        self.sinks.append(sink)
+
+    # -- status (for the HTTP sink and for embedding applications) -----------
+
+    @property
+    def context(self) -> Any:
+        """The current libxl context, or ``None`` between sessions."""
+        return self._ctx
+
+    def when_running(self) -> defer.Deferred:
+        """A Deferred that fires (with ``None``) once a session is open."""
+        if self.state is State.RUNNING:
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred()
+        self._session_ready.append(d)
+        return d
+
+    def health(self) -> Dict[str, Any]:
+        """``{"status": <state>, "healthy": bool, ...}``: healthy while a session is open."""
+        return {
+            "status": self.state.value,
+            "healthy": self.state is State.RUNNING,
+            "watched_domains": self._watched_count(),
+            "last_seq": self.seq,
+            "recoveries": self.recoveries,
+        }
+
+    def domains(self) -> Dict[str, Any]:
+        """
+        A snapshot of the host: every domain ``list_domains`` reports now
+        (the last scan's, marked ``stale``, while no context is open), and
+        whether the service watches it.
+        """
+        stale = True
+        if self.state is State.RUNNING and self._ctx is not None:
+            try:
+                self._last_snapshot = self._call("libxl_list_domain", self._ctx.list_domains)
+                stale = False
+            except errors.TxlibxlError:
+                pass
+        rows = []
+        for info in self._last_snapshot:
+            dom = self.tracked.get((info.domid, info.uuid))
+            rows.append(
+                {
+                    "domid": info.domid,
+                    "uuid": info.uuid,
+                    "name": info.name if info.name is not None else (dom.name if dom else None),
+                    "type": info.type,
+                    "state": _state_of(info),
+                    "shutdown_reason": _reason_name(info.shutdown_reason) if info.shutdown else None,
+                    "memory_kb": info.current_memkb,
+                    "vcpus": info.vcpus_online,
+                    "watched": bool(dom is not None and dom.watched),
+                    "cdroms": sorted(dom.ejects) if dom is not None else [],
+                }
+            )
+        return {"stale": stale, "status": self.state.value, "last_seq": self.seq, "domains": rows}
+
+    def metrics_text(self) -> str:
+        """The metrics, as Prometheus text."""
+        return self.metrics.render()
+
+    def _watched_count(self) -> int:
+        return sum(1 for dom in self.tracked.values() if dom.watched)
+
+    def _cdrom_count(self) -> int:
+        return sum(len(dom.ejects) for dom in self.tracked.values())
+
+    def _osevent_stat(self, name: str) -> int:
+        if self._ctx is None:
+            return 0
+        try:
+            return int(getattr(self._ctx.osevents.stats(), name))
+        except Exception:
+            return 0
+
+    # -- life ----------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self.state = State.STARTING
+        self._starting = defer.ensureDeferred(self._start())
+        self._starting.addErrback(self._start_failed)
+
+    async def _start(self) -> None:
+        if self.host is not None:
+            await self.host.start()
+        if self.state is not State.STARTING:
+            return
+        self._attempt()
+
+    def _start_failed(self, failure: Failure) -> None:
+        if failure.check(defer.CancelledError) and self.state is State.STOPPING:
+            return
+        self._log.failure("libxl-events could not start", failure)
+        self.state = State.STOPPED
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        return defer.ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        previous, self.state = self.state, State.STOPPING
+        if self._starting is not None and not self._starting.called:
+            self._starting.cancel()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        await self._end_session()
+        for sink in self.sinks:
+            try:
+                await defer.maybeDeferred(sink.close)
+            except Exception:
+                self._log.failure("closing the {sink} sink", sink=getattr(sink, "name", sink))
+        if self.host is not None and previous is not State.STOPPED:
+            try:
+                await self.host.stop()
+            except Exception:
+                self._log.failure("stopping the simulated host")
+        self.state = State.STOPPED
+        self._log.info("libxl-events stopped after {seq} events", seq=self.seq)
+
+    # -- sessions ------------------------------------------------------------
+
+    def _attempt(self) -> None:
+        """Open a session now; on failure, try again after the backoff delay."""
+        self._retry = None
+        if self.state not in (State.STARTING, State.RECOVERING):
+            return
+        recovering = self.state is State.RECOVERING
+        try:
+            self._open_session()
+        except Exception as e:
+            delay = self.backoff.next_delay()
+            self._log.warn(
+                "cannot open libxl (attempt {n}): {error}; next attempt in {delay:.2f} s",
+                n=self.backoff.attempts,
+                error=e,
+                delay=delay,
+            )
+            self._retry = self.reactor.callLater(delay, self._attempt)
+            return
+        self.backoff.reset()
+        self.state = State.RUNNING
+        if recovering:
+            self.metrics.count("txlibxl_reconnects_total")
+            self._log.info("libxl context reopened; watching {n} domains", n=self._watched_count())
+        else:
+            self._log.info("libxl-events running; watching {n} domains", n=self._watched_count())
+        ready, self._session_ready = self._session_ready, []
+        for d in ready:
+            d.callback(None)
+
+    def _open_session(self) -> None:
+        recovering = self.state is State.RECOVERING
+        ctx = self._call("libxl_ctx_alloc", self._open_context, self.reactor)
+        try:
+            connection = self._call("xs_open", self._open_xenstore)
+        except Exception:
+            ctx.close()
+            raise
+        watcher = XenstoreWatcher(
+            self.reactor, connection, self._xenstore_fired, self._xenstore_lost, self._liveness_interval
+        )
+        try:
+            self._call("xs_watch", watcher.start, ["@introduceDomain"])
+        except Exception:
+            ctx.close()
+            raise
+        self._ctx, self._watcher = ctx, watcher
+        try:
+            self._scan(reconciling=recovering)
+        except Exception:
+            self._ctx, self._watcher = None, None
+            watcher.stop()
+            ctx.close()
+            raise
+        self._rescan = LoopingCall(self._periodic_scan)
+        self._rescan.clock = self.reactor
+        self._rescan.start(self.rescan_interval, now=False)
+
+    async def _end_session(self) -> None:
+        if self._rescan is not None and self._rescan.running:
+            self._rescan.stop()
+        self._rescan = None
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        ctx, self._ctx = self._ctx, None
+        for dom in self.tracked.values():
+            dom.watch = None
+            dom.ejects = {}
+        if ctx is not None:
+            try:
+                await ctx.close()
+            except Exception:
+                self._log.failure("closing the libxl context")
+
+    def _session_failed(self, why: Any) -> None:
+        """The session is broken: close it and start recovering."""
+        if self.state is not State.RUNNING:
+            return
+        self.state = State.RECOVERING
+        self.recoveries += 1
+        self.metrics.count("txlibxl_disasters_total")
+        self._log.error("libxl session lost ({why}); recovering", why=why)
+        d = defer.ensureDeferred(self._end_session())
+
+        def reopen(_: Any) -> None:
+            if self.state is State.RECOVERING:
+                self._retry = self.reactor.callLater(self.backoff.next_delay(), self._attempt)
+
+        d.addCallback(reopen)
+        d.addErrback(lambda f: self._log.failure("recovering", f))
+
+    def _xenstore_fired(self, path: str, token: str) -> None:
+        if self.state is State.RUNNING:
+            self._guarded_scan()
+
+    def _xenstore_lost(self, error: XenstoreError) -> None:
+        self._watcher = None  # it stopped itself
+        self._session_failed(error)
+
+    def _periodic_scan(self) -> None:
+        if self._ctx is not None and self._ctx.failed is not None:
+            self._session_failed(self._ctx.failed)
+            return
+        if self._watcher is not None:
+            self._watcher.check()
+        if self.state is State.RUNNING:
+            self._guarded_scan()
+
+    def _guarded_scan(self) -> None:
+        try:
+            self._scan(reconciling=False)
+        except (errors.LibxlDisaster, errors.ContextFailed) as e:
+            self._session_failed(e)
+        except Exception:
+            self._log.failure("scanning the host's domains")
+
+    # -- discovery and reconciliation -----------------------------------------
+
+    def _scan(self, reconciling: bool) -> None:
+        """
+        Compare the host with the tracked domains and act on every
+        difference.  C{reconciling}: this is the first scan of a new
+        session after a recovery.
+        """
+        ctx = self._ctx
+        snapshot = self._call("libxl_list_domain", ctx.list_domains)
+        self._last_snapshot = snapshot
+        changes = compare(self.tracked, snapshot, self.filter)
+        for dom in changes.gone:
+            if dom.watched:
+                continue  # its watch reports the death
+            del self.tracked[dom.key]
+            if not dom.dead:
+                dom.dead = True
+                self._publish("death", dom, reconciled=True)
+        for dom, info in changes.present:
+            if dom.name is None and info.name is not None:
+                dom.name = info.name
+            if not info.shutdown:
+                dom.shutdown_reported = None
+            if not dom.watched:
+                self._arm(dom, info, reconciling)
+        for info in changes.new:
+            dom = TrackedDomain(info.domid, info.uuid, info.name)
+            self.tracked[dom.key] = dom
+            self._publish("new", dom, reconciled=reconciling)
+            self._arm(dom, info, reconciling)
+
+    def _arm(self, dom: TrackedDomain, info: DomainInfo, reconciling: bool) -> None:
+        ctx = self._ctx
+        dom.skip_repeat = None
+        dom.reconcile_next_shutdown = False
+        if info.shutdown:
+            reason = _reason_name(info.shutdown_reason)
+            if dom.shutdown_reported == reason:
+                dom.skip_repeat = reason
+            else:
+                dom.reconcile_next_shutdown = reconciling
+        try:
+            dom.watch = self._call("libxl_evenable_domain_death", ctx.watch_domain, dom.domid)
+        except errors.LibxlError as e:
+            self._log.warn("cannot watch domain {domid}: {error}", domid=dom.domid, error=e)
+            dom.watch = None
+            return
+        self._follow(dom, dom.watch)
+        if self.disk_eject and self._watcher is not None:
+            self._arm_ejects(dom)
+
+    def _arm_ejects(self, dom: TrackedDomain) -> None:
+        try:
+            vdevs = self._call("xs_read", cdrom_vdevs, self._watcher.connection, dom.domid)
+        except XenstoreError as e:
+            self._log.warn("cannot list domain {domid}'s CD-ROMs: {error}", domid=dom.domid, error=e)
+            return
+        for vdev in vdevs:
+            if vdev in dom.ejects:
+                continue
+            try:
+                watch = self._call("libxl_evenable_disk_eject", self._ctx.watch_disk_eject, dom.domid, vdev)
+            except errors.LibxlError as e:
+                self._log.warn("cannot watch {vdev} of domain {domid}: {error}", vdev=vdev, domid=dom.domid, error=e)
+                continue
+            dom.ejects[vdev] = watch
+            self._follow(dom, watch)
+
+    def _follow(self, dom: TrackedDomain, watch: Any) -> None:
+        """Publish each event of C{watch} until it ends."""
+
+        ctx = self._ctx
+
+        def got(event: Any) -> None:
+            self._handle(dom, watch, event)
+            watch.next_event().addCallbacks(got, ended)
+
+        def ended(failure: Failure) -> None:
+            if failure.check(WatchEnded, WatchCancelled):
+                return
+            if failure.check(errors.LibxlDisaster, errors.ContextFailed):
+                if ctx is self._ctx:  # not a late word from a closed session
+                    self._session_failed(failure.value)
+                return
+            self._log.failure("watching domain {domid}", failure, domid=dom.domid)
+
+        watch.next_event().addCallbacks(got, ended)
+
+    def _handle(self, dom: TrackedDomain, watch: Any, event: Any) -> None:
+        current = self.tracked.get(dom.key) is dom
+        if isinstance(event, DomainShutdown):
+            if not current or dom.dead:
+                return
+            reason = _reason_name(event.reason)
+            if dom.skip_repeat == reason:
+                dom.skip_repeat = None
+                return
+            dom.skip_repeat = None
+            reconciled, dom.reconcile_next_shutdown = dom.reconcile_next_shutdown, False
+            dom.shutdown_reported = reason
+            self._publish("shutdown", dom, reason=reason, reconciled=reconciled)
+        elif isinstance(event, DomainDeath):
+            if dom.dead:
+                return
+            dom.dead = True
+            if current:
+                del self.tracked[dom.key]
+            for eject in dom.ejects.values():
+                eject.cancel()
+            dom.ejects = {}
+            self._publish("death", dom)
+        elif isinstance(event, DiskEject):
+            if current and not dom.dead:
+                self._publish("disk_eject", dom, vdev=event.vdev or getattr(watch, "vdev", None))
+
+    # -- publishing ----------------------------------------------------------
+
+    def _publish(
+        self, kind: str, dom: TrackedDomain, *, reason: Optional[str] = None, vdev: Optional[str] = None, reconciled: bool = False
+    ) -> EventRecord:
+        self.seq += 1
+        record = EventRecord(
+            seq=self.seq,
+            time=self.reactor.seconds(),
+            type=kind,
+            domid=dom.domid,
+            uuid=dom.uuid,
+            name=dom.name,
+            reason=reason,
+            vdev=vdev,
+            reconciled=reconciled,
+        )
+        self.metrics.count("txlibxl_events_total", kind)
+        for sink in self.sinks:
+            try:
+                sink.publish(record)
+            except Exception:
+                self.metrics.count("txlibxl_sink_errors_total", getattr(sink, "name", type(sink).__name__))
+                self._log.failure("the {sink} sink failed to take record {seq}", sink=getattr(sink, "name", sink), seq=record.seq)
+        return record
+
+    def _call(self, name: str, function: Callable[..., Any], *args: Any) -> Any:
+        """Call C{function}, counting it (and its failure) as C{name}."""
+        self.metrics.count("txlibxl_libxl_calls_total", name)
+        try:
+            return function(*args)
+        except Exception:
+            self.metrics.count("txlibxl_libxl_errors_total", name)
+            raise

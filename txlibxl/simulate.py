@@ -1,0 +1,102 @@
+"""
+``--simulate``: run ``twistd libxl-events`` against a simulated Xen host.
+
+:class:`SimulatedHostRunner` starts a simulated host (``python -m
+txlibxl.sim run``) as a child process and points this process's
+libxenlight at it (its ``xc_*`` shim is loaded before libxenlight, see
+:func:`txlibxl.testing.use_simulated_host`), and stops it at the end.  The
+service calls :meth:`~SimulatedHostRunner.start` before opening its first
+libxl context and :meth:`~SimulatedHostRunner.stop` after closing its last.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, List, Optional
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+__all__ = ["SimulatedHostRunner", "shipped_scenarios", "scenario_path"]
+
+
+def _scenario_dir() -> str:
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim", "scenarios")
+
+
+def shipped_scenarios() -> List[str]:
+    """The names of the scenarios shipped with txlibxl (``demo``...)."""
+    try:
+        return sorted(n[: -len(".json")] for n in os.listdir(_scenario_dir()) if n.endswith(".json"))
+    except OSError:
+        return []
+
+
+def scenario_path(scenario: str) -> str:
+    """
+    The file of C{scenario}: a path to a scenario file, or the name of a
+    shipped scenario.
+
+    :raises ValueError: neither.
+    """
+    if os.path.isfile(scenario):
+        return os.path.abspath(scenario)
+    shipped = os.path.join(_scenario_dir(), scenario + ".json")
+    if os.sep not in scenario and os.path.isfile(shipped):
+        return shipped
+    names = ", ".join(shipped_scenarios()) or "none"
+    raise ValueError(f"no scenario file {scenario!r} and no shipped scenario of that name (shipped: {names})")
+
+
+class SimulatedHostRunner:
+    """
+    A simulated host for the service's lifetime.
+
+    :param scenario: a scenario file or shipped scenario name, or ``None``
+        for a host with Domain-0 only.
+    :param rundir: the host's run directory (kept afterwards), or ``None``
+        for a temporary one (removed).
+    """
+
+    _log = Logger(namespace="txlibxl.simulate")
+
+    def __init__(self, reactor: Any, scenario: Optional[str] = None, rundir: Optional[str] = None) -> None:
+        self._reactor = reactor
+        self.scenario = scenario_path(scenario) if scenario else None
+        self.rundir = rundir
+        self.host: Any = None
+        self._undo: Optional[Callable[[], None]] = None
+
+    def start(self) -> defer.Deferred:
+        """Start the host and point libxenlight at it."""
+        from .testing import start_simulated_host
+
+        d = start_simulated_host(self._reactor, rundir=self.rundir, scenario=self.scenario)
+        d.addCallback(self._started)
+        return d
+
+    def _started(self, host: Any) -> None:
+        from .testing import use_simulated_host
+
+        self.host = host
+        self.rundir = host.rundir
+        try:
+            self._undo = use_simulated_host(host)
+        except BaseException:
+            host.stop()
+            raise
+        self._log.info(
+            "simulated Xen host {pid} running in {rundir}{scenario}",
+            pid=host.info.get("pid"),
+            rundir=host.rundir,
+            scenario=f", playing {self.scenario}" if self.scenario else "",
+        )
+
+    def stop(self) -> defer.Deferred:
+        """Stop the host (if it started); fires when its process is gone."""
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
+        host, self.host = self.host, None
+        if host is None:
+            return defer.succeed(None)
+        return host.stop()

@@ -1,0 +1,53 @@
+"""
+Where ``twistd libxl-events`` sends its events: :class:`IEventSink`.
+
+A sink receives every :class:`~txlibxl.records.EventRecord` in ``seq``
+order.  The shipped sinks are :mod:`txlibxl.sinks.jsonl` (JSON lines to a
+file or stdout) and :mod:`txlibxl.sinks.http` (Server-Sent Events and the
+status endpoints); an application embedding
+:class:`~txlibxl.service.LibxlEventsService` adds its own by implementing
+this interface.
+"""
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+__all__ = ["IEventSink", "IHostStatus"]
+
+
+class IEventSink(Interface):
+    """
+    A consumer of published event records.
+    """
+
+    name = Attribute("A short name for logs and metrics (``jsonl``, ``http``...).")
+
+    def publish(record):  # type: ignore[no-untyped-def]
+        """
+        Take C{record} (an :class:`~txlibxl.records.EventRecord`).  Called
+        on the reactor thread, once per record, in ``seq`` order.  Must not
+        block; an exception is logged and counted, and the record still
+        goes to the other sinks.
+        """
+
+    def close():  # type: ignore[no-untyped-def]
+        """
+        The service is stopping: flush, tell clients, release resources.
+        May return a Deferred that fires when done.  No ``publish`` follows.
+        """
+
+
+class IHostStatus(Interface):
+    """
+    What the HTTP status endpoints show;
+    :class:`~txlibxl.service.LibxlEventsService` provides it.
+    """
+
+    def domains():  # type: ignore[no-untyped-def]
+        """A JSON-able snapshot of the host's domains."""
+
+    def health():  # type: ignore[no-untyped-def]
+        """A JSON-able dict whose boolean ``healthy`` says whether all is well."""
+
+    def metrics_text():  # type: ignore[no-untyped-def]
+        """The Prometheus text exposition of the metrics."""

@@ -1,0 +1,203 @@
+"""
+The HTTP face of ``twistd libxl-events``: :class:`HTTPSink`.
+
+Resources (``twisted.web``), served on every ``--listen`` endpoint:
+
+``GET /events``
+    Server-Sent Events (``text/event-stream``).  Each record is one event:
+    ``id:`` its ``seq``, ``event:`` its ``type``, ``data:`` its JSON.  A
+    client that sends ``Last-Event-ID`` (browsers do when they reconnect),
+    or asks ``/events?since=N``, first gets every record after that one
+    still in the ring buffer; if some are no longer there, a ``gap`` event
+    (``data: {"missed": N, "first_available": S}``) says so first.  Without
+    either, the stream starts with the next record.  A comment line is sent
+    every ``heartbeat`` seconds to keep proxies from closing the stream.
+    When the service stops, each client gets a ``shutdown`` event and the
+    response ends.
+``GET /domains``
+    JSON: the host's domains (see
+    :meth:`~txlibxl.service.LibxlEventsService.domains`).
+``GET /metrics``
+    Prometheus text (see :mod:`txlibxl.metrics`).
+``GET /healthz``
+    JSON health; ``200`` while a libxl context is open, ``503`` otherwise.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, List, Optional, Set
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface import implementer
+
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..records import EventRecord
+from . import IEventSink, IHostStatus
+from .ring import RecordRing
+
+__all__ = ["HTTPSink", "IHostStatus", "format_event"]
+
+
+def format_event(record: EventRecord) -> bytes:
+    """One record as a Server-Sent Event."""
+    return f"id: {record.seq}\nevent: {record.type}\ndata: {record.to_json()}\n\n".encode()
+
+
+def _json(request: Request, body: Any, code: int = 200) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body, sort_keys=True).encode() + b"\n"
+
+
+class _EventStream(Resource):
+    isLeaf = True
+
+    def __init__(self, sink: "HTTPSink") -> None:
+        super().__init__()
+        self._sink = sink
+
+    def render_GET(self, request: Request) -> Any:
+        last: Optional[bytes] = request.getHeader(b"last-event-id")
+        if last is None and b"since" in request.args:
+            last = request.args[b"since"][0]
+        since: Optional[int] = None
+        if last is not None and last.strip():
+            try:
+                since = int(last)
+                if since < 0:
+                    raise ValueError
+            except ValueError:
+                return _json(request, {"error": f"Last-Event-ID must be a sequence number, not {last!r}"}, 400)
+        if self._sink.closed:
+            return _json(request, {"error": "the service is stopping"}, 503)
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"x-accel-buffering", b"no")
+        request.write(b"retry: 1000\n: txlibxl libxl-events\n\n")
+        if since is not None:
+            records, missed = self._sink.ring.since(since)
+            if missed:
+                gap = {"missed": missed, "first_available": self._sink.ring.first_seq}
+                request.write(f"event: gap\ndata: {json.dumps(gap, sort_keys=True)}\n\n".encode())
+            for record in records:
+                request.write(format_event(record))
+        self._sink._add(request)
+        return NOT_DONE_YET
+
+
+class _Domains(Resource):
+    isLeaf = True
+
+    def __init__(self, status: Any) -> None:
+        super().__init__()
+        self._status = status
+
+    def render_GET(self, request: Request) -> bytes:
+        return _json(request, self._status.domains())
+
+
+class _Metrics(Resource):
+    isLeaf = True
+
+    def __init__(self, status: Any) -> None:
+        super().__init__()
+        self._status = status
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", METRICS_CONTENT_TYPE.encode())
+        return self._status.metrics_text().encode()
+
+
+class _Health(Resource):
+    isLeaf = True
+
+    def __init__(self, status: Any) -> None:
+        super().__init__()
+        self._status = status
+
+    def render_GET(self, request: Request) -> bytes:
+        health = self._status.health()
+        return _json(request, health, 200 if health.get("healthy") else 503)
+
+
+@implementer(IEventSink)
+class HTTPSink:
+    """
+    Keeps the last C{buffer} records for resuming, streams records to the
+    connected ``/events`` clients, and serves the status endpoints of
+    C{status} (an :class:`IHostStatus`).  :meth:`site` is the factory to
+    listen with.
+
+    :raises ValueError: C{buffer} or C{heartbeat} is not positive.
+    """
+
+    name = "http"
+    _log = Logger()
+
+    def __init__(self, reactor: Any, status: Any, buffer: int = 10000, heartbeat: float = 15.0) -> None:
+        if not heartbeat > 0:
+            raise ValueError(f"heartbeat must be positive, not {heartbeat!r}")
+        self.ring = RecordRing(buffer)
+        self.closed = False
+        self._clients: Set[Request] = set()
+        self._reactor = reactor
+        self._status = status
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = reactor
+        self._heartbeat_interval = heartbeat
+        root = Resource()
+        root.putChild(b"events", _EventStream(self))
+        root.putChild(b"domains", _Domains(status))
+        root.putChild(b"metrics", _Metrics(status))
+        root.putChild(b"healthz", _Health(status))
+        self.root = root
+
+    @property
+    def clients(self) -> int:
+        """The number of ``/events`` streams open."""
+        return len(self._clients)
+
+    def site(self) -> Site:
+        """A ``twisted.web`` Site serving the resources."""
+        site = Site(self.root)
+        site.displayTracebacks = False
+        return site
+
+    def _add(self, request: Request) -> None:
+        self._clients.add(request)
+        request.notifyFinish().addBoth(lambda _: self._clients.discard(request))
+        if not self._heartbeat.running:
+            self._heartbeat.start(self._heartbeat_interval, now=False)
+
+    def _beat(self) -> None:
+        for request in list(self._clients):
+            request.write(b": keepalive\n\n")
+        if not self._clients and self._heartbeat.running:
+            self._heartbeat.stop()
+
+    def publish(self, record: EventRecord) -> None:
+        if self.closed:
+            return
+        self.ring.append(record)
+        if self._clients:
+            data = format_event(record)
+            for request in list(self._clients):
+                request.write(data)
+
+    def close(self) -> None:
+        """Tell every ``/events`` client the service stops, and end their responses."""
+        self.closed = True
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        clients: List[Request] = list(self._clients)
+        self._clients.clear()
+        for request in clients:
+            try:
+                request.write(b'event: shutdown\ndata: {"reason": "the service is stopping"}\n\n')
+                request.finish()
+            except Exception:
+                self._log.failure("ending an event stream")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any, List, Optional, Set
 
+from twisted.internet import defer, task
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -188,16 +189,36 @@ class HTTPSink:
             for request in list(self._clients):
                 request.write(data)
 
-    def close(self) -> None:
-        """Tell every ``/events`` client the service stops, and end their responses."""
+    def close(self) -> defer.Deferred:
+        """
+        Tell every ``/events`` client the service stops, end their
+        responses and close their connections.  The Deferred fires once
+        the connections are closed (at most C{close_timeout} seconds later:
+        the reactor drops connections without flushing them at shutdown,
+        so the service waits for the last bytes to leave).
+        """
         self.closed = True
         if self._heartbeat.running:
             self._heartbeat.stop()
         clients: List[Request] = list(self._clients)
         self._clients.clear()
+        transports = []
         for request in clients:
             try:
+                channel = getattr(request, "channel", None)
                 request.write(b'event: shutdown\ndata: {"reason": "the service is stopping"}\n\n')
                 request.finish()
+                if channel is not None and channel.transport is not None:
+                    transports.append(channel.transport)
+                    channel.transport.loseConnection()
             except Exception:
                 self._log.failure("ending an event stream")
+        return defer.ensureDeferred(self._wait_closed(transports))
+
+    close_timeout = 2.0
+
+    async def _wait_closed(self, transports: List[Any]) -> None:
+        waited = 0.0
+        while waited < self.close_timeout and any(not getattr(t, "disconnected", True) for t in transports):
+            await task.deferLater(self._reactor, 0.01, lambda: None)
+            waited += 0.01

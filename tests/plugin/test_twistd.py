@@ -1,0 +1,440 @@
+"""
+``twistd -n libxl-events --simulate`` run for real, as operators run it: a
+subprocess serving HTTP on an ephemeral port and writing JSON lines, with
+a simulated Xen host as its child; the tests drive the host through its
+control socket and read what the plugin publishes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from typing import Any, Dict, List, Optional, Tuple
+
+import treq
+from twisted.internet import defer, reactor, task
+from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from txlibxl.records import check_record
+from txlibxl.sim.control import ControlClient
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# twistd as a module of this interpreter (twisted.scripts.twistd has no
+# __main__ guard).
+TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
+
+
+def _environment() -> Dict[str, str]:
+    env = dict(os.environ)
+    # The checkout on sys.path: twistd finds twisted/plugins/txlibxl_events.py
+    # there whatever the install mode.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (CHECKOUT, env.get("PYTHONPATH")) if p)
+    for name in ("LD_PRELOAD", "XENSTORED_PATH", "TXLIBXL_SIM_HYPERCALL", "TXLIBXL_SIM_ROOT"):
+        env.pop(name, None)
+    return env
+
+
+def _twistd_module_exists() -> None:
+    try:
+        import twisted.scripts.twistd  # noqa: F401
+    except ImportError as e:  # pragma: no cover
+        raise SkipTest(f"twistd is not available: {e}")
+
+
+class _Output(ProcessProtocol):
+    """A child's output and its end."""
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.ended: defer.Deferred = defer.Deferred()
+        self.status: Any = None
+
+    def outReceived(self, data: bytes) -> None:
+        self.output = (self.output + data)[-200000:]
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Any) -> None:
+        self.status = reason.value
+        self.ended.callback(reason.value)
+
+
+async def _run(args: List[str], timeout: float = 60.0) -> Tuple[Any, str]:
+    """Run a command to its end: (its exit reason, its output)."""
+    proto = _Output()
+    reactor.spawnProcess(proto, args[0], args, env=_environment(), path=CHECKOUT)
+    timer = reactor.callLater(timeout, lambda: proto.transport.signalProcess("KILL"))
+    try:
+        await proto.ended
+    finally:
+        if timer.active():
+            timer.cancel()
+    return proto.status, proto.output.decode("utf-8", "replace")
+
+
+class SSEReader(Protocol):
+    """
+    Reads a Server-Sent Events body: ``events`` is a list of dicts with
+    ``id``, ``event`` and ``data`` (decoded JSON) as they arrive.
+    """
+
+    def __init__(self) -> None:
+        self.events: List[Dict[str, Any]] = []
+        self._buffer = ""
+        self._waiters: List[Tuple[Any, defer.Deferred]] = []
+        self.done: defer.Deferred = defer.Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data.decode()
+        while "\n\n" in self._buffer:
+            block, self._buffer = self._buffer.split("\n\n", 1)
+            fields: Dict[str, Any] = {}
+            for line in block.split("\n"):
+                if not line or line.startswith(":"):
+                    continue
+                key, _, value = line.partition(":")
+                fields[key] = value[1:] if value.startswith(" ") else value
+            if "data" in fields:
+                fields["data"] = json.loads(fields["data"])
+                self.events.append(fields)
+        self._check()
+
+    def _check(self) -> None:
+        for entry in list(self._waiters):
+            predicate, d = entry
+            if predicate(self.events):
+                self._waiters.remove(entry)
+                d.callback(list(self.events))
+
+    def wait_for(self, predicate: Any, timeout: float = 30.0) -> defer.Deferred:
+        """Fires with the events once C{predicate(events)} holds."""
+        d: defer.Deferred = defer.Deferred()
+        self._waiters.append((predicate, d))
+        self._check()
+        d.addTimeout(timeout, reactor)
+        return d
+
+    def stop(self) -> None:
+        self.transport.stopProducing()
+
+    def connectionLost(self, reason: Any) -> None:
+        self.end = reason
+        if not self.done.called:
+            self.done.callback(None)
+
+
+def _deaths(n: int) -> Any:
+    return lambda events: sum(1 for e in events if e.get("event") == "death") >= n
+
+
+class PluginProcess:
+    """One ``twistd -n libxl-events --simulate`` process and its simulated host."""
+
+    def __init__(self, testcase: TestCase, scenario: Optional[str] = None, extra: Tuple[str, ...] = ()) -> None:
+        self.testcase = testcase
+        self.tmp = tempfile.mkdtemp(prefix="txlx-plugin-", dir="/tmp")
+        testcase.addCleanup(shutil.rmtree, self.tmp, True)
+        self.rundir = os.path.join(self.tmp, "host")
+        self.jsonl = os.path.join(self.tmp, "events.jsonl")
+        self.ready = os.path.join(self.tmp, "ready.json")
+        simulate = ["--simulate", scenario] if scenario else ["--simulate"]
+        self.args = TWISTD + [
+            "-n", "--pidfile=", "--logfile", os.path.join(self.tmp, "twistd.log"),
+            "libxl-events", *simulate,
+            "--simulate-rundir", self.rundir,
+            "--listen", "tcp:0:interface=127.0.0.1",
+            "--output", self.jsonl,
+            "--ready-file", self.ready,
+            "--max-backoff", "0.5",
+            "--rescan-interval", "1",
+            *extra,
+        ]
+        self.proto = _Output()
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.base = ""
+        self.control: Any = None
+        self.streams: List[SSEReader] = []
+
+    def log(self) -> str:
+        try:
+            with open(os.path.join(self.tmp, "twistd.log"), encoding="utf-8", errors="replace") as f:
+                return f.read()[-20000:]
+        except OSError:
+            return self.proto.output.decode("utf-8", "replace")
+
+    async def start(self) -> "PluginProcess":
+        _twistd_module_exists()
+        reactor.spawnProcess(self.proto, sys.executable, self.args, env=_environment(), path=self.tmp)
+        self.testcase.addCleanup(self.stop)
+        for _ in range(600):
+            if os.path.exists(self.ready) or self.proto.ended.called:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        if not os.path.exists(self.ready):
+            raise AssertionError("twistd libxl-events did not become ready:\n" + self.log() + self.proto.output.decode())
+        with open(self.ready, encoding="utf-8") as f:
+            info = json.load(f)
+        self.info = info
+        _, host, port = info["listen"][0].split(":")
+        self.base = f"http://{host}:{port}"
+        with open(os.path.join(self.rundir, "host.json"), encoding="utf-8") as f:
+            self.host = json.load(f)
+        self.control = await ControlClient.connect(reactor, self.host["control"])
+        return self
+
+    async def get(self, path: str, headers: Optional[Dict[str, List[str]]] = None) -> Any:
+        return await treq.get(self.base + path, headers=headers, pool=self.pool)
+
+    async def get_json(self, path: str) -> Tuple[int, Any]:
+        response = await self.get(path)
+        return response.code, await response.json()
+
+    async def stream(self, headers: Optional[Dict[str, List[str]]] = None, query: str = "") -> SSEReader:
+        response = await treq.get(self.base + "/events" + query, headers=headers, pool=self.pool, unbuffered=True)
+        assert response.code == 200, response.code
+        reader = SSEReader()
+        response.deliverBody(reader)
+        self.streams.append(reader)
+        return reader
+
+    def records(self) -> List[Dict[str, Any]]:
+        with open(self.jsonl, encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+
+    async def terminate(self) -> Any:
+        """SIGTERM, and the way the process ended."""
+        if not self.proto.ended.called:
+            self.proto.transport.signalProcess("TERM")
+        timer = reactor.callLater(30, self._kill)
+        try:
+            return await self.proto.ended
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    def _kill(self) -> None:
+        if not self.proto.ended.called:
+            self.proto.transport.signalProcess("KILL")
+
+    async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.disconnect()
+            self.control = None
+        await self.terminate()
+        for reader in self.streams:  # the plugin ended them as it stopped
+            if not reader.done.called:
+                reader.stop()
+            await reader.done
+        host_pid = getattr(self, "host", {}).get("pid")
+        if host_pid:
+            try:
+                os.kill(host_pid, signal.SIGKILL)  # only if twistd failed to stop it
+            except OSError:
+                pass
+        await self.pool.closeCachedConnections()
+
+
+class EventStreamTests(TestCase):
+    timeout = 120
+
+    async def _lifecycle(self, plugin: PluginProcess) -> List[Dict[str, Any]]:
+        control = plugin.control
+        a = await control.create_domain(name="web1", disks=[{"vdev": "hdc", "cdrom": True}])
+        b = await control.create_domain(name="db1")
+        return [a, b]
+
+    async def test_events_reach_sse_and_json_lines_with_the_documented_schema(self) -> None:
+        plugin = await PluginProcess(self, extra=("--disk-eject",)).start()
+        stream = await plugin.stream(query="?since=0")
+        a, b = await self._lifecycle(plugin)
+        await stream.wait_for(lambda ev: sum(1 for e in ev if e["event"] == "new") >= 2)
+        await plugin.control.eject(a["domid"], "hdc")
+        await stream.wait_for(lambda ev: any(e["event"] == "disk_eject" for e in ev))
+        await plugin.control.shutdown(b["domid"], "crash")
+        await stream.wait_for(lambda ev: any(e["event"] == "shutdown" for e in ev))
+        await plugin.control.destroy([a["domid"], b["domid"]])
+        events = await stream.wait_for(_deaths(2))
+
+        sse = [e["data"] for e in events]
+        for record in sse:
+            check_record(record)
+        self.assertEqual([int(e["id"]) for e in events], [r["seq"] for r in sse])
+        self.assertEqual([r["seq"] for r in sse], list(range(1, len(sse) + 1)))
+        self.assertEqual([e["event"] for e in events], [r["type"] for r in sse])
+        by_kind = sorted((r["type"], r["name"], r["reason"], r["vdev"]) for r in sse)
+        self.assertEqual(
+            by_kind,
+            sorted(
+                [
+                    ("new", "web1", None, None),
+                    ("new", "db1", None, None),
+                    ("disk_eject", "web1", None, "hdc"),
+                    ("shutdown", "db1", "crash", None),
+                    ("death", "web1", None, None),
+                    ("death", "db1", None, None),
+                ]
+            ),
+        )
+        for _ in range(100):  # the file is written as each record is published
+            if len(plugin.records()) >= len(sse):
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        lines = plugin.records()
+        for record in lines:
+            check_record(record)
+        self.assertEqual(lines, sse)
+
+    async def test_domains_metrics_and_healthz_describe_the_host(self) -> None:
+        plugin = await PluginProcess(self).start()
+        stream = await plugin.stream()
+        a, _ = await self._lifecycle(plugin)
+        await stream.wait_for(lambda ev: sum(1 for e in ev if e["event"] == "new") >= 2)
+        code, domains = await plugin.get_json("/domains")
+        self.assertEqual(code, 200)
+        self.assertFalse(domains["stale"])
+        rows = {row["name"]: row for row in domains["domains"]}
+        self.assertEqual(set(rows), {"Domain-0", "web1", "db1"})
+        self.assertTrue(rows["web1"]["watched"])
+        self.assertFalse(rows["Domain-0"]["watched"])
+        self.assertEqual(rows["web1"]["domid"], a["domid"])
+        code, health = await plugin.get_json("/healthz")
+        self.assertEqual((code, health["healthy"], health["status"]), (200, True, "running"))
+        response = await plugin.get("/metrics")
+        self.assertTrue(response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain"))
+        metrics = (await response.text()).splitlines()
+        self.assertIn('txlibxl_events_total{type="new"} 2', metrics)
+        self.assertIn("txlibxl_watched_domains 2", metrics)
+        self.assertIn("txlibxl_disasters_total 0", metrics)
+        self.assertIn("txlibxl_up 1", metrics)
+        for name in ("txlibxl_osevent_fds", "txlibxl_osevent_timers", "txlibxl_reconnects_total"):
+            self.assertTrue(any(line.startswith(name + " ") for line in metrics), name)
+        self.assertTrue(any(line.startswith('txlibxl_libxl_calls_total{call="libxl_list_domain"}') for line in metrics))
+
+    async def test_a_stream_resumes_after_its_last_event_id(self) -> None:
+        plugin = await PluginProcess(self).start()
+        first = await plugin.stream()
+        await self._lifecycle(plugin)
+        await first.wait_for(lambda ev: len(ev) >= 2)
+        seen = first.events[0]["id"]
+        resumed = await plugin.stream(headers={"Last-Event-ID": [seen]})
+        events = await resumed.wait_for(lambda ev: len(ev) >= 1)
+        self.assertEqual([e["id"] for e in events], [e["id"] for e in first.events[1:]])
+        response = await plugin.get("/events", headers={"Last-Event-ID": ["not-a-number"]})
+        self.assertEqual(response.code, 400)
+        await response.text()
+
+
+class RecoveryTests(TestCase):
+    timeout = 120
+
+    async def test_losing_xenstored_loses_and_repeats_no_event(self) -> None:
+        plugin = await PluginProcess(self).start()
+        stream = await plugin.stream(query="?since=0")
+        control = plugin.control
+        gone = await control.create_domain(name="gone")
+        crashed = await control.create_domain(name="crashed")
+        later = await control.create_domain(name="later")
+        await stream.wait_for(lambda ev: sum(1 for e in ev if e["event"] == "new") >= 3)
+        await control.shutdown(crashed["domid"], "crash")
+        await stream.wait_for(lambda ev: any(e["event"] == "shutdown" for e in ev))
+
+        await control.fault("xenstored_die")
+        for _ in range(200):
+            _, health = await plugin.get_json("/healthz")
+            if not health["healthy"]:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(health["status"], "recovering")
+        await control.destroy([gone["domid"]])
+        await control.shutdown(later["domid"], "poweroff")
+        await control.fault("xenstored_restart")
+        events = await stream.wait_for(
+            lambda ev: any(e["event"] == "death" for e in ev) and sum(1 for e in ev if e["event"] == "shutdown") >= 2
+        )
+        newcomer = await control.create_domain(name="newcomer")
+        events = await stream.wait_for(lambda ev: sum(1 for e in ev if e["event"] == "new") >= 4)
+        await control.destroy([crashed["domid"], later["domid"], newcomer["domid"]])
+        events = await stream.wait_for(_deaths(4))
+
+        records = [e["data"] for e in events]
+        self.assertEqual([r["seq"] for r in records], list(range(1, len(records) + 1)))
+        summary = [(r["type"], r["name"], r["reason"], r["reconciled"]) for r in records]
+        expected = [
+            ("new", "gone", None, False),
+            ("new", "crashed", None, False),
+            ("new", "later", None, False),
+            ("shutdown", "crashed", "crash", False),  # not repeated after recovery
+            ("death", "gone", None, True),  # died while xenstored was down
+            ("shutdown", "later", "poweroff", True),  # shut down while it was down
+            ("new", "newcomer", None, False),
+        ]
+        self.assertEqual(summary[: len(expected)], expected)
+        self.assertEqual(
+            sorted(summary[len(expected):]),
+            sorted([("death", name, None, False) for name in ("crashed", "later", "newcomer")]),
+        )
+        metrics = (await (await plugin.get("/metrics")).text()).splitlines()
+        self.assertIn("txlibxl_disasters_total 1", metrics)
+        self.assertIn("txlibxl_reconnects_total 1", metrics)
+
+
+class StopTests(TestCase):
+    timeout = 120
+
+    async def test_sigterm_ends_streams_and_stops_the_simulated_host(self) -> None:
+        plugin = await PluginProcess(self).start()
+        stream = await plugin.stream()
+        await plugin.control.disconnect()
+        plugin.control = None
+        reason = await plugin.terminate()
+        # twistd re-raises the signal it stopped for once it has shut down
+        # (systemd counts a SIGTERM exit as a clean stop).
+        self.assertIn(getattr(reason, "signal", None) or getattr(reason, "exitCode", None), (signal.SIGTERM, 0), repr(reason))
+        log = plugin.log()
+        self.assertIn("libxl-events stopped after 0 events", log)
+        self.assertIn("Server Shut Down", log)
+        self.assertNotIn("Traceback", log)
+        await stream.done
+        self.assertEqual([e["event"] for e in stream.events], ["shutdown"])
+        self.assertFalse(os.path.exists(plugin.ready))
+        for _ in range(100):
+            try:
+                os.kill(plugin.host["pid"], 0)
+            except OSError:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        else:
+            self.fail("the simulated host outlived twistd")
+
+
+class CommandLineTests(TestCase):
+    timeout = 120
+
+    async def test_twistd_help_lists_libxl_events(self) -> None:
+        _twistd_module_exists()
+        _, output = await _run(TWISTD + ["--help"])
+        self.assertIn("libxl-events", output)
+
+    async def test_a_bad_option_is_a_usage_error_not_a_traceback(self) -> None:
+        _twistd_module_exists()
+        reason, output = await _run(TWISTD + ["-n", "--pidfile=", "libxl-events", "--simulate", "--listen", "nonsense:1"])
+        self.assertEqual(getattr(reason, "exitCode", None), 1)
+        self.assertIn("--listen 'nonsense:1' is not a usable endpoint", output)
+        self.assertNotIn("Traceback", output)
+
+    async def test_without_xen_or_simulate_it_exits_at_once_saying_how_to_simulate(self) -> None:
+        from txlibxl.tap import xen_available
+
+        _twistd_module_exists()
+        if xen_available():
+            raise SkipTest("this machine runs on Xen: the plugin would start")
+        reason, output = await _run(TWISTD + ["-n", "--pidfile=", "libxl-events"])
+        self.assertEqual(getattr(reason, "exitCode", None), 1)
+        self.assertIn("no Xen here", output)
+        self.assertIn("--simulate", output)
+        self.assertNotIn("Traceback", output)

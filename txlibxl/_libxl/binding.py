@@ -397,7 +397,11 @@ def _read_event(
     eject_vdevs: Optional[Dict[Tuple[int, int], str]] = None,
     uuids: Optional[Dict[Tuple[int, int], str]] = None,
 ) -> RawEvent:
-    fields = _ffi.new("struct txl_event_fields *")
+    # One scratch record per thread (callbacks come on any thread that
+    # calls libxl), instead of a cffi allocation per event.
+    fields = getattr(_tls, "event_fields", None)
+    if fields is None:
+        fields = _tls.event_fields = _ffi.new("struct txl_event_fields *")
     _lib.txl_event_read(event, fields)
     kind = fields.type
     uuid = _ffi.string(fields.uuid).decode("ascii")
@@ -416,15 +420,17 @@ def _read_event(
         vdev = _string(fields.vdev) or disk["vdev"] or known
         if disk["vdev"] is None:
             disk["vdev"] = vdev
+    # Positional (type, domid, uuid, for_user, shutdown_reason, vdev, disk,
+    # rc): cheaper than keywords on the per-event path.
     return RawEvent(
-        type=kind,
-        domid=fields.domid,
-        uuid=uuid,
-        for_user=fields.for_user,
-        shutdown_reason=fields.shutdown_reason if kind == EVENT_DOMAIN_SHUTDOWN else None,
-        vdev=vdev,
-        disk=disk,
-        rc=fields.rc if kind == EVENT_OPERATION_COMPLETE else None,
+        kind,
+        fields.domid,
+        uuid,
+        fields.for_user,
+        fields.shutdown_reason if kind == EVENT_DOMAIN_SHUTDOWN else None,
+        vdev,
+        disk,
+        fields.rc if kind == EVENT_OPERATION_COMPLETE else None,
     )
 
 
@@ -632,6 +638,9 @@ class Ctx:
         # (domid, user) -> what libxl leaves out of that generator's events
         self._eject_vdevs: Dict[Tuple[int, int], str] = {}
         self._uuids: Dict[Tuple[int, int], str] = {}
+        # (domid, user) -> how many enabled generators share it (so that a
+        # disable finds out in O(1) whether the entries above are still used)
+        self._key_refs: Dict[Tuple[int, int], int] = {}
         self._ops: Set[int] = set()
         self._libxl_busy = False  # fds/timeouts/children may exist in libxl
         self.disaster: Optional[errors.LibxlDisaster] = None
@@ -1024,7 +1033,7 @@ class Ctx:
             raise errors.from_code(rc, call)
         generator = _EventGenerator(self, "domain_death", out[0], user)
         generator.domid = domid
-        self._generators.add(generator)
+        self._add_generator(generator)
         uuid = self._uuid_of(ctx, domid)
         if uuid is not None:
             self._uuids[(domid, user)] = uuid
@@ -1058,7 +1067,7 @@ class Ctx:
             raise errors.from_code(rc, call)
         generator = _EventGenerator(self, "disk_eject", out[0], user)
         generator.domid, generator.vdev = domid, vdev
-        self._generators.add(generator)
+        self._add_generator(generator)
         self._eject_vdevs[(domid, user)] = vdev
         uuid = self._uuid_of(ctx, domid)
         if uuid is not None:
@@ -1085,10 +1094,19 @@ class Ctx:
         pointer, handle.pointer = handle.pointer, None
         self._generators.discard(handle)
         key = (handle.domid, handle.user)
-        if not any((g.domid, g.user) == key for g in self._generators):
+        left = self._key_refs.get(key, 1) - 1
+        if left > 0:
+            self._key_refs[key] = left
+        else:
+            self._key_refs.pop(key, None)
             self._uuids.pop(key, None)
             self._eject_vdevs.pop(key, None)
         disable(ctx, pointer)
+
+    def _add_generator(self, generator: _EventGenerator) -> None:
+        self._generators.add(generator)
+        key = (generator.domid, generator.user)
+        self._key_refs[key] = self._key_refs.get(key, 0) + 1
 
     def event_check(
         self,
@@ -1347,6 +1365,7 @@ class Ctx:
         for generator in self._generators:
             generator.pointer = None
         self._generators.clear()
+        self._key_refs.clear()
         self._eject_vdevs.clear()
         self._uuids.clear()
         self._registrations.clear()

@@ -95,3 +95,14 @@ class SchemaCheckTests(TestCase):
 
     def test_a_non_object_is_a_violation(self) -> None:
         self.assertRaises(SchemaViolation, check_record, [])
+
+
+class DocumentedSchemaTests(TestCase):
+    def test_the_schema_in_the_docs_is_the_one_in_the_code(self) -> None:
+        import os
+
+        path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "event-schema-v1.json")
+        if not os.path.exists(path):
+            self.skipTest(f"no docs in this installation ({path})")
+        with open(path) as f:
+            self.assertEqual(json.load(f), json.loads(json.dumps(EVENT_SCHEMA)))

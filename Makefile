@@ -9,7 +9,7 @@ REACTORS ?= select poll epoll asyncio
 TESTS  ?= tests
 APT_PACKAGES = libxen-dev libxenmisc4.17 xenstore-utils gcc make python3-dev python3-venv
 
-.PHONY: demo test check docs build deps venv clean bench
+.PHONY: demo test check docs build deps venv clean bench bench-smoke
 
 demo: build
 	$(PY) -m txlibxl.demo
@@ -26,7 +26,7 @@ docs: build
 	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
 
 build: .stamp-venv
-	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test,docs]'
+	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test,docs,bench]'
 
 .stamp-venv: .stamp-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,14 @@ build: .stamp-venv
 	fi
 	touch $@
 
+# The benchmarks (docs/performance.rst): a full run rewrites
+# benchmarks/results/latest.json and the docs' table and plots; the smoke
+# run (tiny sizes, what CI runs) only checks that they still work.
 bench: build
 	$(PY) -m benchmarks
+
+bench-smoke: build
+	$(PY) -m benchmarks --smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info .stamp-* docs/_build _trial_temp*

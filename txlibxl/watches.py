@@ -44,36 +44,40 @@ class _Waiters:
     were asked for.
     """
 
+    # The list is made on the first add: most watches of a large fleet
+    # never have a waiter of every kind, and memory per watch counts.
     __slots__ = ("_tx", "_pending")
 
     def __init__(self, tx: Any) -> None:
         self._tx = tx
-        self._pending: List["Deferred"] = []
+        self._pending: Optional[List["Deferred"]] = None
 
     def add(self) -> "Deferred":
         d = self._tx.create_future(canceller=self._forget)
+        if self._pending is None:
+            self._pending = []
         self._pending.append(d)
         return d
 
     def _forget(self, d: "Deferred") -> None:
-        if d in self._pending:
+        if self._pending and d in self._pending:
             self._pending.remove(d)
 
     def pop(self) -> Optional["Deferred"]:
         return self._pending.pop(0) if self._pending else None
 
     def resolve_all(self, value: Any) -> None:
-        pending, self._pending = self._pending, []
-        for d in pending:
+        pending, self._pending = self._pending, None
+        for d in pending or ():
             self._tx.resolve(d, value)
 
     def reject_all(self, error: BaseException) -> None:
-        pending, self._pending = self._pending, []
-        for d in pending:
+        pending, self._pending = self._pending, None
+        for d in pending or ():
             self._tx.reject(d, self._tx.create_failure(error))
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) if self._pending else 0
 
 
 class _Watch:
@@ -82,11 +86,15 @@ class _Watch:
     consumed by exactly one ``next_event`` waiter, and an end.
     """
 
+    # Slots and a buffer made on first use keep a watch small: a host may
+    # have thousands.
+    __slots__ = ("domid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "__weakref__")
+
     def __init__(self, tx: Any, domid: int, cancel: Callable[["_Watch"], None]) -> None:
         self.domid = domid
         self._tx = tx
         self._cancel = cancel
-        self._buffer: Deque[Event] = deque()
+        self._buffer: Optional[Deque[Event]] = None
         self._next = _Waiters(tx)
         self._outcome: Optional[BaseException] = None
 
@@ -133,6 +141,8 @@ class _Watch:
     def _deliver(self, event: Event) -> None:
         d = self._next.pop()
         if d is None:
+            if self._buffer is None:
+                self._buffer = deque()
             self._buffer.append(event)
         else:
             self._tx.resolve(d, event)
@@ -156,6 +166,15 @@ class DomainWatch(_Watch):
     Obtain one from :meth:`txlibxl.context.Context.watch_domain`.  The
     watch ends by itself after :class:`~txlibxl.events.DomainDeath`.
     """
+
+    __slots__ = (
+        "_shutdown_waiters",
+        "_death_waiters",
+        "_first_shutdown",
+        "_last_shutdown",
+        "_death",
+        "_suppress_repeat",
+    )
 
     def __init__(self, tx: Any, domid: int, cancel: Callable[[_Watch], None]) -> None:
         super().__init__(tx, domid, cancel)
@@ -243,6 +262,8 @@ class DiskEjectWatch(_Watch):
     Obtain one from :meth:`txlibxl.context.Context.watch_disk_eject`.  It
     runs until it is cancelled or its context closes.
     """
+
+    __slots__ = ("vdev",)
 
     def __init__(self, tx: Any, domid: int, vdev: str, cancel: Callable[[_Watch], None]) -> None:
         super().__init__(tx, domid, cancel)

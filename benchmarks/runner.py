@@ -268,17 +268,18 @@ class Bench:
 
     async def memory_once(self, kind: str, n: int) -> Dict[str, Any]:
         """
-        RSS (and, for Python, the traced heap) before and after watching N
-        domains, per domain.
+        RSS before and after watching N domains, per domain; for Python
+        also the traced heap, in a second process (``tracemalloc``'s own
+        bookkeeping would inflate the RSS of the first).
         """
         domids = await self.create(n, f"mem{kind}")
-        if kind == "python":
-            args = ["quiet", "rusage", "trace-heap", "heap", "watch-death", *domids, "heap", "rusage"]
-        else:
-            args = ["quiet", "rusage", "watch-death", *domids, "rusage"]
-        proc = self.spawn(kind, args)
         try:
-            lines = await self.finish(proc)
+            lines = await self.finish(self.spawn(kind, ["quiet", "rusage", "watch-death", *domids, "rusage"]))
+            heap: List[Dict[str, Any]] = []
+            if kind == "python":
+                traced = await self.finish(self.spawn(
+                    kind, ["quiet", "trace-heap", "heap", "watch-death", *domids, "heap"]))
+                heap = [l for l in traced if l.get("cmd") == "heap"]
         finally:
             await self.destroy(domids)
         usage = [l for l in lines if l.get("cmd") == "rusage"]
@@ -286,7 +287,6 @@ class Bench:
             "rss_per_domain_b": round((usage[1]["rss_kb"] - usage[0]["rss_kb"]) * 1024 / n, 1),
             "rss_after_kb": usage[1]["rss_kb"],
         }
-        heap = [l for l in lines if l.get("cmd") == "heap"]
         if heap:
             result["heap_per_domain_b"] = round((heap[1]["traced"] - heap[0]["traced"]) / n, 1)
         return result

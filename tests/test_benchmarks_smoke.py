@@ -1,0 +1,123 @@
+"""
+The benchmarks keep working: a smoke run at tiny sizes, both clients on a
+simulated host, checked for the shape of its results (never for the
+numbers: no timing assertion belongs in the test suite).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Dict
+
+from twisted.internet import reactor
+from twisted.trial.unittest import SkipTest, TestCase
+
+from benchmarks import pyclient
+from benchmarks.__main__ import write_outputs
+from benchmarks.report import render_table
+from benchmarks.runner import CLIENTS, SCENARIOS, Config, evaluate, percentile, run_benchmarks
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class SmokeRunTests(TestCase):
+    """
+    One smoke run (shared by the tests of this class: it takes seconds).
+    """
+
+    timeout = 120
+    results: Dict[str, Any] = {}
+
+    async def setUp(self) -> None:
+        if not SmokeRunTests.results:
+            from tests.cclient import CClientUnavailable
+            from txlibxl.testing import SimulatedHostUnavailable
+
+            try:
+                SmokeRunTests.results = await run_benchmarks(reactor, Config.smoke())
+            except (CClientUnavailable, SimulatedHostUnavailable) as e:
+                raise SkipTest(f"the benchmarks cannot run here: {e}")
+        self.results = SmokeRunTests.results
+
+    def test_results_name_the_machine_the_date_and_the_config(self) -> None:
+        for key in ("schema", "date", "machine", "config", "elapsed_s", "sim_cpu_total_s"):
+            self.assertIn(key, self.results)
+        self.assertEqual(self.results["config"]["reps"], 1)
+        self.assertIn("cpus", self.results["machine"])
+
+    def test_every_scenario_is_reported(self) -> None:
+        self.assertEqual(sorted(self.results["scenarios"]), sorted(SCENARIOS))
+
+    def test_each_death_storm_has_both_clients_and_their_ratios(self) -> None:
+        rows = self.results["scenarios"]["death_storm"]
+        self.assertEqual(sorted({r["mode"] for r in rows}), ["burst", "lockstep"])
+        for row in rows:
+            for kind in CLIENTS:
+                for key in ("wall_s", "cpu_s", "sim_cpu_s", "wall_us_per_domain", "cpu_us_per_domain"):
+                    self.assertTrue(_number(row[kind][key]), (kind, key, row[kind]))
+                self.assertEqual(len(row[kind]["runs"]), 1)
+            self.assertTrue(_number(row["wall_ratio"]))
+
+    def test_latency_has_percentiles_and_every_sample_for_both_clients(self) -> None:
+        latency = self.results["scenarios"]["latency"]
+        self.assertEqual(latency["samples"], 3)
+        for kind in CLIENTS:
+            self.assertEqual(len(latency[kind]["samples_ms"]), 3)
+            self.assertLessEqual(latency[kind]["p50_ms"], latency[kind]["p99_ms"])
+        self.assertTrue(_number(latency["p99_delta_ms"]))
+
+    def test_op_churn_times_shutdowns_and_destroys_separately(self) -> None:
+        [row] = self.results["scenarios"]["op_churn"]
+        for kind in CLIENTS:
+            for op in ("shutdown", "destroy"):
+                self.assertTrue(_number(row[kind][op]["wall_s"]))
+                self.assertTrue(_number(row[kind][op]["cpu_s"]))
+
+    def test_memory_reports_rss_for_both_and_the_python_heap(self) -> None:
+        memory = self.results["scenarios"]["memory"]
+        self.assertTrue(_number(memory["c"]["rss_per_domain_b"]))
+        self.assertTrue(_number(memory["python"]["heap_per_domain_b"]))
+        self.assertNotIn("heap_per_domain_b", memory["c"])
+
+    def test_targets_are_evaluated(self) -> None:
+        targets = self.results["targets"]
+        for name in ("storm_wall_ratio", "storm_cpu_ratio", "latency_p99_delta_ms", "heap_per_domain_b"):
+            self.assertIn(name, targets)
+            self.assertIsInstance(targets[name]["met"], bool)
+
+    def test_results_are_written_as_json_and_a_docs_table(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "r.json")
+            written = write_outputs(self.results, out, os.path.join(tmp, "docs"))
+            with open(out) as f:
+                self.assertEqual(json.load(f)["schema"], self.results["schema"])
+            self.assertIn(os.path.join(tmp, "docs", "results.rst"), written)
+        self.assertIn("Death storm", render_table(self.results))
+
+
+class HelperTests(TestCase):
+    def test_percentile_interpolates_between_ranks(self) -> None:
+        self.assertEqual(percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5), 3.0)
+        self.assertAlmostEqual(percentile([0.0, 10.0], 0.99), 9.9)
+
+    def test_percentile_of_nothing_is_an_error(self) -> None:
+        self.assertRaises(ValueError, percentile, [], 0.5)
+
+    def test_evaluate_marks_a_missed_target(self) -> None:
+        results = {"scenarios": {"latency": {"p99_delta_ms": 0.7}}}
+        self.assertEqual(evaluate(results)["latency_p99_delta_ms"]["met"], False)
+
+    def test_the_python_client_refuses_an_unknown_command(self) -> None:
+        self.assertRaises(pyclient.Usage, pyclient.parse, ["watch-death", "1", "frobnicate"])
+
+    def test_the_python_client_refuses_an_unknown_operation(self) -> None:
+        self.assertRaises(pyclient.Usage, pyclient.parse, ["ops", "explode", "1"])
+
+    def test_the_python_client_parses_cclient_style_commands(self) -> None:
+        self.assertEqual(
+            pyclient.parse(["quiet", "watch-death", "3", "4", "wait-events", "2", "10", "rusage"]),
+            [("quiet",), ("watch-death", [3, 4]), ("wait-events", 2, 10.0), ("rusage",)],
+        )

@@ -40,7 +40,9 @@ from .childproc import ReactorChildReaper
 from .events import DomainDeath, DomainInfo, domain_info_from_raw, event_from_raw
 from .osevent import ReactorOSEvents
 from .watches import DiskEjectWatch, DomainWatch, WatchCancelled, _Watch
+from .xswatch import XenstoreWatcher
 from ._libxl import binding
+from ._libxl.xenstore import XenstoreConnection, XenstoreError
 
 __all__ = ["Context", "OperationCancelled"]
 
@@ -49,6 +51,10 @@ txaio.use_twisted()
 # libxl_shutdown_reason values after which libxl's generator must be
 # re-armed to see the domain's next shutdown.
 _REARM_REASONS = frozenset({2, 5})  # SUSPEND, SOFT_RESET
+
+# A xenstore path nobody writes: its watch fires once, when it is set, and
+# keeps libxenstore's reader thread (which notices a lost xenstored) alive.
+_LIVENESS_PATH = "/tool/txlibxl/liveness"
 
 # xentoollog levels (xentoollog.h) to txaio/twisted log levels.
 _XTL_LEVELS = {
@@ -108,6 +114,13 @@ class Context:
         ``IReactorThreads``; defaults to the global reactor.
     :param log_level: the least severe xentoollog level passed on from
         libxl to the logger (``"debug"``, ``"info"``, ``"warn"``, ``"error"``).
+    :param xenstore_liveness: how often (seconds) to check that xenstored
+        is still there, or ``None`` not to.  libxl cannot tell when
+        xenstored goes away (libxenstore closes its socket and says
+        nothing), so its waiters would wait until their own timeouts, or
+        forever.  The context keeps a xenstore connection of its own with
+        one quiet watch and checks it locally (no round trip); when it
+        breaks, the context fails as on a libxl disaster.
 
     :raises txlibxl.errors.LibxlError: libxl could not allocate the
         context (no Xen, no xenstored, no permission).
@@ -115,7 +128,9 @@ class Context:
 
     _min_levels = {"debug": 1, "info": 4, "warn": 7, "error": 8}
 
-    def __init__(self, reactor: Any = None, log_level: str = "warn") -> None:
+    def __init__(
+        self, reactor: Any = None, log_level: str = "warn", xenstore_liveness: Optional[float] = 1.0
+    ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -146,6 +161,31 @@ class Context:
         except BaseException:
             self._ctx.free()
             raise
+        self._liveness = self._watch_xenstored(xenstore_liveness)
+
+    def _watch_xenstored(self, interval: Optional[float]) -> Optional[XenstoreWatcher]:
+        if interval is None:
+            return None
+        try:
+            watcher = XenstoreWatcher(
+                self._reactor,
+                XenstoreConnection.open(),
+                on_fire=lambda path, token: None,
+                on_lost=self._xenstore_lost,
+                liveness_interval=interval,
+            )
+            watcher.start([_LIVENESS_PATH])
+        except (XenstoreError, errors.TxlibxlError) as e:
+            self.log.warn("cannot watch xenstored's liveness: {error}", error=e)
+            return None
+        return watcher
+
+    def _xenstore_lost(self, error: BaseException) -> None:
+        errnoval = getattr(error, "errno", None) or 0
+        self._enqueue(
+            self._dispatch_disaster,
+            (errors.LibxlDisaster(0, f"lost the connection to xenstored ({error})", errnoval),),
+        )
 
     # Callbacks from inside libxl: copy, queue, return.
 
@@ -518,6 +558,8 @@ class Context:
         except Exception:
             self.log.failure("freeing the libxl context")
         self._closed = True
+        if self._liveness is not None:
+            self._liveness.stop()
         self._osevents.close()
         self._children.close()
         # Reports queued by libxl during teardown are of no use to anyone.

@@ -66,6 +66,14 @@ class _Waiters:
     def pop(self) -> Optional["Deferred"]:
         return self._pending.pop(0) if self._pending else None
 
+    def take(self) -> List["Deferred"]:
+        """
+        Detach and return the pending Deferreds, to fire them once every
+        piece of state they may look at is settled.
+        """
+        pending, self._pending = self._pending, None
+        return pending or []
+
     def resolve_all(self, value: Any) -> None:
         pending, self._pending = self._pending, None
         for d in pending or ():
@@ -234,17 +242,36 @@ class DomainWatch(_Watch):
         return True
 
     def _deliver(self, event: Event) -> None:
+        # The watch's state is settled before any waiter runs: a waiter's
+        # callback may look at the watch (or its context) at once.
         if isinstance(event, DomainShutdown):
             self._last_shutdown = event
-            if self._first_shutdown is None:
+            first = self._first_shutdown is None
+            if first:
                 self._first_shutdown = event
-                self._shutdown_waiters.resolve_all(event)
             super()._deliver(event)
+            if first:
+                self._shutdown_waiters.resolve_all(event)
         elif isinstance(event, DomainDeath):
             self._death = event
-            super()._deliver(event)
-            self._death_waiters.resolve_all(event)
-            self._finish(WatchEnded(event))
+            ended = WatchEnded(event)
+            taker = self._next.pop()
+            if taker is None:
+                super()._deliver(event)  # buffered for the next next_event()
+            self._outcome = ended
+            later = self._next.take()
+            shutdown = self._shutdown_waiters.take()
+            death = self._death_waiters.take()
+            # Fired in the order of what happened: the shutdown that never
+            # came, then the death, then what waits for more.
+            for d in shutdown:
+                self._tx.reject(d, self._tx.create_failure(ended))
+            if taker is not None:
+                self._tx.resolve(taker, event)
+            for d in death:
+                self._tx.resolve(d, event)
+            for d in later:
+                self._tx.reject(d, self._tx.create_failure(ended))
         else:  # pragma: no cover - libxl sends only these two to a death evgen
             super()._deliver(event)
 

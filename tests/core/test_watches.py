@@ -72,6 +72,26 @@ class DomainWatchTests(SynchronousTestCase):
         self.successResultOf(self.watch.next_event())  # the death itself, buffered
         self.failureResultOf(self.watch.next_event(), WatchEnded)
 
+    def test_waiters_resumed_by_the_death_see_the_watch_already_ended(self) -> None:
+        seen: List[object] = []
+
+        def look(_: object) -> None:
+            seen.append(self.watch.active)
+            seen.append(self.watch.when_shutdown())
+
+        self.watch.when_dead().addCallback(look)
+        self.feed(DEATH)
+        self.assertEqual(seen[0], False)
+        self.failureResultOf(seen[1], WatchEnded)
+
+    def test_shutdown_waiters_fail_before_death_waiters_resume(self) -> None:
+        shutdown = self.watch.when_shutdown()
+        seen: List[object] = []
+        self.watch.when_dead().addCallback(lambda _: seen.append(shutdown.called))
+        self.feed(DEATH)
+        self.assertEqual(seen, [True])
+        self.failureResultOf(shutdown, WatchEnded)
+
     def test_death_without_shutdown_fails_shutdown_waiters_with_the_death(self) -> None:
         waiting = self.watch.when_shutdown()
         self.feed(DEATH)

@@ -11,8 +11,14 @@ APT_PACKAGES = libxen-dev libxenmisc4.17 xenstore-utils gcc make python3-dev pyt
 
 .PHONY: demo test check docs build deps venv clean bench bench-smoke
 
+# The plugin on a simulated host playing the demo scenario: each event is
+# printed as a JSON line as it happens (twistd's own log goes to .demo.log);
+# the scenario is over after about 6 s, so the demo stops itself after 15.
 demo: build
-	$(PY) -m txlibxl.demo
+	@echo "twistd -n libxl-events --simulate demo --disk-eject --output -   (stops after 15 s)"
+	@timeout -s TERM 15 $(VENV)/bin/twistd -n --pidfile= --logfile=.demo.log \
+	  libxl-events --simulate demo --disk-eject --output - ; \
+	  rc=$$?; [ $$rc = 124 ] || [ $$rc = 0 ] || { tail -20 .demo.log; exit $$rc; }
 
 test: build docs check
 

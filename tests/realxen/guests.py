@@ -1,0 +1,205 @@
+"""
+Real guests on real Xen, for the scenarios: what runs in the dom0 of the
+test image (``xen/``), and how a test finds out it is not there.
+
+The guests are created with ``xl create -p -e`` (libxl's create path is
+not in txlibxl): paused, and with no ``xl`` daemon left behind to act on
+their shutdown, so that the test's Context alone sees and handles it.
+They boot the dom0's own Debian kernel with a busybox initrd whose
+``/init`` (``xen/guest/init``) reads ``realxen.action=`` from its command
+line.  Their consoles are logged by xenconsoled.
+
+The CD-ROM of the disk scenario has no device model behind it (dom0 runs
+no QEMU): its xenstore nodes are written here the way libxl writes a
+``phy`` CD-ROM, and its eject is the write QEMU would make to the
+frontend's ``eject`` node.  libxl's watch, xenstored and the event are
+real.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any, List, Optional
+
+from twisted.internet import defer, task, utils
+
+from .scenarios import GuestHost, GuestSpec
+
+__all__ = ["real_xen_unavailable", "RealGuestHost", "CommandFailed"]
+
+IMAGE_DIR = "/var/lib/realxen"
+KERNEL = os.path.join(IMAGE_DIR, "vmlinuz")
+RAMDISK = os.path.join(IMAGE_DIR, "guest.cpio.gz")
+CONSOLE_LOG = "/var/log/xen/console/guest-{name}.log"
+CDROM_DEVID = 5632  # libxl__device_disk_dev_number("hdc"): major 22, minor 0
+
+
+def real_xen_unavailable() -> Optional[str]:
+    """
+    Why this is not a Xen control domain the real-Xen tests can use, or
+    ``None`` if it is one.
+    """
+    try:
+        with open("/proc/xen/capabilities") as f:
+            caps = f.read()
+    except OSError:
+        caps = None
+    if caps is None or "control_d" not in caps:
+        if not os.path.exists("/dev/xen/privcmd"):
+            return "not a Xen control domain (no control_d in /proc/xen/capabilities, no /dev/xen/privcmd)"
+    if os.geteuid() != 0:
+        return "the real-Xen tests need root in dom0"
+    for need in (KERNEL, RAMDISK):
+        if not os.path.exists(need):
+            return f"{need} is missing: run the real-Xen tests in the image xen/runner.py boots"
+    return None
+
+
+class CommandFailed(Exception):
+    """A dom0 command exited non-zero; args: the command, status, output."""
+
+
+def run(*argv: str) -> "defer.Deferred[str]":
+    """Run C{argv} without blocking the reactor; its stdout, or CommandFailed."""
+
+    def check(result: Any) -> str:
+        out, err, code = result
+        if code != 0:
+            raise CommandFailed(argv, code, (out + err).decode(errors="replace"))
+        return out.decode(errors="replace")
+
+    d = utils.getProcessOutputAndValue(argv[0], argv[1:], env=os.environ)
+    d.addCallback(check)
+    return d
+
+
+async def poll(reactor: Any, check: Any, what: str, timeout: float = 90.0, interval: float = 0.25) -> None:
+    """Call C{check()} (an awaitable of a bool) until it is true."""
+    waited = 0.0
+    while not await check():
+        if waited >= timeout:
+            raise TimeoutError(f"{what}: not after {timeout:.0f} s")
+        await task.deferLater(reactor, interval, lambda: None)
+        waited += interval
+
+
+class RealGuestHost(GuestHost):
+    """
+    Guests on this real Xen host.  C{cleanup()} destroys every guest it
+    started that is still there (use it as a test cleanup).
+    """
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, reactor: Any, workdir: str, memory_mb: int = 128) -> None:
+        self._reactor = reactor
+        self._workdir = workdir
+        self._memory = memory_mb
+        self._started: List[int] = []
+        self.names: dict = {}
+
+    def config(self, name: str, spec: GuestSpec) -> str:
+        """The xl configuration of guest C{name}."""
+        return "\n".join(
+            [
+                f'name = "{name}"',
+                f'type = "{spec.type}"',
+                f'kernel = "{KERNEL}"',
+                f'ramdisk = "{RAMDISK}"',
+                f'extra = "console=hvc0 quiet realxen.action={spec.action}"',
+                f"memory = {self._memory}",
+                "vcpus = 1",
+                'on_poweroff = "preserve"',
+                'on_reboot = "preserve"',
+                'on_crash = "preserve"',
+                "",
+            ]
+        )
+
+    async def start(self, spec: GuestSpec) -> int:
+        name = f"rx{os.getpid()}-{next(self._numbers)}-{spec.action}"
+        path = os.path.join(self._workdir, name + ".cfg")
+        with open(path, "w") as f:
+            f.write(self.config(name, spec))
+        await run("xl", "create", "-p", "-e", path)
+        domid = int((await run("xl", "domid", name)).strip())
+        self._started.append(domid)
+        self.names[domid] = name
+        if spec.cdrom:
+            await self._add_cdrom(domid)
+        return domid
+
+    async def _add_cdrom(self, domid: int) -> None:
+        front = f"/local/domain/{domid}/device/vbd/{CDROM_DEVID}"
+        back = f"/local/domain/0/backend/vbd/{domid}/{CDROM_DEVID}"
+        copy = f"/libxl/{domid}/device/vbd/{CDROM_DEVID}"  # libxl's own record
+        settings = [
+            ("params", "/var/lib/realxen/empty.iso"),
+            ("frontend-id", str(domid)),
+            ("online", "1"),
+            ("removable", "1"),
+            ("bootable", "1"),
+            ("state", "4"),
+            ("dev", "hdc"),
+            ("type", "phy"),
+            ("mode", "r"),
+            ("device-type", "cdrom"),
+        ]
+        nodes = [(back + "/frontend", front), (copy + "/frontend", front), (copy + "/backend", back)]
+        nodes += [(f"{where}/{k}", v) for where in (back, copy) for k, v in settings]
+        nodes += [
+            (front + "/backend", back),
+            (front + "/backend-id", "0"),
+            (front + "/state", "4"),
+            (front + "/virtual-device", str(CDROM_DEVID)),
+            (front + "/device-type", "cdrom"),
+        ]
+        await run("xenstore-write", *[x for pair in nodes for x in pair])
+        await run("xenstore-chmod", front, f"n{domid}", "r0")
+        await run("xenstore-chmod", back, "n0", f"r{domid}")
+
+    async def ready(self, domid: int) -> None:
+        log = CONSOLE_LOG.format(name=self.names[domid])
+
+        async def booted() -> bool:
+            try:
+                with open(log, errors="replace") as f:
+                    return "GUEST-READY" in f.read()
+            except OSError:
+                return False
+
+        await poll(self._reactor, booted, f"guest {domid} to boot ({log})")
+
+    async def act(self, domid: int, action: str) -> None:
+        return None  # the guest's /init does it by itself
+
+    async def request_written(self, domid: int) -> None:
+        node = f"/local/domain/{domid}/control/shutdown"
+
+        async def written() -> bool:
+            try:
+                return (await run("xenstore-read", node)).strip() != ""
+            except CommandFailed:
+                return False
+
+        await poll(self._reactor, written, f"libxl to write {node}")
+
+    async def eject(self, domid: int, vdev: str) -> None:
+        await run("xenstore-write", f"/local/domain/{domid}/device/vbd/{CDROM_DEVID}/eject", "eject")
+
+    def console(self, domid: int) -> str:
+        """The guest's console log so far (for failure messages)."""
+        try:
+            with open(CONSOLE_LOG.format(name=self.names[domid]), errors="replace") as f:
+                return f.read()
+        except (OSError, KeyError):
+            return ""
+
+    async def cleanup(self) -> None:
+        for domid in self._started:
+            # The hand-made CD-ROM has no backend to answer a device
+            # removal: drop it, or libxl's destroy waits 10 s for it.
+            for path in (f"/libxl/{domid}/device/vbd", f"/local/domain/{domid}/device/vbd",
+                         f"/local/domain/0/backend/vbd/{domid}"):
+                await run("xenstore-rm", path).addErrback(lambda _: None)
+            await run("xl", "destroy", str(domid)).addErrback(lambda _: None)

@@ -20,7 +20,7 @@ from .report import PlotsUnavailable, render_plots, render_table
 from .runner import ROOT, SCENARIOS, Config, run_benchmarks
 
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "latest.json")
-SMOKE_OUT = os.path.join(ROOT, "benchmarks", "results", "smoke.json")
+SMOKE_OUT = os.path.join(ROOT, "benchmarks", "results", "tmp", "smoke.json")  # git-ignored
 DOCS_DIR = os.path.join(ROOT, "docs", "performance")
 
 
@@ -39,9 +39,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--latency-runs", type=int)
     p.add_argument("--memory-size", type=int)
     p.add_argument("--out", help="JSON results file (default: benchmarks/results/latest.json, "
-                                 "or smoke.json with --smoke)")
+                                 "or results/tmp/smoke.json with --smoke)")
     p.add_argument("--docs", default=None,
-                   help="directory for the plots and results.rst (default: docs/performance; "
+                   help="directory for the plots and results.inc (default: docs/performance; "
                         "'' to skip; skipped with --smoke unless given)")
     return p.parse_args(argv)
 
@@ -67,7 +67,7 @@ def write_outputs(results: Dict[str, Any], out: str, docs: Optional[str]) -> Lis
     written = [out]
     if docs:
         os.makedirs(docs, exist_ok=True)
-        table = os.path.join(docs, "results.rst")
+        table = os.path.join(docs, "results.inc")
         with open(table, "w") as f:
             f.write(render_table(results))
         written.append(table)

@@ -1,6 +1,6 @@
 """
 Turning benchmark results into what the docs show: PNG plots and an
-reStructuredText table (``docs/performance/results.rst``, included by
+reStructuredText table (``docs/performance/results.inc``, included by
 ``docs/performance.rst``).
 
 Plots need matplotlib (the ``bench`` extra); the table does not.

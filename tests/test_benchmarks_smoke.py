@@ -94,7 +94,7 @@ class SmokeRunTests(TestCase):
             written = write_outputs(self.results, out, os.path.join(tmp, "docs"))
             with open(out) as f:
                 self.assertEqual(json.load(f)["schema"], self.results["schema"])
-            self.assertIn(os.path.join(tmp, "docs", "results.rst"), written)
+            self.assertIn(os.path.join(tmp, "docs", "results.inc"), written)
         self.assertIn("Death storm", render_table(self.results))
 
 

@@ -25,7 +25,7 @@ log() { printf '[build-overlay %(%H:%M:%S)T] %s\n' -1 "$*"; }
 rm -rf "$BUILD"
 mkdir -p "$BUILD"
 (cd "$SRC" && tar -c --exclude=__pycache__ --exclude='*.so' --exclude='*.o' --exclude='_trial_temp*' \
-    --exclude=txlibxl/_libxl/_cffi.c --exclude=.cache \
+    --exclude=txlibxl/_libxl/_cffi.c --exclude=.cache --exclude=dropin.cache \
     txlibxl tests twisted xen setup.py setup.cfg pyproject.toml) | tar -x -C "$BUILD"
 
 log "building the cffi binding in the image's chroot"

@@ -332,7 +332,7 @@ def report(run: Run, accel: str, timings: Dict[str, float], log_path: str) -> bo
     say(f"serial log: {log_path}")
     passed = not problems and all(t.status in ("PASS", "SKIP", "XFAIL") for t in run.tests)
     word = {"PASS": "successes", "FAIL": "failures", "ERROR": "errors", "SKIP": "skips", "XFAIL": "expectedFailures", "UXPASS": "unexpectedSuccesses"}
-    tally = ", ".join(f"{word[k]}={v}" for k, v in sorted(counts.items()))
+    tally = ", ".join(sorted(f"{word[k]}={v}" for k, v in counts.items()))
     say(f"{'PASSED' if passed else 'FAILED'} ({tally or 'nothing ran'})")
     return passed
 
@@ -372,6 +372,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     t0 = time.monotonic()
     deadline = t0 + args.timeout
+    # SIGTERM (a CI job cancelled) unwinds like ^C, so QEMU is killed on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     reason = missing_prerequisite()
     if reason is None:
         main_mirror, security_mirror = apt_mirrors()

@@ -121,8 +121,10 @@ class RealGuestHost(GuestHost):
         path = os.path.join(self._workdir, name + ".cfg")
         with open(path, "w") as f:
             f.write(self.config(name, spec))
+        started = self._reactor.seconds()
         await run("xl", "create", "-p", "-e", path)
         domid = int((await run("xl", "domid", name)).strip())
+        print(f"GUEST-CREATED {name} domid={domid} in {self._reactor.seconds() - started:.1f} s", flush=True)
         self._started.append(domid)
         self.names[domid] = name
         if spec.cdrom:

@@ -52,6 +52,7 @@ class RealXenScenarioTests(TestCase):
         workdir = tempfile.mkdtemp(prefix="realxen-")
         self.guests = RealGuestHost(reactor, workdir)
         self.addCleanup(lambda: defer.ensureDeferred(self.guests.cleanup()))
+        self.addCleanup(self._show_consoles)
         self.ctx = Context(reactor)
         self.addCleanup(self.ctx.close)
 
@@ -71,6 +72,12 @@ class RealXenScenarioTests(TestCase):
         if path:
             with open(path, "a") as f:
                 f.write(json.dumps({"scenario": name, "recording": rec.as_dict()}) + "\n")
+
+    def _show_consoles(self) -> None:
+        """The end of each guest's console, on dom0's console (the serial log)."""
+        for domid, name in self.guests.names.items():
+            for line in self.guests.console(domid).splitlines()[-8:]:
+                print(f"GUEST-CONSOLE {name}: {line}")
 
     def _consoles(self) -> str:
         return "\n".join(

@@ -34,6 +34,9 @@ async def tour(ctx, host):
     other = (await host.control.create_domain(name="web2"))["domid"]
     events = ctx.watch_domain(other)
     await host.control.shutdown(other, "crash")  # the guest crashes
+    # Wait for libxl to have seen the crash: a domain destroyed before
+    # libxl looks at it again reports only its death.
+    await events.when_shutdown()
     await host.control.destroy([other])  # another toolstack destroys it
     async for event in events:
         print(event)

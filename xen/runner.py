@@ -322,7 +322,8 @@ def report(run: Run, accel: str, timings: Dict[str, float], log_path: str) -> bo
     boot = run.toolstack
     boot_text = f"QEMU start to dom0 toolstack ready {boot:.1f}s" if boot is not None else "dom0 toolstack never ready"
     times = ", ".join(f"{name} {secs:.1f}s" for name, secs in timings.items() if name != "limit")
-    say(f"Ran {len(run.tests)} tests in {ran:.1f}s on real Xen ({boot_text}; {times})")
+    plural = "" if len(run.tests) == 1 else "s"
+    say(f"Ran {len(run.tests)} test{plural} in {ran:.1f}s on real Xen ({boot_text}; {times})")
     if problems:
         say("last lines of the serial log:")
         for line in _tail(log_path, 40):

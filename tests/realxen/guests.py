@@ -75,12 +75,11 @@ def run(*argv: str) -> "defer.Deferred[str]":
 
 async def poll(reactor: Any, check: Any, what: str, timeout: float = 90.0, interval: float = 0.25) -> None:
     """Call C{check()} (an awaitable of a bool) until it is true."""
-    waited = 0.0
+    deadline = reactor.seconds() + timeout
     while not await check():
-        if waited >= timeout:
+        if reactor.seconds() >= deadline:
             raise TimeoutError(f"{what}: not after {timeout:.0f} s")
         await task.deferLater(reactor, interval, lambda: None)
-        waited += interval
 
 
 class RealGuestHost(GuestHost):

@@ -130,7 +130,10 @@ class TwistdEventStreamTests(TestCase):
             except Exception:
                 return False
 
-        await poll(reactor, healthy, "twistd libxl-events to answer /healthz", timeout=120)
+        try:
+            await poll(reactor, healthy, "twistd libxl-events to answer /healthz", timeout=90)
+        except TimeoutError as e:
+            raise AssertionError(f"{e}\n{proc.output.decode(errors='replace')}\n{self._log()}")
         return base
 
     def _log(self) -> str:
@@ -139,6 +142,12 @@ class TwistdEventStreamTests(TestCase):
                 return f.read()[-4000:]
         except OSError:
             return ""
+
+    async def _until(self, check: Any, what: str, stream: _EventStream) -> None:
+        try:
+            await poll(reactor, check, what, timeout=60)
+        except TimeoutError as e:
+            raise AssertionError(f"{e}; records so far: {stream.records}\n{self._log()}")
 
     async def _stream(self, base: str) -> _EventStream:
         from twisted.web.client import Agent
@@ -168,13 +177,13 @@ class TwistdEventStreamTests(TestCase):
         async def shut_down() -> bool:
             return any(r.get("type") == "shutdown" for r in mine())
 
-        yield defer.ensureDeferred(poll(reactor, shut_down, f"a shutdown record of domain {domid}", timeout=120))
+        yield defer.ensureDeferred(self._until(shut_down, f"a shutdown record of domain {domid}", stream))
         yield run("xl", "destroy", str(domid))
 
         async def dead() -> bool:
             return any(r.get("type") == "death" for r in mine())
 
-        yield defer.ensureDeferred(poll(reactor, dead, f"a death record of domain {domid}", timeout=60))
+        yield defer.ensureDeferred(self._until(dead, f"a death record of domain {domid}", stream))
         yield task.deferLater(reactor, 1.0, lambda: None)  # nothing more may follow
         lifecycle = [(r["type"], r.get("reason")) for r in mine()]
         self.assertEqual(

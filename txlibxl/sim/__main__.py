@@ -69,6 +69,12 @@ def _run(args: argparse.Namespace) -> None:
     from .host import serve
 
     async def main(reactor) -> None:
+        # task.react calls us before the reactor runs, that is before its
+        # SIGTERM/SIGINT handlers are installed: announcing "ready" before
+        # then would let an early signal kill the host uncleanly.
+        running: defer.Deferred = defer.Deferred()
+        reactor.callWhenRunning(running.callback, None)
+        await running
         status = await serve(reactor, args.rundir, args.scenario, debug=args.log_level == "debug")
         if status:
             raise SystemExit(status)

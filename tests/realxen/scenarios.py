@@ -135,12 +135,21 @@ def describe(event: Any) -> str:
 Scenario = Callable[[Any, GuestHost, Recording], Awaitable[None]]
 
 
+def _note_shut_down(ctx: Any, rec: Recording, event: Any) -> None:
+    """What domain_info says of a domain that reported C{event} (a shutdown)."""
+    info = ctx.domain_info(event.domid)
+    reason = info.shutdown_reason.name.lower() if info.shutdown_reason is not None else None
+    rec.note(f"info: shutdown={info.shutdown} reason={reason} dying={info.dying} same uuid={info.uuid == event.uuid}")
+
+
 async def _shuts_itself_down(ctx: Any, host: GuestHost, rec: Recording, spec: GuestSpec) -> None:
     domid = await host.start(spec)
     watch = ctx.watch_domain(domid)
     await rec.op("unpause", ctx.unpause(domid))
     await host.act(domid, spec.action)
-    rec.event(await watch.next_event())
+    event = await watch.next_event()
+    rec.event(event)
+    _note_shut_down(ctx, rec, event)
     await rec.op("destroy", ctx.destroy(domid))
     rec.event(await watch.next_event())
 
@@ -171,7 +180,9 @@ async def _asked(ctx: Any, host: GuestHost, rec: Recording, op: str) -> None:
     await rec.op("unpause", ctx.unpause(domid))
     await host.ready(domid)
     await rec.op(op, getattr(ctx, op)(domid))
-    rec.event(await watch.next_event())
+    event = await watch.next_event()
+    rec.event(event)
+    _note_shut_down(ctx, rec, event)
     await rec.op("destroy", ctx.destroy(domid))
     rec.event(await watch.next_event())
 

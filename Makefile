@@ -29,7 +29,7 @@ check: build
 	done
 
 docs: build
-	$(VENV)/bin/sphinx-build -q -W --keep-going -b html docs docs/_build/html
+	$(VENV)/bin/sphinx-build -q -E -W --keep-going -b html docs docs/_build/html
 
 build: .stamp-venv
 	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test,docs,bench]'

@@ -252,7 +252,9 @@ extern "Python" int txl_py_timeout_register(void *user, void **out, double deadl
 extern "Python" int txl_py_timeout_modify(void *user, void **update, double deadline,
                                           int asap);
 extern "Python" void txl_py_timeout_deregister(void *user, void *registration);
-extern "Python" void txl_py_event_occurs(void *user, libxl_event *event);
+extern "Python" void txl_py_event_occurs(void *user, int type, uint32_t domid,
+                                         uint64_t for_user, int shutdown_reason, int rc,
+                                         const char *uuid, libxl_event *kept);
 extern "Python" void txl_py_disaster(void *user, int type, const char *msg, int errnoval);
 extern "Python" void txl_py_child_forked(void *user, int pid);
 extern "Python" void txl_py_ao_complete(libxl_ctx *ctx, int rc, void *for_callback);
@@ -291,11 +293,14 @@ static void txl_py_fd_deregister(void *user, int fd, void *registration);
 static int txl_py_timeout_register(void *user, void **out, double deadline, void *for_libxl);
 static int txl_py_timeout_modify(void *user, void **update, double deadline, int asap);
 static void txl_py_timeout_deregister(void *user, void *registration);
-static void txl_py_event_occurs(void *user, libxl_event *event);
+static void txl_py_event_occurs(void *user, int type, uint32_t domid, uint64_t for_user,
+                                int shutdown_reason, int rc, const char *uuid,
+                                libxl_event *kept);
 static void txl_py_disaster(void *user, int type, const char *msg, int errnoval);
 static void txl_py_child_forked(void *user, int pid);
 static void txl_py_ao_complete(libxl_ctx *ctx, int rc, void *for_callback);
 static int txl_py_event_predicate(const libxl_event *event, void *user);
+static void txl_uuid_format(const libxl_uuid *uuid, char *buf);
 
 @EVENT_FIELDS@
 
@@ -476,9 +481,38 @@ static void txl_register_osevent_hooks(libxl_ctx *ctx, void *user)
 
 /* ---- event callbacks -------------------------------------------------- */
 
+/* The per-event path: the scalar fields go to Python as arguments and
+ * the event is freed here.  Only an event with more than scalars (a disk
+ * eject's disk, a type this binding does not know) is handed over as
+ * `kept`, for Python to read and free. */
 static void txl_event_occurs(void *user, libxl_event *event)
 {
-    txl_py_event_occurs(user, event);
+    char uuid[40];
+    const char *u = NULL;
+    int reason = -1, rc = 0;
+    libxl_event *kept = NULL;
+    if (!libxl_uuid_is_nil(&event->domuuid)) {
+        txl_uuid_format(&event->domuuid, uuid);
+        u = uuid;
+    }
+    switch (event->type) {
+    case LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN:
+        reason = event->u.domain_shutdown.shutdown_reason;
+        break;
+    case LIBXL_EVENT_TYPE_DOMAIN_DEATH:
+    case LIBXL_EVENT_TYPE_DOMAIN_CREATE_CONSOLE_AVAILABLE:
+        break;
+    case LIBXL_EVENT_TYPE_OPERATION_COMPLETE:
+        rc = event->u.operation_complete.rc;
+        break;
+    default:
+        kept = event;
+        break;
+    }
+    txl_py_event_occurs(user, (int)event->type, event->domid, event->for_user, reason, rc, u,
+                        kept);
+    if (!kept)
+        libxl_event_free(NULL, event);  /* 4.17 ignores ctx here; libxl itself passes 0 */
 }
 
 static void txl_disaster(void *user, libxl_event_type type, const char *msg, int errnoval)

@@ -37,7 +37,7 @@ from twisted.python import threadable
 
 from . import errors
 from .childproc import ReactorChildReaper
-from .events import DomainDeath, DomainInfo, domain_info_from_raw, event_from_raw
+from .events import DomainInfo, domain_info_from_raw, event_from_raw
 from .osevent import ReactorOSEvents
 from .watches import DiskEjectWatch, DomainWatch, WatchCancelled, _Watch
 from .xswatch import XenstoreWatcher
@@ -51,6 +51,9 @@ txaio.use_twisted()
 # libxl_shutdown_reason values after which libxl's generator must be
 # re-armed to see the domain's next shutdown.
 _REARM_REASONS = frozenset({2, 5})  # SUSPEND, SOFT_RESET
+_DOMAIN_SHUTDOWN = binding.EVENT_DOMAIN_SHUTDOWN
+_DOMAIN_DEATH = binding.EVENT_DOMAIN_DEATH
+_RawEvent = binding.RawEvent
 
 # A xenstore path nobody writes: its watch fires once, when it is set, and
 # keeps libxenstore's reader thread (which notices a lost xenstored) alive.
@@ -140,7 +143,8 @@ class Context:
         self._reactor = reactor
         self._tx = txaio.with_config(loop=reactor)
         self.log = txaio.make_logger()
-        self._queue: Deque[Tuple[Callable[..., None], tuple]] = deque()
+        # libxl's reports in order: a RawEvent, or a (handler, args) pair.
+        self._queue: Deque[Any] = deque()
         self._drain_call: Any = None
         self._users = itertools.count(1)
         self._subscriptions: Dict[int, _Subscription] = {}
@@ -193,7 +197,11 @@ class Context:
         getattr(self.log, _XTL_LEVELS.get(level, "info"))("libxl: {message}", message=message)
 
     def _libxl_event(self, raw: Any) -> None:
-        self._enqueue(self._dispatch_event, (raw,))
+        # Queued as is (no (handler, args) pair): a storm queues thousands
+        # before the drain, and every object made here is collector work.
+        self._queue.append(raw)
+        if self._drain_call is None:
+            self._schedule_next_turn()
 
     def _libxl_op_complete(self, op_id: int, rc: int) -> None:
         self._enqueue(self._dispatch_completion, (op_id, rc))
@@ -205,21 +213,28 @@ class Context:
     def _enqueue(self, handler: Callable[..., None], args: tuple) -> None:
         self._queue.append((handler, args))
         if self._drain_call is None:
-            if threadable.isInIOThread():
-                self._drain_call = self._reactor.callLater(0, self._drain)
-            else:
-                self._drain_call = True
-                self._reactor.callFromThread(self._schedule_drain)
+            self._schedule_next_turn()
+
+    def _schedule_next_turn(self) -> None:
+        if threadable.isInIOThread():
+            self._drain_call = self._reactor.callLater(0, self._drain)
+        else:
+            self._drain_call = True
+            self._reactor.callFromThread(self._schedule_drain)
 
     def _schedule_drain(self) -> None:
         self._drain_call = self._reactor.callLater(0, self._drain)
 
     def _drain(self) -> None:
         self._drain_call = None
-        while self._queue:
-            handler, args = self._queue.popleft()
+        queue = self._queue
+        while queue:
+            item = queue.popleft()
             try:
-                handler(*args)
+                if type(item) is _RawEvent:
+                    self._dispatch_event(item)
+                else:
+                    item[0](*item[1])
             except Exception:
                 self.log.failure("delivering a libxl report")
 
@@ -233,15 +248,18 @@ class Context:
                 type=raw.type,
             )
             return
-        event = event_from_raw(raw)
         watch = sub.watch
-        if event is None or not watch.active or not watch._accept(event):
+        if not watch.active:
+            return
+        event = event_from_raw(raw)
+        if event is None or not watch._accept(event):
             return
         # libxl bookkeeping first, so that waiters resumed by the delivery
         # see the context as it now is.
-        if isinstance(event, DomainDeath):
+        kind = raw.type
+        if kind == _DOMAIN_DEATH:
             self._retire(watch)  # the generator is spent
-        elif sub.kind == "death" and raw.type == 1 and raw.shutdown_reason in _REARM_REASONS:
+        elif kind == _DOMAIN_SHUTDOWN and sub.kind == "death" and raw.shutdown_reason in _REARM_REASONS:
             self._rearm(sub)
         watch._deliver(event)
 
@@ -401,9 +419,12 @@ class Context:
             )
 
     def _queued_completion(self, op_id: int) -> Optional[int]:
-        for handler, args in self._queue:
+        for item in self._queue:
+            if type(item) is _RawEvent:
+                continue
+            handler, args = item
             if handler == self._dispatch_completion and args[0] == op_id:
-                self._queue.remove((handler, args))
+                self._queue.remove(item)
                 return args[1]
         return None
 

@@ -416,11 +416,38 @@ static double first_event_t, last_event_t; /* of those events (0: none) */
 static int failed;                     /* some command reported rc != 0 */
 static int quiet;                      /* count events, do not print them */
 
+/* The generators the commands enabled. */
+static libxl_evgen_domain_death **deaths;
+static libxl_evgen_disk_eject **ejects;
+static size_t ndeaths, cdeaths, nejects, cejects;
+static uint64_t next_user = 1;
+/* death_slot[user] - 1 is the index in deaths[] of that user's death
+ * generator (0: none), so that a DOMAIN_DEATH can disable its generator
+ * at once, as txlibxl does. */
+static size_t *death_slot;
+static size_t cdeath_slot;
+
+/* A domain's death generator is spent once its DOMAIN_DEATH is reported:
+ * disable it now (libxl allows calls from event_occurs), as txlibxl does. */
+static void retire_death(uint64_t user)
+{
+    if (user >= cdeath_slot || !death_slot[user])
+        return;
+    size_t k = death_slot[user] - 1;
+    death_slot[user] = 0;
+    if (k < ndeaths && deaths[k]) {
+        libxl_evdisable_domain_death(ctx, deaths[k]);
+        deaths[k] = NULL;
+    }
+}
+
 static void on_event(void *user, libxl_event *ev)
 {
     double t = now_s();
     (void)user;
     events_seen++;
+    if (ev->type == LIBXL_EVENT_TYPE_DOMAIN_DEATH)
+        retire_death(ev->for_user);
     if (!first_event_t)
         first_event_t = t;
     last_event_t = t;
@@ -529,10 +556,6 @@ static void run_op(const char *name, ao_fn fn, uint32_t domid)
 /* ------------------------------------------------------------------ */
 /* Commands                                                            */
 
-static libxl_evgen_domain_death **deaths;
-static libxl_evgen_disk_eject **ejects;
-static size_t ndeaths, cdeaths, nejects, cejects;
-static uint64_t next_user = 1;
 
 static const char *state_of(const libxl_dominfo *i)
 {
@@ -624,6 +647,10 @@ static int watch_death(uint32_t domid, uint64_t *user_out)
     int rc = libxl_evenable_domain_death(ctx, domid, user, &gen);
     if (!rc) {
         deaths = grow(deaths, &cdeaths, ndeaths + 1, sizeof(*deaths));
+        size_t had = cdeath_slot;
+        death_slot = grow(death_slot, &cdeath_slot, user + 1, sizeof(*death_slot));
+        memset(death_slot + had, 0, (cdeath_slot - had) * sizeof(*death_slot));
+        death_slot[user] = ndeaths + 1;
         deaths[ndeaths++] = gen;
     }
     *user_out = user;
@@ -706,10 +733,13 @@ static void cmd_unwatch_all(void)
 {
     size_t n = ndeaths + nejects;
     for (size_t k = 0; k < ndeaths; k++)
-        libxl_evdisable_domain_death(ctx, deaths[k]);
+        if (deaths[k])
+            libxl_evdisable_domain_death(ctx, deaths[k]);
     for (size_t k = 0; k < nejects; k++)
         libxl_evdisable_disk_eject(ctx, ejects[k]);
     ndeaths = nejects = 0;
+    if (death_slot)
+        memset(death_slot, 0, cdeath_slot * sizeof(*death_slot));
     printf("{\"cmd\":\"unwatch-all\",\"count\":%zu}\n", n);
 }
 
@@ -1032,7 +1062,8 @@ int main(int argc, char **argv)
     /* No ao is in flight (every op waited for its callback): disable the
      * evgens, then free the ctx (which deregisters the hooks' fds). */
     for (size_t k = 0; k < ndeaths; k++)
-        libxl_evdisable_domain_death(ctx, deaths[k]);
+        if (deaths[k])
+            libxl_evdisable_domain_death(ctx, deaths[k]);
     for (size_t k = 0; k < nejects; k++)
         libxl_evdisable_disk_eject(ctx, ejects[k]);
     libxl_ctx_free(ctx);
@@ -1042,6 +1073,7 @@ int main(int argc, char **argv)
     free(pregs);
     free(firing);
     free(deaths);
+    free(death_slot);
     free(ejects);
     fflush(stdout);
     if (status)

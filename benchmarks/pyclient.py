@@ -12,6 +12,9 @@ for the commands both clients have:
 ``quiet``, ``watch-death D...``, ``watch-death-all``, ``unwatch-all``,
 ``wait-events N [SECONDS]``, ``ops OP D...``, ``rusage``, ``sleep SECONDS``
 
+(its ``rusage`` line also has ``gc_s`` and ``gc_full``: the time spent in
+Python's garbage collector and the full collections run so far)
+
 plus, for the memory scenario, ``trace-heap`` (start ``tracemalloc``) and
 ``heap`` (``{"cmd":"heap","traced":BYTES,"peak":BYTES}``).
 
@@ -27,6 +30,7 @@ Exit status as cclient's: 0 ok, 1 some command failed, 2 setup failed,
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -37,7 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet import defer, task
 
-__all__ = ["main", "Client"]
+__all__ = ["main", "Client", "CollectorClock", "collector"]
 
 OPS = ("shutdown", "reboot", "destroy", "pause", "unpause")
 _EVENT_NAMES = {"DomainShutdown": "domain_shutdown", "DomainDeath": "domain_death"}
@@ -127,6 +131,35 @@ def rss_kb() -> int:
     return pages * (os.sysconf("SC_PAGESIZE") // 1024)
 
 
+class CollectorClock:
+    """
+    The time this process spent in Python's cyclic garbage collector, and
+    how many full (generation 2) collections it ran, since :meth:`install`.
+    A full collection walks every object in the process: on a death storm
+    it can cost more than the storm itself, so the benchmarks report it.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def install(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: Dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            if info.get("generation") == 2:
+                self.full += 1
+
+
+collector = CollectorClock()
+
+
 def rusage_line() -> Dict[str, Any]:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -136,6 +169,8 @@ def rusage_line() -> Dict[str, Any]:
         "stime": ru.ru_stime,
         "maxrss_kb": ru.ru_maxrss,
         "rss_kb": rss_kb(),
+        "gc_s": round(collector.seconds, 6),
+        "gc_full": collector.full,
     }
 
 
@@ -343,6 +378,7 @@ async def _main(reactor: Any, commands: Sequence[tuple]) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the commands on C{argv}; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
+    collector.install()
     try:
         commands = parse(args)
     except Usage as e:

@@ -6,7 +6,8 @@ on one simulated host.
 (``tests/cclient``) and runs every scenario of a :class:`Config` for both
 clients in turn (C, Python, C, Python...), each client in its own process
 (``cclient`` and ``python -m benchmarks.pyclient``) with the same commands.
-It returns the results as a JSON-able dict (see :data:`SCHEMA_VERSION` and
+The death storm also runs the Python floor, ``python -m
+benchmarks.bindingclient`` (see :data:`STORM_CLIENTS`).  It returns the results as a JSON-able dict (see :data:`SCHEMA_VERSION` and
 ``docs/performance.rst``).
 
 Timestamps are wall-clock (``time.time()`` / ``gettimeofday``) on one
@@ -32,6 +33,11 @@ import attr
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_VERSION = 1
 CLIENTS = ("c", "python")
+#: The death storm also runs the Python floor (``benchmarks.bindingclient``:
+#: txlibxl's binding and reactor hooks, counting inside libxl's callback),
+#: so that the txlibxl/C gap splits into crossing into Python and
+#: txlibxl's event layer.
+STORM_CLIENTS = ("c", "binding", "python")
 
 #: The devices of each op-churn domain: libxl's destroy then tears down a
 #: disk and a vif (device-state timeouts, hotplug script children) and
@@ -160,9 +166,8 @@ class Bench:
         if kind == "c":
             return CClientProcess.spawn(self.reactor, self.cclient, args, env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-        return CClientProcess.spawn(
-            self.reactor, sys.executable, ["-m", "benchmarks.pyclient", *args], env
-        )
+        module = "benchmarks.bindingclient" if kind == "binding" else "benchmarks.pyclient"
+        return CClientProcess.spawn(self.reactor, sys.executable, ["-m", module, *args], env)
 
     async def finish(self, proc: Any) -> List[Dict[str, Any]]:
         code = await proc.finished(self.config.timeout)
@@ -207,13 +212,17 @@ class Bench:
         if waited["timeout"] or waited["seen"] < n:
             raise BenchmarkError(proc.describe(f"saw {waited['seen']} of {n} deaths"))
         changed = reply["changed_at"]
-        return {
+        result = {
             "wall_s": waited["t_last"] - changed,
             "first_event_s": waited["t_first"] - changed,
             "host_teardown_s": changed - sent,
             "cpu_s": _cpu(after) - _cpu(before),
             "sim_cpu_s": sim1 - sim0,
         }
+        if "gc_s" in after:  # the Python clients: their garbage collector's share
+            result["gc_s"] = after["gc_s"] - before["gc_s"]
+            result["gc_full"] = after["gc_full"] - before["gc_full"]
+        return result
 
     async def latency_once(self, kind: str, runs: int) -> List[float]:
         """
@@ -293,10 +302,11 @@ class Bench:
 
     # -- alternation and summaries ---------------------------------------
 
-    async def alternate(self, label: str, once: Callable[[str], Any]) -> Dict[str, List[Any]]:
-        runs: Dict[str, List[Any]] = {k: [] for k in CLIENTS}
+    async def alternate(self, label: str, once: Callable[[str], Any],
+                        clients: Sequence[str] = CLIENTS) -> Dict[str, List[Any]]:
+        runs: Dict[str, List[Any]] = {k: [] for k in clients}
         for rep in range(self.config.reps):
-            for kind in CLIENTS:
+            for kind in clients:
                 self.progress(f"{label}: {kind} run {rep + 1}/{self.config.reps}")
                 runs[kind].append(await once(kind))
         return runs
@@ -307,7 +317,7 @@ class Bench:
         cases += [("lockstep", n) for n in self.config.lockstep_sizes]
         for mode, n in cases:
             runs = await self.alternate(f"death storm {mode} N={n}",
-                                        lambda kind: self.storm_once(kind, n, mode))
+                                        lambda kind: self.storm_once(kind, n, mode), STORM_CLIENTS)
             rows.append(_summarise({"mode": mode, "n": n}, runs, n))
         return rows
 
@@ -353,8 +363,12 @@ class Bench:
 
 
 def _summarise(row: Dict[str, Any], runs: Dict[str, List[Dict[str, Any]]], n: int) -> Dict[str, Any]:
-    """Medians per client, per-event costs and the Python/C ratios."""
-    for kind in CLIENTS:
+    """
+    Medians per client, per-event costs and the Python/C ratios (and, with
+    the floor client, ``binding_wall_ratio`` / ``binding_cpu_ratio``: the
+    floor over C).
+    """
+    for kind in runs:
         med = {key: statistics.median(r[key] for r in runs[kind]) for key in runs[kind][0]
                if isinstance(runs[kind][0][key], (int, float))}
         med = {k: round(v, 6) for k, v in med.items()}
@@ -364,6 +378,9 @@ def _summarise(row: Dict[str, Any], runs: Dict[str, List[Dict[str, Any]]], n: in
         row[kind] = med
     row["wall_ratio"] = _ratio(row["python"]["wall_s"], row["c"]["wall_s"])
     row["cpu_ratio"] = _ratio(row["python"]["cpu_s"], row["c"]["cpu_s"])
+    if "binding" in row:
+        row["binding_wall_ratio"] = _ratio(row["binding"]["wall_s"], row["c"]["wall_s"])
+        row["binding_cpu_ratio"] = _ratio(row["binding"]["cpu_s"], row["c"]["cpu_s"])
     return row
 
 
@@ -458,5 +475,5 @@ _METHODS = {
 }
 
 
-__all__ = ["Config", "BenchmarkError", "Bench", "run_benchmarks", "evaluate", "percentile",
+__all__ = ["Config", "BenchmarkError", "CLIENTS", "STORM_CLIENTS", "Bench", "run_benchmarks", "evaluate", "percentile",
            "cpu_seconds", "machine", "SCHEMA_VERSION", "SCENARIOS", "TARGETS"]

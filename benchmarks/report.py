@@ -170,6 +170,9 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
         left.legend(fontsize=8)
         right.plot(ns, [r["wall_ratio"] for r in burst], "o-", label="wall ratio")
         right.plot(ns, [r["cpu_ratio"] for r in burst], "s--", label="client CPU ratio")
+        if all("binding_cpu_ratio" in r for r in burst):
+            right.plot(ns, [r["binding_cpu_ratio"] for r in burst], "^:", color=colours["binding"],
+                       label="Python floor CPU ratio")
         right.axhline(1.2, color="grey", lw=0.8, ls=":")
         right.axhline(2.0, color="grey", lw=0.8, ls=":")
         right.set(xscale="log", xlabel="domains", ylabel="txlibxl / C", title="Ratio", ylim=(0, None))

@@ -1,5 +1,5 @@
 """
-The benchmarks keep working: a smoke run at tiny sizes, both clients on a
+The benchmarks keep working: a smoke run at tiny sizes, every client on a
 simulated host, checked for the shape of its results (never for the
 numbers: no timing assertion belongs in the test suite).
 """
@@ -13,10 +13,18 @@ from typing import Any, Dict
 from twisted.internet import reactor
 from twisted.trial.unittest import SkipTest, TestCase
 
-from benchmarks import pyclient
+from benchmarks import bindingclient, pyclient
 from benchmarks.__main__ import write_outputs
 from benchmarks.report import render_table
-from benchmarks.runner import CLIENTS, SCENARIOS, Config, evaluate, percentile, run_benchmarks
+from benchmarks.runner import (
+    CLIENTS,
+    SCENARIOS,
+    STORM_CLIENTS,
+    Config,
+    evaluate,
+    percentile,
+    run_benchmarks,
+)
 
 
 def _number(value: Any) -> bool:
@@ -60,6 +68,22 @@ class SmokeRunTests(TestCase):
                     self.assertTrue(_number(row[kind][key]), (kind, key, row[kind]))
                 self.assertEqual(len(row[kind]["runs"]), 1)
             self.assertTrue(_number(row["wall_ratio"]))
+
+    def test_each_death_storm_also_runs_the_python_floor(self) -> None:
+        for row in self.results["scenarios"]["death_storm"]:
+            self.assertEqual(sorted(k for k in STORM_CLIENTS if k in row), sorted(STORM_CLIENTS))
+            self.assertTrue(_number(row["binding"]["cpu_s"]))
+            self.assertTrue(_number(row["binding_cpu_ratio"]))
+
+    def test_the_python_clients_report_their_garbage_collection(self) -> None:
+        for row in self.results["scenarios"]["death_storm"]:
+            for kind in ("binding", "python"):
+                self.assertGreaterEqual(row[kind]["gc_s"], 0.0)
+                self.assertGreaterEqual(row[kind]["gc_full"], 0)
+            self.assertNotIn("gc_s", row["c"])
+
+    def test_the_table_splits_a_death_between_libxl_python_and_txlibxl(self) -> None:
+        self.assertIn("Where a death's CPU goes", render_table(self.results))
 
     def test_latency_has_percentiles_and_every_sample_for_both_clients(self) -> None:
         latency = self.results["scenarios"]["latency"]
@@ -115,6 +139,13 @@ class HelperTests(TestCase):
 
     def test_the_python_client_refuses_an_unknown_operation(self) -> None:
         self.assertRaises(pyclient.Usage, pyclient.parse, ["ops", "explode", "1"])
+
+    def test_the_floor_client_takes_only_the_death_storm_commands(self) -> None:
+        self.assertEqual(
+            bindingclient.parse(["quiet", "watch-death", "3", "rusage", "wait-events", "1", "5"]),
+            [("quiet",), ("watch-death", [3]), ("rusage",), ("wait-events", 1, 5.0)],
+        )
+        self.assertRaises(pyclient.Usage, bindingclient.parse, ["ops", "shutdown", "3"])
 
     def test_the_python_client_parses_cclient_style_commands(self) -> None:
         self.assertEqual(

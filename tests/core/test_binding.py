@@ -597,3 +597,67 @@ class DisasterTrampolineTests(unittest.TestCase):
         self.assertTrue(
             any("oom" in str(e.get("disaster", "")) for e in events), events
         )
+
+
+class EventTrampolineTests(unittest.TestCase):
+    """
+    libxl's ``event_occurs`` reaches the context's callback as a
+    :class:`~txlibxl._libxl.binding.RawEvent`, driven here with events
+    made as libxl makes them.
+    """
+
+    UUID = bytes(range(0x10, 0x20))
+    UUID_TEXT = "10111213-1415-1617-1819-1a1b1c1d1e1f"
+
+    def setUp(self) -> None:
+        self.ffi, self.lib = native()
+        self.ctx = unallocated_ctx()
+        self.seen: List[binding.RawEvent] = []
+        self.ctx._on_event = self.seen.append  # as register_event_callbacks would
+
+    def occur(self, kind: int, domid: int, for_user: int, uuid: Any = None, detail: int = 0) -> None:
+        event = self.lib.txl_event_make(kind, domid, for_user, uuid or self.ffi.NULL, detail)
+        self.assertNotEqual(event, self.ffi.NULL)
+        self.lib.txl_event_occurs(self.ctx._handle, event)
+
+    def test_a_death_carries_the_uuid_read_when_its_generator_was_enabled(self) -> None:
+        self.ctx._uuids[(5, 7)] = self.UUID_TEXT
+        self.occur(binding.EVENT_DOMAIN_DEATH, 5, 7)
+        self.assertEqual(self.seen, [binding.RawEvent(binding.EVENT_DOMAIN_DEATH, 5, self.UUID_TEXT, 7)])
+
+    def test_without_a_known_uuid_the_nil_uuid_stands(self) -> None:
+        self.occur(binding.EVENT_DOMAIN_DEATH, 5, 8)
+        self.assertEqual(self.seen[0].uuid, binding.NIL_UUID)
+
+    def test_a_uuid_libxl_filled_in_wins(self) -> None:
+        self.ctx._uuids[(5, 7)] = binding.NIL_UUID
+        self.occur(binding.EVENT_DOMAIN_DEATH, 5, 7, uuid=self.UUID)
+        self.assertEqual(self.seen[0].uuid, self.UUID_TEXT)
+
+    def test_a_shutdown_carries_its_reason_and_nothing_else(self) -> None:
+        self.occur(binding.EVENT_DOMAIN_SHUTDOWN, 9, 1, detail=3)
+        raw = self.seen[0]
+        self.assertEqual((raw.type, raw.domid, raw.for_user, raw.shutdown_reason), (1, 9, 1, 3))
+        self.assertEqual((raw.vdev, raw.disk, raw.rc), (None, None, None))
+
+    def test_an_operation_completion_carries_its_rc(self) -> None:
+        self.occur(binding.EVENT_OPERATION_COMPLETE, 9, 4, detail=-3)
+        self.assertEqual((self.seen[0].rc, self.seen[0].shutdown_reason), (-3, None))
+
+    def test_a_disk_eject_is_read_whole_with_its_disk(self) -> None:
+        self.ctx._eject_vdevs[(9, 2)] = "xvdc"
+        self.occur(binding.EVENT_DISK_EJECT, 9, 2)
+        raw = self.seen[0]
+        self.assertEqual((raw.type, raw.vdev), (binding.EVENT_DISK_EJECT, "xvdc"))
+        self.assertEqual(raw.disk["vdev"], "xvdc")
+
+    def test_a_failing_callback_is_logged_and_the_next_event_still_arrives(self) -> None:
+        def broken(raw: binding.RawEvent) -> None:
+            self.ctx._on_event = self.seen.append
+            raise RuntimeError("application bug")
+
+        self.ctx._on_event = broken
+        self.occur(binding.EVENT_DOMAIN_DEATH, 5, 7)
+        self.occur(binding.EVENT_DOMAIN_DEATH, 6, 8)
+        self.assertEqual([raw.domid for raw in self.seen], [6])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -240,6 +240,12 @@ int txl_timeout_register(void *user, void **out, struct timeval abs, void *for_l
 int txl_timeout_modify(void *user, void **update, struct timeval abs);
 void txl_timeout_deregister(void *user, void *registration);
 void txl_disaster(void *user, libxl_event_type type, const char *msg, int errnoval);
+void txl_event_occurs(void *user, libxl_event *event);
+/* A libxl_event as libxl would allocate it (for those tests): freed by
+ * whoever it is handed to.  `detail` is a shutdown's reason or an
+ * operation's rc; `uuid` is 16 bytes, or NULL for the nil UUID. */
+libxl_event *txl_event_make(int type, uint32_t domid, uint64_t for_user,
+                            const uint8_t *uuid, int detail);
 
 /* Python, called from the C side */
 extern "Python" void txl_py_log(void *user, int level, const char *text);
@@ -513,6 +519,25 @@ static void txl_event_occurs(void *user, libxl_event *event)
                         kept);
     if (!kept)
         libxl_event_free(NULL, event);  /* 4.17 ignores ctx here; libxl itself passes 0 */
+}
+
+static libxl_event *txl_event_make(int type, uint32_t domid, uint64_t for_user,
+                                   const uint8_t *uuid, int detail)
+{
+    libxl_event *ev = malloc(sizeof(*ev));
+    if (!ev)
+        return NULL;
+    libxl_event_init(ev);
+    libxl_event_init_type(ev, (libxl_event_type)type);
+    ev->domid = domid;
+    ev->for_user = for_user;
+    if (uuid)
+        memcpy(libxl_uuid_bytearray(&ev->domuuid), uuid, 16);
+    if (type == LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN)
+        ev->u.domain_shutdown.shutdown_reason = (uint8_t)detail;
+    else if (type == LIBXL_EVENT_TYPE_OPERATION_COMPLETE)
+        ev->u.operation_complete.rc = detail;
+    return ev;
 }
 
 static void txl_disaster(void *user, libxl_event_type type, const char *msg, int errnoval)

@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from twisted.internet import defer, task
-
-from .pyclient import Usage, collector, emit, redirect_paths, rusage_line
+from .pyclient import EventCounter, Usage, emit, redirect_paths, run_client, rusage_line
 
 __all__ = ["main", "BindingClient"]
 
@@ -54,38 +51,25 @@ def parse(argv: Sequence[str]) -> List[tuple]:
     return commands
 
 
-class BindingClient:
+class BindingClient(EventCounter):
     """
     Counts libxl's events inside its callback, as the C client does.
     """
 
     def __init__(self, reactor: Any, ctx: Any) -> None:
-        self.reactor = reactor
+        super().__init__(reactor)
         self.ctx = ctx
         self.generators: Dict[int, Any] = {}
         self.next_user = 1
-        self.seen = 0
-        self.t_first: Optional[float] = None
-        self.t_last: Optional[float] = None
-        self.wanted: Optional[int] = None
-        self.waiting: Optional[defer.Deferred] = None
-        self.failed = False
 
     def on_event(self, raw: Any) -> None:
-        t = time.time()
-        self.seen += 1
-        if self.t_first is None:
-            self.t_first = t
-        self.t_last = t
+        self.count()
         if raw.type == _EVENT_DOMAIN_DEATH:
             generator = self.generators.pop(raw.for_user, None)
             if generator is not None:
                 self.ctx.evdisable_domain_death(generator)
-        if self.wanted is not None and self.seen >= self.wanted and self.waiting is not None:
-            d, self.waiting = self.waiting, None
-            # Resumed on the next turn: the command loop must not run
-            # inside libxl's callback.
-            self.reactor.callLater(0, d.callback, None)
+        # The command loop must not run inside libxl's callback.
+        self.resume_waiter(later=True)
 
     def on_disaster(self, kind: int, message: str, errnoval: int) -> None:
         sys.stderr.write(f"bindingclient: libxl disaster: {message}\n")
@@ -102,24 +86,6 @@ class BindingClient:
             self.failed = True
             return int(getattr(e, "code", -1) or -1)
         return 0
-
-    async def wait_events(self, count: int, seconds: float) -> bool:
-        ok = True
-        if self.seen < count:
-            self.wanted = count
-            waiting = self.waiting = defer.Deferred()
-            timer = self.reactor.callLater(seconds, lambda: waiting.called or waiting.callback("timeout"))
-            result = await waiting
-            if timer.active():
-                timer.cancel()
-            self.waiting = None
-            self.wanted = None
-            ok = result != "timeout" and self.seen >= count
-        emit({"cmd": "wait-events", "wanted": count, "seen": self.seen, "timeout": not ok,
-              "t_first": self.t_first, "t_last": self.t_last})
-        self.seen = self.seen - count if ok else 0
-        self.t_first = self.t_last = None
-        return ok
 
     async def run(self, commands: Sequence[tuple]) -> int:
         for command in commands:
@@ -175,24 +141,7 @@ async def _main(reactor: Any, commands: Sequence[tuple]) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the commands on C{argv}; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    collector.install()
-    try:
-        commands = parse(args)
-    except Usage as e:
-        sys.stderr.write(f"bindingclient: {e}\nusage: python -m benchmarks.bindingclient COMMAND [ARGS]...\n")
-        return 64
-    status: List[int] = []
-
-    async def run(reactor: Any) -> None:
-        status.append(await _main(reactor, commands))
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
-    except SystemExit as e:
-        if not status:
-            return int(e.code or 0) or 1
-    return status[0] if status else 1
+    return run_client("bindingclient", argv, parse, _main)
 
 
 if __name__ == "__main__":

@@ -37,11 +37,11 @@ import resource
 import sys
 import time
 import tracemalloc
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet import defer, task
 
-__all__ = ["main", "Client", "CollectorClock", "collector"]
+__all__ = ["main", "run_client", "Client", "EventCounter", "CollectorClock", "collector"]
 
 OPS = ("shutdown", "reboot", "destroy", "pause", "unpause")
 _EVENT_NAMES = {"DomainShutdown": "domain_shutdown", "DomainDeath": "domain_death"}
@@ -189,16 +189,16 @@ def redirect_paths() -> Optional[int]:
     return int(redirect(os.fsencode(root)))
 
 
-class Client:
+class EventCounter:
     """
-    Runs the commands on a Context, printing cclient's lines.
+    What every client of the benchmarks does with events: count and
+    time-stamp each one as it reaches the client (:meth:`count`), and let
+    ``wait-events N`` wait until N have (:meth:`wait_events`, resumed by
+    :meth:`resume_waiter`).
     """
 
-    def __init__(self, reactor: Any, ctx: Any) -> None:
+    def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
-        self.ctx = ctx
-        self.quiet = False
-        self.watches: List[Any] = []
         self.seen = 0
         self.t_first: Optional[float] = None
         self.t_last: Optional[float] = None
@@ -206,17 +206,71 @@ class Client:
         self._waiting: Optional[defer.Deferred] = None
         self.failed = False
 
+    def count(self) -> float:
+        """One more event reached the client now; returns the time stamp."""
+        t = time.time()
+        self.seen += 1
+        if self.t_first is None:
+            self.t_first = t
+        self.t_last = t
+        return t
+
+    def resume_waiter(self, later: bool = False) -> None:
+        """
+        Resume ``wait-events`` if enough events arrived: at once, or on the
+        next reactor turn (C{later}, from inside libxl's callback).
+        """
+        if self._wanted is not None and self.seen >= self._wanted and self._waiting is not None:
+            d, self._waiting = self._waiting, None
+            if later:
+                self.reactor.callLater(0, d.callback, None)
+            else:
+                d.callback(None)
+
+    async def wait_events(self, count: int, seconds: float) -> bool:
+        ok = True
+        if self.seen < count:
+            self._wanted = count
+            self._waiting = defer.Deferred()
+            waiting = self._waiting
+            timer = self.reactor.callLater(seconds, lambda: waiting.called or waiting.callback("timeout"))
+            result = await waiting
+            if timer.active():
+                timer.cancel()
+            self._waiting = None
+            self._wanted = None
+            ok = result != "timeout" and self.seen >= count
+        emit({
+            "cmd": "wait-events",
+            "wanted": count,
+            "seen": self.seen,
+            "timeout": not ok,
+            "t_first": self.t_first,
+            "t_last": self.t_last,
+        })
+        self.seen = self.seen - count if ok else 0
+        self.t_first = self.t_last = None
+        return ok
+
+
+class Client(EventCounter):
+    """
+    Runs the commands on a Context, printing cclient's lines.
+    """
+
+    def __init__(self, reactor: Any, ctx: Any) -> None:
+        super().__init__(reactor)
+        self.ctx = ctx
+        self.quiet = False
+        self.watches: List[Any] = []
+
     # Events.
 
     def _follow(self, watch: Any) -> None:
         watch.next_event().addCallbacks(self._event, self._ended, callbackArgs=(watch,))
 
     def _event(self, event: Any, watch: Any) -> None:
-        t = time.time()
-        self.seen += 1
-        if self.t_first is None:
-            self.t_first = t
-        self.t_last = t
+        t = self.count()
         kind = type(event).__name__
         if not self.quiet:
             line = {"event": _EVENT_NAMES.get(kind, kind), "t": t, "domid": event.domid, "uuid": event.uuid}
@@ -227,9 +281,7 @@ class Client:
             sys.stdout.flush()
         if kind != "DomainDeath":
             self._follow(watch)
-        if self._wanted is not None and self.seen >= self._wanted and self._waiting is not None:
-            d, self._waiting = self._waiting, None
-            d.callback(None)
+        self.resume_waiter()
 
     def _ended(self, failure: Any) -> None:
         return None  # cancelled or context closed: nothing more to count
@@ -296,31 +348,6 @@ class Client:
             self.failed = True
             return int(getattr(e, "code", -1) or -1)
 
-    async def wait_events(self, count: int, seconds: float) -> bool:
-        ok = True
-        if self.seen < count:
-            self._wanted = count
-            self._waiting = defer.Deferred()
-            waiting = self._waiting
-            timer = self.reactor.callLater(seconds, lambda: waiting.called or waiting.callback("timeout"))
-            result = await waiting
-            if timer.active():
-                timer.cancel()
-            self._waiting = None
-            self._wanted = None
-            ok = result != "timeout" and self.seen >= count
-        emit({
-            "cmd": "wait-events",
-            "wanted": count,
-            "seen": self.seen,
-            "timeout": not ok,
-            "t_first": self.t_first,
-            "t_last": self.t_last,
-        })
-        self.seen = self.seen - count if ok else 0
-        self.t_first = self.t_last = None
-        return ok
-
     async def ops(self, op: str, domids: Sequence[int]) -> None:
         start = getattr(self.ctx, op)
         t_start = time.time()
@@ -375,19 +402,24 @@ async def _main(reactor: Any, commands: Sequence[tuple]) -> int:
     return status
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the commands on C{argv}; returns the exit status."""
+def run_client(prog: str, argv: Optional[Sequence[str]], parse: Callable[[Sequence[str]], List[tuple]],
+               main: Callable[[Any, Sequence[tuple]], Awaitable[int]]) -> int:
+    """
+    Parse C{argv} (default: ``sys.argv[1:]``) with C{parse}, then run
+    C{main(reactor, commands)} under ``task.react``; returns the exit
+    status (64 on bad usage).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     collector.install()
     try:
         commands = parse(args)
     except Usage as e:
-        sys.stderr.write(f"pyclient: {e}\nusage: python -m benchmarks.pyclient COMMAND [ARGS]...\n")
+        sys.stderr.write(f"{prog}: {e}\nusage: python -m benchmarks.{prog} COMMAND [ARGS]...\n")
         return 64
     status: List[int] = []
 
     async def run(reactor: Any) -> None:
-        status.append(await _main(reactor, commands))
+        status.append(await main(reactor, commands))
 
     try:
         task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
@@ -395,6 +427,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not status:
             return int(e.code or 0) or 1
     return status[0] if status else 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the commands on C{argv}; returns the exit status."""
+    return run_client("pyclient", argv, parse, _main)
 
 
 if __name__ == "__main__":

@@ -133,6 +133,14 @@ def render_table(results: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _save(plt: Any, fig: Any, directory: str, name: str) -> str:
+    fig.tight_layout()
+    path = os.path.join(directory, name)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
     """
     Write the plots for C{results} into C{directory}; returns their paths.
@@ -177,11 +185,7 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
         right.axhline(2.0, color="grey", lw=0.8, ls=":")
         right.set(xscale="log", xlabel="domains", ylabel="txlibxl / C", title="Ratio", ylim=(0, None))
         right.legend(fontsize=8)
-        fig.tight_layout()
-        path = os.path.join(directory, "death-storm.png")
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, directory, "death-storm.png"))
 
     if "latency" in scen:
         lat = scen["latency"]
@@ -194,11 +198,7 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
         ax.set(xlabel="host change → waiter (ms)", ylabel="fraction of shutdowns",
                title="Shutdown latency")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = os.path.join(directory, "latency.png")
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, directory, "latency.png"))
 
     if "op_churn" in scen:
         rows = scen["op_churn"]
@@ -212,9 +212,5 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
         ax.set_xticklabels(groups, fontsize=8)
         ax.set(ylabel="ms until all completed", title="Concurrent operations")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = os.path.join(directory, "op-churn.png")
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, directory, "op-churn.png"))
     return written

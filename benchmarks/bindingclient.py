@@ -7,8 +7,8 @@ commands of a death storm (``quiet``, ``watch-death D...``, ``rusage``,
 ``wait-events N [SECONDS]``) and prints the same JSON lines as
 ``cclient`` and :mod:`benchmarks.pyclient`.  It drives libxl exactly as
 the C client does, on the same reactor integration txlibxl uses
-(:class:`~txlibxl.osevent.ReactorOSEvents`,
-:class:`~txlibxl.childproc.ReactorChildReaper`): each event is counted in
+(:class:`~txlibxl.loop.reactor_osevents.ReactorOSEvents`,
+:class:`~txlibxl.loop.reactor_children.ReactorChildReaper`): each event is counted in
 libxl's ``event_occurs`` callback itself, and a death disables its
 generator there, with no queue, no event value and no Deferred.
 
@@ -110,9 +110,9 @@ class BindingClient(EventCounter):
 
 async def _main(reactor: Any, commands: Sequence[tuple]) -> int:
     from txlibxl._libxl import binding
-    from txlibxl.childproc import ReactorChildReaper
+    from txlibxl.loop.reactor_children import ReactorChildReaper
     from txlibxl.errors import LibxlError
-    from txlibxl.osevent import ReactorOSEvents
+    from txlibxl.loop.reactor_osevents import ReactorOSEvents
 
     try:
         ctx = binding.Ctx.alloc(lambda level, message: None, 8)  # XTL_ERROR and up

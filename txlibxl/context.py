@@ -3,8 +3,8 @@ A libxl context on the Twisted reactor: watches, operations, disaster.
 
 This is txlibxl's public API.  A :class:`Context` owns one ``libxl_ctx``
 and everything libxl keeps pointers to.  libxl's osevent hooks live on the
-reactor (:mod:`txlibxl.osevent`), its children are reaped by the reactor
-(:mod:`txlibxl.childproc`), and what libxl reports reaches the application
+reactor (:mod:`txlibxl.loop.reactor_osevents`), its children are reaped by the reactor
+(:mod:`txlibxl.loop.reactor_children`), and what libxl reports reaches the application
 as Deferreds:
 
 * Events and operation completions are reported by libxl from *inside*
@@ -29,18 +29,18 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 import txaio
 from twisted.internet.defer import CancelledError
 from twisted.python import threadable
 
 from . import errors
-from .childproc import ReactorChildReaper
+from .loop.reactor_children import ReactorChildReaper
 from .events import DomainInfo, domain_info_from_raw, event_from_raw
-from .osevent import ReactorOSEvents
+from .loop.reactor_osevents import ReactorOSEvents
 from .watches import DiskEjectWatch, DomainWatch, WatchCancelled, _Watch
-from .xswatch import XenstoreWatcher
+from .loop.reactor_xenstore import XenstoreWatcher
 from ._libxl import binding
 from ._libxl.xenstore import XenstoreConnection, XenstoreError
 

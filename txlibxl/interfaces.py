@@ -5,11 +5,11 @@ cffi) with the reactor layer above it:
 
 * libxl calls *out* through its six osevent hooks: the binding turns each
   hook into a call on an :class:`IOSEventHooks` provider
-  (``txlibxl.osevent.ReactorOSEvents``).  The reactor layer calls *back*
+  (``txlibxl.loop.reactor_osevents.ReactorOSEvents``).  The reactor layer calls *back*
   into libxl through :class:`IOSEventSink`, which the binding's context
   implements.
 * libxl forks children in ``owner_mainloop`` mode: the binding reports each
-  fork to an :class:`IChildWatcher` (``txlibxl.childproc``), which reaps it
+  fork to an :class:`IChildWatcher` (``txlibxl.loop.reactor_children``), which reaps it
   with the reactor and reports the status through :class:`IChildSink`.
 
 Tokens are opaque integers standing for libxl's ``for_libxl`` pointers;

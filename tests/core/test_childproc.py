@@ -1,5 +1,5 @@
 """
-Reaping libxl's children with the reactor (txlibxl.childproc).
+Reaping libxl's children with the reactor (txlibxl.loop.reactor_children).
 
 The children are real forks (``os.fork()`` then ``os._exit(n)``), reported
 to the reaper the way the binding's ``fork_replacement`` does.  Unit tests
@@ -24,7 +24,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from txlibxl.childproc import ReactorChildReaper, twisted_reaps_on_sigchld
+from txlibxl.loop.reactor_children import ReactorChildReaper, twisted_reaps_on_sigchld
 from txlibxl.interfaces import IChildSink, IChildWatcher
 
 from .test_osevent import ThreadedMemoryReactor, in_thread

@@ -1,5 +1,5 @@
 """
-The reactor side of libxl's osevent hooks (txlibxl.osevent).
+The reactor side of libxl's osevent hooks (txlibxl.loop.reactor_osevents).
 
 Unit tests run on MemoryReactorClock with real pipe fds (the hooks duplicate
 libxl's fd, so it must exist).  The integration tests at the end run on the
@@ -25,11 +25,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from txlibxl.interfaces import IOSEventHooks, IOSEventSink
-from txlibxl.osevent import (
+from txlibxl.loop.reactor_osevents import ReactorOSEvents
+from txlibxl.loop.registrations import (
     FDRegistration,
     OSEventsClosed,
     OSEventStats,
-    ReactorOSEvents,
     TimeoutRegistration,
 )
 

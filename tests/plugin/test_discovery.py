@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional
 
 from twisted.trial.unittest import TestCase
 
-from txlibxl.discovery import DomainFilter, TrackedDomain, cdrom_vdevs, compare
+from txlibxl.daemon.discovery import DomainFilter, TrackedDomain, cdrom_vdevs, compare
 from txlibxl.events import DomainInfo
 
 

@@ -10,7 +10,7 @@ from typing import List
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
-from txlibxl import tap
+from txlibxl.daemon import tap
 
 
 def parse(*args: str) -> tap.Options:

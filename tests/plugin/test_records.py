@@ -10,7 +10,7 @@ from typing import Any, Dict
 from twisted.trial.unittest import TestCase
 
 from txlibxl.events import DiskEject, Disk, DomainDeath, DomainShutdown, ShutdownReason
-from txlibxl.records import EVENT_SCHEMA, SCHEMA_VERSION, EventRecord, SchemaViolation, check_record, format_time
+from txlibxl.daemon.records import EVENT_SCHEMA, SCHEMA_VERSION, EventRecord, SchemaViolation, check_record, format_time
 
 UUID = "0bd1d1a2-54c8-4d5e-8b7a-1f4f1c6e2a10"
 

@@ -15,13 +15,13 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 from zope.interface.verify import verifyObject
 
-from txlibxl.metrics import Metrics
-from txlibxl.records import EventRecord, check_record
-from txlibxl.recovery import Backoff
-from txlibxl.sinks import IEventSink
-from txlibxl.sinks.http import HTTPSink, format_event
-from txlibxl.sinks.jsonl import JSONLinesSink
-from txlibxl.sinks.ring import RecordRing
+from txlibxl.daemon.metrics import Metrics
+from txlibxl.daemon.records import EventRecord, check_record
+from txlibxl.daemon.recovery import Backoff
+from txlibxl.daemon.sinks import IEventSink
+from txlibxl.daemon.sinks.http import HTTPSink, format_event
+from txlibxl.daemon.sinks.jsonl import JSONLinesSink
+from txlibxl.daemon.sinks.ring import RecordRing
 
 UUID = "0bd1d1a2-54c8-4d5e-8b7a-1f4f1c6e2a10"
 

@@ -20,7 +20,7 @@ from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import HTTPConnectionPool
 
-from txlibxl.records import check_record
+from txlibxl.daemon.records import check_record
 from txlibxl.sim.control import ControlClient
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -428,7 +428,7 @@ class CommandLineTests(TestCase):
         self.assertNotIn("Traceback", output)
 
     async def test_without_xen_or_simulate_it_exits_at_once_saying_how_to_simulate(self) -> None:
-        from txlibxl.tap import xen_available
+        from txlibxl.daemon.tap import xen_available
 
         _twistd_module_exists()
         if xen_available():

@@ -2,21 +2,18 @@
 ``twistd libxl-events`` on real Xen: a real guest's whole lifecycle
 streamed over HTTP as Server-Sent Events (``GET /events``).
 
-Runs only in a Xen control domain (see :mod:`tests.realxen.guests`), and
-only once the plugin (issue 4: ``txlibxl/tap.py``,
-``twisted/plugins/txlibxl_events.py``) is in the checkout; skipped with
-the reason otherwise.
+Runs only in a Xen control domain (see :mod:`tests.realxen.guests`);
+skipped with the reason elsewhere.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
 import socket
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from twisted.internet import defer, protocol, reactor, task
 from twisted.trial.unittest import TestCase
@@ -27,15 +24,7 @@ from .scenarios import GuestSpec
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _plugin_missing() -> Optional[str]:
-    if importlib.util.find_spec("txlibxl.tap") is None:
-        return "twistd libxl-events (issue 4) is not in this checkout yet: no txlibxl/tap.py"
-    if not os.path.exists(os.path.join(CHECKOUT, "twisted", "plugins", "txlibxl_events.py")):
-        return "twistd libxl-events (issue 4) is not in this checkout yet: no twisted/plugins/txlibxl_events.py"
-    return None
-
-
-_UNAVAILABLE = real_xen_unavailable() or _plugin_missing()
+_UNAVAILABLE = real_xen_unavailable()
 
 
 def _free_port() -> int:
@@ -190,7 +179,7 @@ class TwistdEventStreamTests(TestCase):
             lifecycle, [("new", None), ("shutdown", "poweroff"), ("death", None)], self._log()
         )
         try:
-            from txlibxl.records import check_record
+            from txlibxl.daemon.records import check_record
         except ImportError:
             check_record = None
         for record in mine():

@@ -15,6 +15,7 @@ from twisted.internet import defer, reactor, task, utils
 from twisted.trial.unittest import SkipTest, TestCase
 
 from txlibxl import testing
+from txlibxl.testing import simhost
 from txlibxl.testing import (
     SimulatedHost,
     SimulatedHostStartError,
@@ -201,14 +202,14 @@ class InProcessTests(SimulatedHostTestCase):
         script = (
             "import ctypes, sys\n"
             "ctypes.CDLL('libxenlight.so.4.17')\n"
-            "from txlibxl.testing import _load_shim, ShimLoadOrderError\n"
+            "from txlibxl.testing.inprocess import _load_shim, ShimLoadOrderError\n"
             "try:\n"
             "    _load_shim(sys.argv[1])\n"
             "except ShimLoadOrderError as e:\n"
             "    print('refused:', e)\n"
         )
         env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD",) + tuple(self.host.environment())}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (testing._package_parent(), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (simhost._package_parent(), env.get("PYTHONPATH")) if p)
         out, err, code = await utils.getProcessOutputAndValue(
             sys.executable, ["-c", script, self.host.shim], env=env
         )

@@ -12,7 +12,7 @@ the same code runs on real Xen and on the simulated host.
 It is, with :mod:`txlibxl._libxl.binding`, the only code that touches cffi
 objects or C memory: every ``char **`` and buffer libxenstore returns is
 copied into Python values and ``free``'d here.  It knows no reactor: the
-reactor side is :mod:`txlibxl.xswatch`.
+reactor side is :mod:`txlibxl.loop.reactor_xenstore`.
 
 Threads and the watch pipe (libxenstore 4.17, ``xs.c``): the first
 ``xs_watch`` starts a reader thread.  When a watch fires, the thread

@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional
 
 import attr
 
-from .events import DiskEject, DomainDeath, DomainShutdown
+from txlibxl.events import DiskEject, DomainDeath, DomainShutdown
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -2,7 +2,7 @@
 ``twistd libxl-events``: its options and how its services fit together.
 
 :class:`Options` parses the command line; :func:`makeService` builds a
-``MultiService`` holding the :class:`~txlibxl.service.LibxlEventsService`,
+``MultiService`` holding the :class:`~txlibxl.daemon.service.LibxlEventsService`,
 one listening service per ``--listen`` endpoint, and the ``--ready-file``
 writer.  The plugin file ``twisted/plugins/txlibxl_events.py`` only names
 this module.
@@ -20,7 +20,7 @@ from twisted.python import usage
 
 __all__ = ["Options", "makeService", "ListeningService", "xen_available", "NO_XEN_MESSAGE"]
 
-_log = Logger(namespace="txlibxl.tap")
+_log = Logger(namespace="txlibxl.daemon.tap")
 
 #: Files whose presence says this machine runs on Xen with a privileged
 #: command interface (a dom0).

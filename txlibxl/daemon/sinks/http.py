@@ -16,9 +16,9 @@ Resources (``twisted.web``), served on every ``--listen`` endpoint:
     response ends.
 ``GET /domains``
     JSON: the host's domains (see
-    :meth:`~txlibxl.service.LibxlEventsService.domains`).
+    :meth:`~txlibxl.daemon.service.LibxlEventsService.domains`).
 ``GET /metrics``
-    Prometheus text (see :mod:`txlibxl.metrics`).
+    Prometheus text (see :mod:`txlibxl.daemon.metrics`).
 ``GET /healthz``
     JSON health; ``200`` while a libxl context is open, ``503`` otherwise.
 """

@@ -1,101 +1,30 @@
 """
-Trial fixtures: run the real libxenlight against a simulated Xen host.
-
-A *simulated host* is a separate process (``python -m txlibxl.sim run``)
-holding a xenstored, a hypervisor model, guest and backend agents and a
-control plane (see ``txlibxl.sim``).  This module starts and stops such
-processes and points libxenlight at one of them, so that trial tests can
-exercise real libxl code paths on a machine without Xen::
-
-    from txlibxl.testing import SimulatedHostTestCase
-
-    class ShutdownTests(SimulatedHostTestCase):
-        async def test_guest_poweroff_is_reported(self):
-            dom = await self.host.control.create_domain(name="web1")
-            ...                      # watch it with txlibxl or a C client
-            await self.host.control.shutdown(dom["domid"], "poweroff")
-
-The pieces:
-
-:func:`start_simulated_host`
-    Spawns a host process with the reactor, waits for it to be ready and
-    connects a control client: ``Deferred[SimulatedHost]``.
-
-:class:`SimulatedHost`
-    The running host: ``control`` (a ``txlibxl.sim.control.ControlClient``),
-    ``info`` (its ``host.json``), ``rundir``, :meth:`~SimulatedHost.environment`
-    (what a libxl process needs to find it) and :meth:`~SimulatedHost.stop`.
-
-:func:`use_simulated_host`
-    Points the libxenlight *in this process* at a host: loads the host's
-    ``xc_*`` shim before libxenlight, sets the environment and redirects
-    libxl's hard-coded ``/var/run/xen``, ``/run/xen`` and ``/var/lib/xen``
-    under the host's root.  Returns a callable that undoes the environment
-    change.
-
-:class:`SimulatedHostMixin`, :class:`SimulatedHostTestCase`
-    A trial base that gives every test a fresh host in ``self.host`` and
-    stops it after the test.
-
-What libxl needs, and root versus non-root
-------------------------------------------
-libxl finds xenstored through ``XENSTORED_PATH`` and the simulated
-hypervisor through the shim, which reads ``TXLIBXL_SIM_HYPERCALL``; the
-path redirection root is ``TXLIBXL_SIM_ROOT``.  Every path the host uses
-lives in its run directory (a fresh temporary directory unless you give
-one), and libxl's own state files go under ``<rundir>/root`` thanks to the
-redirection, so **nothing beyond that is needed to run as an unprivileged
-user**: no ``/var/run/xen``, no ``/dev/xen``, no capabilities.  The user
-needs only read access to the installed package (including the built
-``_xcshim`` shared object) and write access to the temporary directory.
-
-Separate processes (a C toolstack, ``xl``) need the same variables plus
-``LD_PRELOAD`` naming the shim: ``host.environment(preload=True)``; if they
-want the path redirection they call the shim's ``txsim_redirect_paths``
-themselves (the test client ``tests/cclient/cclient.c`` shows how).
-
-Limits
-------
-The shim and the path redirection are process-wide: one process's
-libxenlight talks to one host at a time.  :func:`use_simulated_host` may
-be called again to re-point it at another host (between tests), but a
-``libxl_ctx`` opened before that keeps its xenstore connection to the old
-host.  The shim must be loaded before libxenlight: use the fixture before
-the first libxl context is opened in the process.
+Simulated host processes: :func:`start_simulated_host` spawns one
+(``python -m txlibxl.sim run``) with the reactor, waits until it is ready
+and connects its control client; :class:`SimulatedHost` is the running
+host, and stops it.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import importlib.util
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from collections import deque
-from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List, Optional
 
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.trial import unittest
 
-__all__ = [
-    "SimulatedHost",
-    "SimulatedHostError",
-    "SimulatedHostUnavailable",
-    "SimulatedHostStartError",
-    "SimulatedHostTimeout",
-    "ShimLoadOrderError",
-    "start_simulated_host",
-    "use_simulated_host",
-    "SimulatedHostMixin",
-    "SimulatedHostTestCase",
-]
+from .errors import SimulatedHostStartError, SimulatedHostTimeout, SimulatedHostUnavailable
+from .scenarios import scenario_path
+
+__all__ = ["SimulatedHost", "start_simulated_host"]
 
 _log = Logger(namespace="txlibxl.testing")
 
@@ -108,51 +37,6 @@ _LONGEST_SOCKET = "xenstored.sock"
 _STDERR_TAIL_LINES = 200
 
 
-class SimulatedHostError(Exception):
-    """Base class of this module's errors."""
-
-
-class SimulatedHostUnavailable(SimulatedHostError):
-    """
-    The simulated host cannot run here at all (its package or its shim is
-    missing).  :class:`SimulatedHostMixin` turns this into a skip.
-    """
-
-
-class SimulatedHostStartError(SimulatedHostError):
-    """
-    The host process did not become ready: it exited, or it wrote an
-    unusable ``host.json``, or its control socket refused us.
-
-    @ivar stderr_tail: the last lines the host wrote to stderr.
-    @ivar exit_status: its exit code or signal description, if it ended.
-    """
-
-    def __init__(self, message: str, stderr_tail: str = "", exit_status: Optional[str] = None):
-        self.stderr_tail = stderr_tail
-        self.exit_status = exit_status
-        full = message
-        if exit_status is not None:
-            full += f" (host process {exit_status})"
-        if stderr_tail:
-            full += "\n--- host stderr (tail) ---\n" + stderr_tail
-        super().__init__(full)
-
-
-class SimulatedHostTimeout(SimulatedHostStartError):
-    """The host process did not print its ready line in time (it was killed)."""
-
-
-class ShimLoadOrderError(SimulatedHostError, RuntimeError):
-    """
-    libxenlight is already loaded in this process without the simulated
-    host's shim, so its ``xc_*`` calls would go to the real libxenctrl.
-    Use the fixture before opening the first libxl context.
-    """
-
-
-# --------------------------------------------------------------------------
-# The host process
 
 
 class _HostProcessProtocol(ProcessProtocol):
@@ -392,20 +276,9 @@ def _check_available() -> None:
             raise SimulatedHostUnavailable(f"the simulated host is not installed: no module {module}")
 
 
-def _scenario_file(scenario: str) -> str:
-    """A scenario file path, or the shipped scenario of that name."""
-    if os.path.isfile(scenario):
-        return os.path.abspath(scenario)
-    if os.sep not in scenario and not scenario.endswith(".json"):
-        shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim", "scenarios", scenario + ".json")
-        if os.path.isfile(shipped):
-            return shipped
-    raise ValueError(f"no such scenario file or shipped scenario: {scenario!r}")
-
-
 def _package_parent() -> str:
     """The directory holding the ``txlibxl`` package this module came from."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def start_simulated_host(
@@ -448,7 +321,7 @@ def start_simulated_host(
     if not IReactorProcess.providedBy(reactor) or not IReactorTime.providedBy(reactor):
         raise TypeError(f"start_simulated_host needs a reactor with processes and time, not {reactor!r}")
     if scenario is not None:
-        scenario = _scenario_file(scenario)
+        scenario = scenario_path(scenario)
     if log_level is not None and log_level not in ("info", "debug"):
         raise ValueError(f"log_level must be 'info' or 'debug', not {log_level!r}")
     if timeout <= 0:
@@ -540,204 +413,3 @@ async def _connect_when_ready(
         ) from None
     _log.info("simulated host {pid} ready in {rundir}", pid=info.get("pid"), rundir=rundir)
     return SimulatedHost(reactor, protocol, control, info, rundir, remove)
-
-
-# --------------------------------------------------------------------------
-# This process's libxenlight
-
-
-_shim: Optional[ctypes.CDLL] = None
-_shim_path: Optional[str] = None
-_roots: List[str] = []
-
-
-def _mapped_objects() -> str:
-    try:
-        with open("/proc/self/maps") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _libxenlight_loaded() -> bool:
-    try:
-        from txlibxl._libxl import loader  # type: ignore[attr-defined]
-    except ImportError:
-        loader = None
-    if loader is not None and loader.is_loaded():
-        return True
-    return "libxenlight" in _mapped_objects()
-
-
-def _load_libxenlight() -> None:
-    """Load libxenlight (after the shim): through the binding if it exists."""
-    try:
-        from txlibxl._libxl import loader  # type: ignore[attr-defined]
-    except ImportError:
-        loader = None
-    if loader is not None:
-        try:
-            loader.load()
-            return
-        except ImportError:
-            pass  # not built: libxenlight itself may still be there
-    name = ctypes.util.find_library("xenlight") or "libxenlight.so"
-    try:
-        ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
-    except OSError as e:
-        raise SimulatedHostUnavailable(f"cannot load libxenlight ({name}): {e}") from None
-
-
-def _load_shim(path: str) -> ctypes.CDLL:
-    global _shim, _shim_path
-    if _shim is not None:
-        if os.path.realpath(path) != os.path.realpath(_shim_path or ""):
-            raise ShimLoadOrderError(
-                f"this process already loaded the shim {_shim_path!r}; it cannot load a second one ({path!r})"
-            )
-        return _shim
-    if not os.path.isfile(path):
-        raise SimulatedHostUnavailable(f"the simulated host's shim is not built: {path!r}")
-    maps = _mapped_objects()
-    preloaded = os.path.realpath(path) in maps or path in maps
-    if not preloaded and _libxenlight_loaded():
-        raise ShimLoadOrderError(
-            "libxenlight is already loaded in this process without the simulated host's shim "
-            f"({path}), so its xc_* calls would reach the real libxenctrl; call use_simulated_host "
-            "(or start the process with LD_PRELOAD=<shim>) before the first libxl context is opened"
-        )
-    lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL, use_errno=True)
-    lib.txsim_redirect_paths.argtypes = [ctypes.c_char_p]
-    lib.txsim_redirect_paths.restype = ctypes.c_int
-    lib.txsim_shim_version.argtypes = []
-    lib.txsim_shim_version.restype = ctypes.c_int
-    _shim, _shim_path = lib, path
-    return lib
-
-
-def _redirect(lib: ctypes.CDLL, root: str) -> None:
-    rc = lib.txsim_redirect_paths(os.fsencode(root))
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise SimulatedHostError(f"txsim_redirect_paths({root!r}) failed: {os.strerror(err)} (errno {err})")
-
-
-def use_simulated_host(host: SimulatedHost) -> Callable[[], None]:
-    """
-    Make the real libxenlight in this process talk to C{host}.
-
-    1. Loads the host's shim with ``RTLD_GLOBAL``, once per process, so
-       that libxenlight's ``xc_*`` calls reach the simulated hypervisor.
-       This must happen before libxenlight is loaded: if it already is
-       (without the shim), L{ShimLoadOrderError} (a C{RuntimeError}) is
-       raised and nothing is changed.
-    2. Sets ``XENSTORED_PATH``, ``TXLIBXL_SIM_HYPERCALL`` and
-       ``TXLIBXL_SIM_ROOT`` in C{os.environ} (libxl contexts opened from
-       now on connect to this host).
-    3. Loads libxenlight (through ``txlibxl._libxl.loader`` if the binding
-       is installed, else with ctypes) and redirects its ``/var/run/xen``,
-       ``/run/xen`` and ``/var/lib/xen`` paths under the host's root.  The
-       redirection is process-wide.
-
-    @return: an idempotent callable that restores the environment
-        variables and points the redirection back at the previous host (if
-        any).  The shim stays loaded: it cannot be unloaded.
-    @raise SimulatedHostUnavailable: the shim or libxenlight is missing.
-    """
-    if not isinstance(host, SimulatedHost):
-        raise TypeError(f"use_simulated_host needs a SimulatedHost, not {host!r}")
-    lib = _load_shim(host.shim)
-    new_env = host.environment()
-    saved = {name: os.environ.get(name) for name in new_env}
-    os.environ.update(new_env)
-    try:
-        if not _libxenlight_loaded():
-            _load_libxenlight()
-        root = host.info["root"]
-        _redirect(lib, root)
-    except BaseException:
-        _restore(saved)
-        raise
-    _roots.append(root)
-    undone = []
-
-    def undo() -> None:
-        if undone:
-            return
-        undone.append(True)
-        _restore(saved)
-        try:
-            _roots.remove(root)
-        except ValueError:
-            pass
-        if _roots:
-            _redirect(lib, _roots[-1])
-
-    return undo
-
-
-def _restore(saved: Dict[str, Optional[str]]) -> None:
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-# --------------------------------------------------------------------------
-# Trial
-
-
-class SimulatedHostMixin:
-    """
-    Gives each test a fresh simulated host in ``self.host``.
-
-    Mix into a ``twisted.trial.unittest.TestCase`` (or use
-    L{SimulatedHostTestCase}).  ``setUp`` returns a Deferred that fires once
-    the host is ready and registers its stop as a cleanup, so every test
-    leaves no process behind.  If the simulator is not installed the test
-    is skipped with the reason.
-
-    Class attributes to override:
-
-    @cvar simulatedHostScenario: a scenario file the host plays, or None.
-    @cvar simulatedHostInProcess: also call L{use_simulated_host} so that
-        libxenlight in the test process (a ``txlibxl.context.Context``)
-        talks to the host; undone in cleanup.  True by default; set it to
-        False for tests that only drive separate processes (then the test
-        process never loads libxenlight).  If the shim or libxenlight is
-        missing the test is skipped with the reason.
-    @cvar simulatedHostTimeout: seconds to wait for the host to be ready.
-    """
-
-    simulatedHostScenario: Optional[str] = None
-    simulatedHostInProcess: bool = True
-    simulatedHostTimeout: float = 30.0
-    host: SimulatedHost
-
-    def setUp(self) -> Awaitable[None]:  # type: ignore[override]
-        result = super().setUp()  # type: ignore[misc]
-
-        async def start() -> None:
-            if result is not None:
-                await result
-            try:
-                host = await start_simulated_host(
-                    scenario=self.simulatedHostScenario, timeout=self.simulatedHostTimeout
-                )
-            except SimulatedHostUnavailable as e:
-                raise unittest.SkipTest(str(e))
-            self.host = host
-            self.addCleanup(host.stop)  # type: ignore[attr-defined]
-            if self.simulatedHostInProcess:
-                try:
-                    undo = use_simulated_host(host)
-                except SimulatedHostUnavailable as e:
-                    raise unittest.SkipTest(str(e))
-                self.addCleanup(undo)  # type: ignore[attr-defined]
-
-        return defer.Deferred.fromCoroutine(start())
-
-
-class SimulatedHostTestCase(SimulatedHostMixin, unittest.TestCase):
-    """A trial TestCase whose every test has a fresh simulated host in ``self.host``."""

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import attr
 
-from .events import DomainInfo
+from txlibxl.events import DomainInfo
 
 __all__ = ["DomainKey", "TrackedDomain", "DomainFilter", "Changes", "compare", "cdrom_vdevs"]
 

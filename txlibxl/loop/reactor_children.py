@@ -58,7 +58,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from txlibxl.interfaces import IChildSink, IChildWatcher
-from txlibxl.osevent import on_reactor_thread
+from txlibxl.loop.reactor_osevents import on_reactor_thread
 
 __all__ = ["ReactorChildReaper", "twisted_reaps_on_sigchld"]
 

@@ -1,11 +1,11 @@
 """
 Where ``twistd libxl-events`` sends its events: :class:`IEventSink`.
 
-A sink receives every :class:`~txlibxl.records.EventRecord` in ``seq``
-order.  The shipped sinks are :mod:`txlibxl.sinks.jsonl` (JSON lines to a
-file or stdout) and :mod:`txlibxl.sinks.http` (Server-Sent Events and the
+A sink receives every :class:`~txlibxl.daemon.records.EventRecord` in ``seq``
+order.  The shipped sinks are :mod:`txlibxl.daemon.sinks.jsonl` (JSON lines to a
+file or stdout) and :mod:`txlibxl.daemon.sinks.http` (Server-Sent Events and the
 status endpoints); an application embedding
-:class:`~txlibxl.service.LibxlEventsService` adds its own by implementing
+:class:`~txlibxl.daemon.service.LibxlEventsService` adds its own by implementing
 this interface.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ class IEventSink(Interface):
 
     def publish(record):  # type: ignore[no-untyped-def]
         """
-        Take C{record} (an :class:`~txlibxl.records.EventRecord`).  Called
+        Take C{record} (an :class:`~txlibxl.daemon.records.EventRecord`).  Called
         on the reactor thread, once per record, in ``seq`` order.  Must not
         block; an exception is logged and counted, and the record still
         goes to the other sinks.
@@ -40,7 +40,7 @@ class IEventSink(Interface):
 class IHostStatus(Interface):
     """
     What the HTTP status endpoints show;
-    :class:`~txlibxl.service.LibxlEventsService` provides it.
+    :class:`~txlibxl.daemon.service.LibxlEventsService` provides it.
     """
 
     def domains():  # type: ignore[no-untyped-def]

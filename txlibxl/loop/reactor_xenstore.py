@@ -21,7 +21,7 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ._libxl.xenstore import XenstoreConnection, XenstoreConnectionLost, XenstoreError
+from txlibxl._libxl.xenstore import XenstoreConnection, XenstoreConnectionLost, XenstoreError
 
 __all__ = ["XenstoreWatcher", "XenstoreError", "XenstoreConnectionLost"]
 

@@ -1,5 +1,5 @@
 """
-JSON lines: one :class:`~txlibxl.records.EventRecord` object per line.
+JSON lines: one :class:`~txlibxl.daemon.records.EventRecord` object per line.
 
 ``--output -`` writes to the process's real standard output (file
 descriptor 1, not ``sys.stdout``, which twistd redirects into its log when

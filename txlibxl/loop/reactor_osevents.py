@@ -10,7 +10,7 @@ The contract it keeps (libxl_event.h, and the pitfalls in
 ``libxl-event-contract.md`` (c)):
 
 File descriptors
-    * One :class:`_FDWatch` (a ``FileDescriptor``) per libxl fd number,
+    * One :class:`FDWatch` (a ``FileDescriptor``) per libxl fd number,
       multiplexing every registration libxl made on that fd.  It is a reader
       iff the OR of the registrations' events has ``POLLIN|POLLPRI`` and a
       writer iff it has ``POLLOUT``; ``events == 0`` keeps the registration
@@ -98,16 +98,11 @@ Reactor shutdown
 """
 from __future__ import annotations
 
-import math
 import os
-import select
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set
 
-import attr
-from twisted.internet.abstract import FileDescriptor
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python import threadable
 from twisted.python.failure import Failure
@@ -115,199 +110,27 @@ from zope.interface import implementer
 
 from txlibxl.interfaces import IOSEventHooks, IOSEventSink
 
-__all__ = [
-    "ReactorOSEvents",
-    "FDRegistration",
-    "TimeoutRegistration",
-    "OSEventStats",
-    "OSEventsClosed",
-    "on_reactor_thread",
-]
+from .reactor_fdwatch import FDWatch
+from .registrations import (
+    CANCELLED,
+    FIRED,
+    HANGUP_BITS,
+    PENDING,
+    READ_BITS,
+    WRITE_BITS,
+    FDRegistration,
+    OSEventsClosed,
+    OSEventStats,
+    TimeoutRegistration,
+    check_deadline,
+    check_events,
+    check_int,
+    poll_now,
+)
 
-_READ_BITS = select.POLLIN | select.POLLPRI
-_WRITE_BITS = select.POLLOUT
-_HANGUP_BITS = select.POLLHUP | select.POLLERR | select.POLLNVAL
+__all__ = ["ReactorOSEvents", "on_reactor_thread"]
 
 log = Logger()
-
-
-class OSEventsClosed(RuntimeError):
-    """
-    A hook was called after :meth:`ReactorOSEvents.close`.
-    """
-
-
-@attr.s(frozen=True, slots=True, auto_attribs=True)
-class OSEventStats:
-    """
-    What a :class:`ReactorOSEvents` holds on libxl's behalf, for metrics.
-
-    @ivar fds: libxl fd numbers with at least one live registration.
-    @ivar fd_registrations: live fd registrations (several may share an fd).
-    @ivar timers: timeout registrations that have neither fired nor been
-        deregistered.
-    """
-
-    fds: int
-    fd_registrations: int
-    timers: int
-
-
-class FDRegistration:
-    """
-    One libxl fd registration: libxl's C{token} watching C{fd} for the poll
-    bits C{events}.  Opaque to libxl; handed back to C{fd_modify} and
-    C{fd_deregister}.
-
-    @ivar live: C{False} once deregistered (or after C{close}); a dead
-        registration never reaches the sink.
-    """
-
-    __slots__ = ("fd", "token", "events", "live", "_watch", "_owner")
-
-    def __init__(
-        self, owner: "ReactorOSEvents", watch: "_FDWatch", fd: int, token: int, events: int
-    ) -> None:
-        self._owner = owner
-        self._watch = watch
-        self.fd = fd
-        self.token = token
-        self.events = events
-        self.live = True
-
-    def __repr__(self) -> str:
-        return (
-            f"<FDRegistration fd={self.fd} token={self.token:#x} "
-            f"events={self.events:#x} live={self.live}>"
-        )
-
-
-_PENDING = "pending"
-_FIRED = "fired"
-_CANCELLED = "cancelled"
-
-
-class TimeoutRegistration:
-    """
-    One libxl timeout registration.  Opaque to libxl.
-
-    @ivar deadline: absolute wall-clock time (seconds since the epoch).
-    @ivar asap: C{True} once libxl asked for "as soon as possible".
-    @ivar state: C{"pending"}, C{"fired"} or C{"cancelled"}.
-    """
-
-    __slots__ = ("token", "deadline", "asap", "state", "_call", "_owner")
-
-    def __init__(self, owner: "ReactorOSEvents", token: int, deadline: float) -> None:
-        self._owner = owner
-        self.token = token
-        self.deadline = deadline
-        self.asap = False
-        self.state = _PENDING
-        self._call: Optional[IDelayedCall] = None
-
-    def __repr__(self) -> str:
-        return (
-            f"<TimeoutRegistration token={self.token:#x} "
-            f"deadline={self.deadline!r} asap={self.asap} state={self.state}>"
-        )
-
-
-class _FDWatch(FileDescriptor):
-    """
-    The reactor's view of one libxl fd number: a reader and/or writer over a
-    private duplicate of the fd, carrying every registration on it.
-
-    Registration state (C{registrations}, C{paused}, C{retired}) is guarded
-    by the owner's lock; reactor state (C{_reading}, C{_writing}, the
-    duplicate) is touched on the reactor thread only.
-    """
-
-    def __init__(self, owner: "ReactorOSEvents", fd: int, dupfd: int) -> None:
-        FileDescriptor.__init__(self, reactor=owner._reactor)
-        self._owner = owner
-        self.fd = fd
-        self._dupfd = dupfd
-        self.registrations: List[FDRegistration] = []
-        #: Twisted saw a hang-up; watch nothing until libxl modifies or
-        #: registers on this fd again.
-        self.paused = False
-        #: No live registration is left; the duplicate must be dropped.
-        self.retired = False
-        self._reading = False
-        self._writing = False
-
-    def fileno(self) -> int:
-        """
-        The descriptor the reactor watches: a duplicate of libxl's fd, or -1
-        once the watch has been dropped.
-        """
-        return self._dupfd
-
-    def logPrefix(self) -> str:
-        return "libxl-fd"
-
-    def doRead(self) -> None:
-        """
-        Report C{POLLIN} to every live registration asking for
-        C{POLLIN|POLLPRI}.  Never raises, always returns C{None}.
-        """
-        self._owner._dispatch(self, _READ_BITS, select.POLLIN)
-        return None
-
-    def doWrite(self) -> None:
-        """
-        Report C{POLLOUT} to every live registration asking for it.  Never
-        raises, always returns C{None}.
-        """
-        self._owner._dispatch(self, _WRITE_BITS, select.POLLOUT)
-        return None
-
-    def readConnectionLost(self, reason: Failure) -> None:
-        """
-        The reactor saw a hang-up while reading (it has removed the reader).
-        Reported to libxl, never torn down: see L{ReactorOSEvents}.
-        """
-        self._owner._hangup(self, reason)
-
-    def connectionLost(self, reason: Failure) -> None:
-        """
-        The reactor saw a hang-up or error (it has removed reader and
-        writer), or is shutting down.  Reported to libxl when confirmed,
-        never torn down, libxl's fd never closed: see L{ReactorOSEvents}.
-        """
-        self._owner._hangup(self, reason)
-
-    def writeConnectionLost(self, reason: Failure) -> None:
-        self._owner._hangup(self, reason)
-
-    def loseConnection(self, _connDone: object = None) -> None:
-        """
-        Not for us: only libxl ends a registration, via C{fd_deregister}.
-        """
-
-
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return int(value)
-
-
-def _check_events(events: object) -> int:
-    events = _check_int("events", events)
-    if not 0 <= events <= 0xFFFF:
-        raise ValueError(f"events must be poll(2) bits fitting a short, not {events:#x}")
-    return events
-
-
-def _check_deadline(deadline: object) -> float:
-    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-        raise TypeError(
-            f"deadline must be seconds since the epoch (float), not {type(deadline).__name__}"
-        )
-    if not math.isfinite(deadline):
-        raise ValueError(f"deadline must be finite, not {deadline!r}")
-    return float(deadline)
 
 
 def on_reactor_thread() -> bool:
@@ -320,19 +143,6 @@ def on_reactor_thread() -> bool:
     if io_thread is None:
         return threading.current_thread() is threading.main_thread()
     return bool(io_thread == threadable.getThreadID())
-
-
-def _poll_now(fd: int) -> int:
-    """
-    The poll bits C{fd} shows right now (no waiting).
-    """
-    poller = select.poll()
-    poller.register(fd, _READ_BITS | _WRITE_BITS)
-    try:
-        ready = poller.poll(0)
-    except OSError:
-        return select.POLLERR
-    return ready[0][1] if ready else 0
 
 
 @implementer(IOSEventHooks)
@@ -357,10 +167,10 @@ class ReactorOSEvents:
         self._sink = sink
         self._clock = clock
         self._lock = threading.Lock()
-        self._watches: Dict[int, _FDWatch] = {}
+        self._watches: Dict[int, FDWatch] = {}
         # Watches dropped by a non-reactor thread whose reactor side has
         # not been reconciled yet (close() must still find them).
-        self._retiring: Set[_FDWatch] = set()
+        self._retiring: Set[FDWatch] = set()
         self._timers: Set[TimeoutRegistration] = set()
         self._closed = False
 
@@ -388,11 +198,11 @@ class ReactorOSEvents:
             left); nothing changed.
         @raise OSEventsClosed: after L{close}.
         """
-        _check_int("fd", fd)
+        check_int("fd", fd)
         if fd < 0:
             raise ValueError(f"fd must be a descriptor number, not {fd}")
-        _check_events(events)
-        _check_int("token", token)
+        check_events(events)
+        check_int("token", token)
         on_reactor = on_reactor_thread()
         created = False
         with self._lock:
@@ -400,7 +210,7 @@ class ReactorOSEvents:
                 raise OSEventsClosed("fd_register after close()")
             watch = self._watches.get(fd)
             if watch is None:
-                watch = _FDWatch(self, fd, os.dup(fd))
+                watch = FDWatch(self, fd, os.dup(fd))
                 self._watches[fd] = watch
                 created = True
             reg = FDRegistration(self, watch, fd, token, events)
@@ -434,7 +244,7 @@ class ReactorOSEvents:
         @raise OSEventsClosed: after L{close}.
         """
         reg = self._own_fd_registration(registration)
-        _check_events(events)
+        check_events(events)
         if fd != reg.fd:
             raise ValueError(f"fd_modify for fd {fd} with a registration for fd {reg.fd}")
         on_reactor = on_reactor_thread()
@@ -504,7 +314,7 @@ class ReactorOSEvents:
 
     # -- the reactor side of fds (reactor thread only) -------------------
 
-    def _sync(self, watch: _FDWatch) -> None:
+    def _sync(self, watch: FDWatch) -> None:
         """
         Make the reactor watch what C{watch}'s live registrations ask for;
         drop a retired watch and close its duplicate.
@@ -514,8 +324,8 @@ class ReactorOSEvents:
             want_read = want_write = False
             if not (retired or watch.paused):
                 for reg in watch.registrations:
-                    want_read = want_read or bool(reg.events & _READ_BITS)
-                    want_write = want_write or bool(reg.events & _WRITE_BITS)
+                    want_read = want_read or bool(reg.events & READ_BITS)
+                    want_write = want_write or bool(reg.events & WRITE_BITS)
         if retired and watch._dupfd < 0:
             return
         reactor = self._reactor
@@ -537,13 +347,13 @@ class ReactorOSEvents:
                 self._retiring.discard(watch)
             os.close(dupfd)
 
-    def _sync_quietly(self, watch: _FDWatch) -> None:
+    def _sync_quietly(self, watch: FDWatch) -> None:
         try:
             self._sync(watch)
         except Exception:
             log.failure("could not update the reactor for libxl fd {fd}", fd=watch.fd)
 
-    def _dispatch(self, watch: _FDWatch, bits: int, revents: int) -> None:
+    def _dispatch(self, watch: FDWatch, bits: int, revents: int) -> None:
         with self._lock:
             interested = [r for r in watch.registrations if r.events & bits]
         sink = self._sink
@@ -557,7 +367,7 @@ class ReactorOSEvents:
             except Exception:
                 log.failure("occurred_fd raised for libxl fd {fd}", fd=reg.fd)
 
-    def _hangup(self, watch: _FDWatch, reason: Failure) -> None:
+    def _hangup(self, watch: FDWatch, reason: Failure) -> None:
         """
         The reactor disconnected C{watch}: it has removed the reader (and
         usually the writer).  Confirm with poll(2); report a real hang-up to
@@ -570,8 +380,8 @@ class ReactorOSEvents:
             watch._reading = watch._writing = False
             if watch._dupfd < 0:
                 return
-            observed = _poll_now(watch._dupfd)
-            if not observed & _HANGUP_BITS:
+            observed = poll_now(watch._dupfd)
+            if not observed & HANGUP_BITS:
                 self._sync(watch)
                 return
             with self._lock:
@@ -582,7 +392,7 @@ class ReactorOSEvents:
         except Exception:
             log.failure("handling a hang-up on libxl fd {fd}", fd=watch.fd)
             return
-        revents = observed & (_HANGUP_BITS | _READ_BITS | _WRITE_BITS)
+        revents = observed & (HANGUP_BITS | READ_BITS | WRITE_BITS)
         sink = self._sink
         for reg in regs:
             if not reg.live:
@@ -601,8 +411,8 @@ class ReactorOSEvents:
         @raise TypeError, ValueError: bad arguments (nothing changed).
         @raise OSEventsClosed: after L{close}.
         """
-        deadline = _check_deadline(deadline)
-        _check_int("token", token)
+        deadline = check_deadline(deadline)
+        check_int("token", token)
         on_reactor = on_reactor_thread()
         with self._lock:
             if self._closed:
@@ -616,7 +426,7 @@ class ReactorOSEvents:
             self._arm(reg)
         except BaseException:
             with self._lock:
-                reg.state = _CANCELLED
+                reg.state = CANCELLED
                 self._timers.discard(reg)
             raise
         return reg
@@ -634,12 +444,12 @@ class ReactorOSEvents:
         """
         reg = self._own_timeout(registration)
         if deadline is not None:
-            deadline = _check_deadline(deadline)
+            deadline = check_deadline(deadline)
         on_reactor = on_reactor_thread()
         with self._lock:
             if self._closed:
                 raise OSEventsClosed("timeout_modify after close()")
-            if reg.state != _PENDING:
+            if reg.state != PENDING:
                 return reg
             if deadline is None:
                 reg.asap = True
@@ -661,9 +471,9 @@ class ReactorOSEvents:
         """
         reg = self._own_timeout(registration)
         with self._lock:
-            if reg.state != _PENDING:
+            if reg.state != PENDING:
                 return
-            reg.state = _CANCELLED
+            reg.state = CANCELLED
             self._timers.discard(reg)
         if on_reactor_thread():
             self._disarm(reg)
@@ -686,7 +496,7 @@ class ReactorOSEvents:
 
     def _arm(self, reg: TimeoutRegistration) -> None:
         with self._lock:
-            if reg.state != _PENDING or reg._call is not None:
+            if reg.state != PENDING or reg._call is not None:
                 return
             delay = self._delay(reg)
         reg._call = self._reactor.callLater(delay, self._fire, reg)
@@ -706,9 +516,9 @@ class ReactorOSEvents:
     def _fire(self, reg: TimeoutRegistration) -> None:
         with self._lock:
             reg._call = None
-            if reg.state != _PENDING:
+            if reg.state != PENDING:
                 return
-            reg.state = _FIRED
+            reg.state = FIRED
             self._timers.discard(reg)
         try:
             self._sink.occurred_timeout(reg.token)
@@ -746,7 +556,7 @@ class ReactorOSEvents:
             timers = list(self._timers)
             self._timers.clear()
             for timer in timers:
-                timer.state = _CANCELLED
+                timer.state = CANCELLED
         for watch in watches:
             self._sync_quietly(watch)
         for timer in timers:

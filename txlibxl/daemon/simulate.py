@@ -10,41 +10,14 @@ libxl context and :meth:`~SimulatedHostRunner.stop` after closing its last.
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from txlibxl.testing.scenarios import scenario_path, shipped_scenarios
+
 __all__ = ["SimulatedHostRunner", "shipped_scenarios", "scenario_path"]
-
-
-def _scenario_dir() -> str:
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "sim", "scenarios")
-
-
-def shipped_scenarios() -> List[str]:
-    """The names of the scenarios shipped with txlibxl (``demo``...)."""
-    try:
-        return sorted(n[: -len(".json")] for n in os.listdir(_scenario_dir()) if n.endswith(".json"))
-    except OSError:
-        return []
-
-
-def scenario_path(scenario: str) -> str:
-    """
-    The file of C{scenario}: a path to a scenario file, or the name of a
-    shipped scenario.
-
-    :raises ValueError: neither.
-    """
-    if os.path.isfile(scenario):
-        return os.path.abspath(scenario)
-    shipped = os.path.join(_scenario_dir(), scenario + ".json")
-    if os.sep not in scenario and os.path.isfile(shipped):
-        return shipped
-    names = ", ".join(shipped_scenarios()) or "none"
-    raise ValueError(f"no scenario file {scenario!r} and no shipped scenario of that name (shipped: {names})")
 
 
 class SimulatedHostRunner:
@@ -57,7 +30,7 @@ class SimulatedHostRunner:
         for a temporary one (removed).
     """
 
-    _log = Logger(namespace="txlibxl.simulate")
+    _log = Logger(namespace="txlibxl.daemon.simulate")
 
     def __init__(self, reactor: Any, scenario: Optional[str] = None, rundir: Optional[str] = None) -> None:
         self._reactor = reactor
@@ -68,14 +41,14 @@ class SimulatedHostRunner:
 
     def start(self) -> defer.Deferred:
         """Start the host and point libxenlight at it."""
-        from .testing import start_simulated_host
+        from txlibxl.testing.simhost import start_simulated_host
 
         d = start_simulated_host(self._reactor, rundir=self.rundir, scenario=self.scenario)
         d.addCallback(self._started)
         return d
 
     def _started(self, host: Any) -> None:
-        from .testing import use_simulated_host
+        from txlibxl.testing.inprocess import use_simulated_host
 
         self.host = host
         self.rundir = host.rundir

@@ -2,24 +2,24 @@
 The service behind ``twistd libxl-events``: :class:`LibxlEventsService`.
 
 It follows every domain of the host (or those ``--domains`` names) and
-publishes what happens to them, as :class:`~txlibxl.records.EventRecord`
-values, to its :class:`~txlibxl.sinks.IEventSink` sinks.  It is an
+publishes what happens to them, as :class:`~txlibxl.daemon.records.EventRecord`
+values, to its :class:`~txlibxl.daemon.sinks.IEventSink` sinks.  It is an
 ordinary ``twisted.application.service.Service``: ``twistd`` runs it
-through :mod:`txlibxl.tap`, and a management stack can add it to its own
+through :mod:`txlibxl.daemon.tap`, and a management stack can add it to its own
 application with its own sinks.
 
 How it works
 ------------
 * A *session* is one :class:`~txlibxl.context.Context` plus one
-  libxenstore connection of its own (:class:`~txlibxl.xswatch.XenstoreWatcher`)
+  libxenstore connection of its own (:class:`~txlibxl.loop.reactor_xenstore.XenstoreWatcher`)
   watching ``@introduceDomain``.  Each firing, and a periodic rescan (the
   safety net), compares ``list_domains`` with the tracked domains
-  (:func:`~txlibxl.discovery.compare`): a new domain gets a ``new`` record
+  (:func:`~txlibxl.daemon.discovery.compare`): a new domain gets a ``new`` record
   and a domain watch (and, with ``disk_eject``, a watch on each CD-ROM).
 * A libxl disaster (a watch fails with
   :class:`~txlibxl.errors.LibxlDisaster`, or the context reports one) or a
   lost xenstore connection ends the session: the context is closed, and a
-  new session is opened after a :class:`~txlibxl.recovery.Backoff` delay,
+  new session is opened after a :class:`~txlibxl.daemon.recovery.Backoff` delay,
   again and again until it works.  The new session re-arms every watch
   and *reconciles*: a tracked domain that is gone gets its ``death``
   marked ``reconciled``; a domain that appeared meanwhile gets a
@@ -45,15 +45,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from . import errors
+from txlibxl import errors
+from txlibxl.events import DiskEject, DomainDeath, DomainInfo, DomainShutdown
+from txlibxl.loop.reactor_xenstore import XenstoreError, XenstoreWatcher
+from txlibxl.watches import WatchCancelled, WatchEnded
+
 from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare
-from .events import DiskEject, DomainDeath, DomainInfo, DomainShutdown
 from .metrics import Metrics
 from .records import EventRecord
 from .recovery import Backoff
 from .sinks import IEventSink, IHostStatus
-from .watches import WatchCancelled, WatchEnded
-from .xswatch import XenstoreError, XenstoreWatcher
 
 __all__ = ["LibxlEventsService", "State"]
 
@@ -85,13 +86,13 @@ def _state_of(info: DomainInfo) -> str:
 
 
 def _default_context(reactor: Any, log_level: str) -> Any:
-    from .context import Context
+    from txlibxl.context import Context
 
     return Context(reactor, log_level)
 
 
 def _default_xenstore() -> Any:
-    from ._libxl.xenstore import XenstoreConnection
+    from txlibxl._libxl.xenstore import XenstoreConnection
 
     return XenstoreConnection.open()
 
@@ -102,9 +103,9 @@ class LibxlEventsService(Service):
     Follows the host's domains and publishes their events to C{sinks}.
 
     :param reactor: the reactor (the global one by default).
-    :param sinks: :class:`~txlibxl.sinks.IEventSink` providers; more can
+    :param sinks: :class:`~txlibxl.daemon.sinks.IEventSink` providers; more can
         be added with :meth:`add_sink` before the service starts.
-    :param domains: a :class:`~txlibxl.discovery.DomainFilter` (every
+    :param domains: a :class:`~txlibxl.daemon.discovery.DomainFilter` (every
         domain by default).
     :param disk_eject: also watch every CD-ROM's ejects.
     :param rescan_interval: seconds between safety-net rescans.
@@ -122,7 +123,7 @@ class LibxlEventsService(Service):
     """
 
     name = "libxl-events"
-    _log = Logger(namespace="txlibxl.service")
+    _log = Logger(namespace="txlibxl.daemon.service")
 
     def __init__(
         self,
@@ -179,7 +180,7 @@ class LibxlEventsService(Service):
     # -- configuration -------------------------------------------------------
 
     def add_sink(self, sink: Any) -> None:
-        """Publish to C{sink} too (an :class:`~txlibxl.sinks.IEventSink`)."""
+        """Publish to C{sink} too (an :class:`~txlibxl.daemon.sinks.IEventSink`)."""
         if not IEventSink.providedBy(sink):
             raise TypeError(f"{sink!r} does not provide IEventSink")
         self.sinks.append(sink)

@@ -1,0 +1,17 @@
+"""
+The event-loop side: libxl's six osevent hooks, its children and xenstore
+watches on an event loop.
+
+This layer knows no events and no domains: it watches file descriptors
+and deadlines for the binding (:mod:`txlibxl._libxl`) and tells it when
+one is ready, through the seams in :mod:`txlibxl.interfaces`.
+
+* :mod:`~txlibxl.loop.registrations`: the registration records and the
+  argument checks of the hooks, independent of any loop.
+* :mod:`~txlibxl.loop.reactor_osevents`: the six hooks on a Twisted
+  reactor (``IReactorFDSet`` and ``IReactorTime``).
+* :mod:`~txlibxl.loop.reactor_children`: libxl's children reaped by the
+  reactor (``libxl_sigchld_owner_mainloop``).
+* :mod:`~txlibxl.loop.reactor_xenstore`: a libxenstore connection's
+  watches as a reactor reader.
+"""

@@ -1,0 +1,157 @@
+"""
+The records behind libxl's osevent hooks, whatever the event loop.
+
+libxl hands each hook an opaque ``for_libxl`` token and gets back an
+opaque registration: an :class:`FDRegistration` or a
+:class:`TimeoutRegistration`.  They carry what libxl asked for (the fd and
+its poll bits, the deadline) and whether the registration is still live;
+the loop-specific side (:mod:`txlibxl.loop.reactor_osevents`) keeps the
+loop's watchers and timers in step with them.  The argument checks every
+hook makes before touching a loop live here too.
+"""
+from __future__ import annotations
+
+import math
+import select
+from typing import Any, Optional
+
+import attr
+
+__all__ = [
+    "FDRegistration",
+    "TimeoutRegistration",
+    "OSEventStats",
+    "OSEventsClosed",
+    "READ_BITS",
+    "WRITE_BITS",
+    "HANGUP_BITS",
+    "PENDING",
+    "FIRED",
+    "CANCELLED",
+    "check_int",
+    "check_events",
+    "check_deadline",
+    "poll_now",
+]
+
+READ_BITS = select.POLLIN | select.POLLPRI
+WRITE_BITS = select.POLLOUT
+HANGUP_BITS = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+class OSEventsClosed(RuntimeError):
+    """
+    A hook was called after its event loop side was closed
+    (:meth:`~txlibxl.loop.reactor_osevents.ReactorOSEvents.close`).
+    """
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class OSEventStats:
+    """
+    What an event loop's hooks hold on libxl's behalf, for metrics.
+
+    @ivar fds: libxl fd numbers with at least one live registration.
+    @ivar fd_registrations: live fd registrations (several may share an fd).
+    @ivar timers: timeout registrations that have neither fired nor been
+        deregistered.
+    """
+
+    fds: int
+    fd_registrations: int
+    timers: int
+
+
+class FDRegistration:
+    """
+    One libxl fd registration: libxl's C{token} watching C{fd} for the poll
+    bits C{events}.  Opaque to libxl; handed back to C{fd_modify} and
+    C{fd_deregister}.
+
+    @ivar live: C{False} once deregistered (or after C{close}); a dead
+        registration never reaches the sink.
+    """
+
+    __slots__ = ("fd", "token", "events", "live", "_watch", "_owner")
+
+    def __init__(
+        self, owner: Any, watch: Any, fd: int, token: int, events: int
+    ) -> None:
+        self._owner = owner
+        self._watch = watch
+        self.fd = fd
+        self.token = token
+        self.events = events
+        self.live = True
+
+    def __repr__(self) -> str:
+        return (
+            f"<FDRegistration fd={self.fd} token={self.token:#x} "
+            f"events={self.events:#x} live={self.live}>"
+        )
+
+
+PENDING = "pending"
+FIRED = "fired"
+CANCELLED = "cancelled"
+
+
+class TimeoutRegistration:
+    """
+    One libxl timeout registration.  Opaque to libxl.
+
+    @ivar deadline: absolute wall-clock time (seconds since the epoch).
+    @ivar asap: C{True} once libxl asked for "as soon as possible".
+    @ivar state: C{"pending"}, C{"fired"} or C{"cancelled"}.
+    """
+
+    __slots__ = ("token", "deadline", "asap", "state", "_call", "_owner")
+
+    def __init__(self, owner: Any, token: int, deadline: float) -> None:
+        self._owner = owner
+        self.token = token
+        self.deadline = deadline
+        self.asap = False
+        self.state = PENDING
+        self._call: Optional[Any] = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<TimeoutRegistration token={self.token:#x} "
+            f"deadline={self.deadline!r} asap={self.asap} state={self.state}>"
+        )
+
+
+def check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return int(value)
+
+
+def check_events(events: object) -> int:
+    events = check_int("events", events)
+    if not 0 <= events <= 0xFFFF:
+        raise ValueError(f"events must be poll(2) bits fitting a short, not {events:#x}")
+    return events
+
+
+def check_deadline(deadline: object) -> float:
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+        raise TypeError(
+            f"deadline must be seconds since the epoch (float), not {type(deadline).__name__}"
+        )
+    if not math.isfinite(deadline):
+        raise ValueError(f"deadline must be finite, not {deadline!r}")
+    return float(deadline)
+
+
+def poll_now(fd: int) -> int:
+    """
+    The poll bits C{fd} shows right now (no waiting).
+    """
+    poller = select.poll()
+    poller.register(fd, READ_BITS | WRITE_BITS)
+    try:
+        ready = poller.poll(0)
+    except OSError:
+        return select.POLLERR
+    return ready[0][1] if ready else 0

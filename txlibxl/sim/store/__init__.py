@@ -58,20 +58,10 @@ rings and event channels, depth-limited watches (not in 4.17.0).
 """
 from __future__ import annotations
 
-from .store import (
-    ABS_PATH_MAX,
-    DOMID_SELF,
-    PAYLOAD_MAX,
-    REL_PATH_MAX,
-    SPECIAL_WATCHES,
-    Quotas,
-    Store,
-    StoreConnection,
-    XenstoreError,
-    c_atoi,
-    format_perm,
-    parse_perm,
-)
+from .errors import XenstoreError
+from .limits import ABS_PATH_MAX, DOMID_SELF, PAYLOAD_MAX, REL_PATH_MAX, Quotas
+from .perms import format_perm, parse_perm
+from .store import SPECIAL_WATCHES, Store, StoreConnection, c_atoi
 
 __all__ = [
     "XenstoreError",

@@ -9,37 +9,24 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
-__all__ = [
-    "XenstoreError",
-    "Quotas",
-    "Store",
-    "StoreConnection",
-    "PAYLOAD_MAX",
-    "ABS_PATH_MAX",
-    "REL_PATH_MAX",
-    "DOMID_SELF",
-    "SPECIAL_WATCHES",
-]
+from .errors import XenstoreError
+from .limits import DOMID_FIRST_RESERVED, REL_PATH_MAX, Quotas
+from .paths import _ancestors_and_self, _child_path, _parent_of, _PathsMixin
+from .perms import (
+    PERM_NONE,
+    PERM_OWNER,
+    PERM_READ,
+    PERM_WRITE,
+    _Caller,
+    _Domain,
+    _Perms,
+    _PermissionsMixin,
+    format_perm,
+)
 
-#: Limits from ``xen/io/xs_wire.h``.
-PAYLOAD_MAX = 4096
-ABS_PATH_MAX = 3072
-REL_PATH_MAX = 2048
-
-#: ``DOMID_SELF`` and the first reserved domid, from ``xen/xen.h``.
-DOMID_SELF = 0x7FF0
-DOMID_FIRST_RESERVED = 0x7FF0
+__all__ = ["Store", "StoreConnection", "SPECIAL_WATCHES"]
 
 SPECIAL_WATCHES = ("@releaseDomain", "@introduceDomain")
-
-PERM_NONE = 0x00
-PERM_READ = 0x01
-PERM_WRITE = 0x02
-PERM_OWNER = 0x08
-_ALL = PERM_READ | PERM_WRITE | PERM_OWNER
-
-_LETTER_BITS = {"n": PERM_NONE, "r": PERM_READ, "w": PERM_WRITE, "b": PERM_READ | PERM_WRITE}
-_BITS_LETTER = {bits: letter for letter, bits in _LETTER_BITS.items()}
 
 #: Size of ``struct xs_tdb_record_hdr`` and of one ``struct xs_permissions``:
 #: the node-size quota counts the record as the C daemon stores it.
@@ -47,49 +34,6 @@ _RECORD_HEADER = 24
 _PERM_SIZE = 8
 
 _NO_GENERATION = -1
-
-_VALID_CHARS = re.compile(r"[A-Za-z0-9\-/_@]*\Z")
-# sscanf("/local/domain/%5u/"): up to five characters of an unsigned number.
-_LOCAL_DOMAIN = re.compile(r"/local/domain/(?:-\d{1,4}|\d{1,5})/")
-_STRTOL = re.compile(r"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
-
-
-class XenstoreError(Exception):
-    """
-    A xenstore operation failed.
-
-    @ivar errno_name: the errno name xenstored sends in its ``ERROR`` reply,
-        one of those in ``xs_wire.h`` (``"ENOENT"``, ``"EACCES"``,
-        ``"EAGAIN"``, ``"EINVAL"``, ``"E2BIG"``, ``"ENOSPC"``, ...).
-    """
-
-    def __init__(self, errno_name: str, detail: str = "") -> None:
-        super().__init__(f"{errno_name}: {detail}" if detail else errno_name)
-        self.errno_name = errno_name
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class Quotas:
-    """
-    Limits that apply to unprivileged domains, with the defaults of
-    xenstored 4.17 (``-E``, ``-W``, ``-t``, ``-S``, ``-A``, ``-M`` and the
-    transaction-node quota).  Domain 0 is never limited, as in xenstored.
-    """
-
-    nodes_per_domain: int = 1000
-    watches_per_domain: int = 128
-    transactions_per_domain: int = 10
-    node_size: int = 2048
-    perms_per_node: int = 5
-    transaction_nodes: int = 1024
-    path_max: int = REL_PATH_MAX
-
-
-# A permission entry: (access bits, domid, ignored).  "ignored" is
-# XS_PERM_IGNORE, set when the entry named a domain that did not exist.
-_Perm = Tuple[int, int, bool]
-_Perms = Tuple[_Perm, ...]
 
 
 class _Node:
@@ -111,20 +55,6 @@ class _Node:
     @property
     def owner(self) -> int:
         return self.perms[0][1]
-
-
-@dataclass
-class _Caller:
-    domid: int
-    privileged: bool
-    target: Optional[int] = None
-
-
-@dataclass
-class _Domain:
-    domid: int
-    generation: int
-    introduced: bool = False
 
 
 @dataclass
@@ -163,29 +93,6 @@ class _Watch:
         return path[1:] if path.startswith("/") else path
 
 
-def _parent_of(name: str) -> str:
-    slash = name.rfind("/")
-    return name[:slash] if slash > 0 else "/"
-
-
-def _ancestors_and_self(name: str) -> Iterator[str]:
-    yield "/"
-    if name == "/":
-        return
-    start = 1
-    while True:
-        slash = name.find("/", start)
-        if slash < 0:
-            yield name
-            return
-        yield name[:slash]
-        start = slash + 1
-
-
-def _child_path(parent: str, child: str) -> str:
-    return "/" + child if parent == "/" else parent + "/" + child
-
-
 def c_atoi(text: str) -> int:
     """C ``atoi``: leading blanks, a sign, digits; anything else ends it."""
     match = re.match(r"[ \t\n\v\f\r]*([+-]?)(\d*)", text)
@@ -199,35 +106,6 @@ def c_atoi(text: str) -> int:
     # atoi returns an int: wrap as a 32-bit two's complement value.
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def parse_perm(text: str) -> Tuple[int, int]:
-    """
-    Parse one permission string (``n0``, ``r5``, ``w7``, ``b3``) as
-    ``xs_strings_to_perms`` does (the domid is read with ``strtol(.., 0)``,
-    so ``r0x5`` and ``r05`` are accepted).
-
-    @return: (access bits, domid)
-    @raise XenstoreError: C{EINVAL} for anything else.
-    """
-    if not text or text[0] not in _LETTER_BITS:
-        raise XenstoreError("EINVAL", f"bad permission {text!r}")
-    match = _STRTOL.match(text[1:])
-    if match is None:
-        raise XenstoreError("EINVAL", f"bad permission {text!r}")
-    value = int(match.group(2), 16) if match.group(2)[:2] in ("0x", "0X") else (
-        int(match.group(2), 8) if match.group(2).startswith("0") else int(match.group(2)))
-    if match.group(1) == "-":
-        value = -value
-    value = max(-(1 << 63), min(value, (1 << 63) - 1))
-    return _LETTER_BITS[text[0]], value & 0xFFFFFFFF
-
-
-def format_perm(perm: _Perm) -> str:
-    bits, domid, _ignored = perm
-    # xs_perm_to_string prints the id with "%i".
-    signed = domid - (1 << 32) if domid >= 1 << 31 else domid
-    return f"{_BITS_LETTER[bits]}{signed}"
 
 
 class StoreConnection:
@@ -417,7 +295,7 @@ class StoreConnection:
             self._on_release()
 
 
-class Store:
+class Store(_PathsMixin, _PermissionsMixin):
     """
     The simulated xenstore tree, shared by the xenstored server and the
     rest of the simulator.
@@ -591,10 +469,6 @@ class Store:
                 raise XenstoreError("ENOENT", f"domain {d} not introduced")
         self._targets[domid] = target
 
-    @staticmethod
-    def domain_path(domid: int) -> str:
-        return f"/local/domain/{domid & 0xFFFFFFFF}"
-
     def init_dom0(self) -> None:
         """Write what C{xen-init-dom0} writes on a real host at boot."""
         self.write("/local/domain/0/domid", b"0")
@@ -613,51 +487,10 @@ class Store:
 
     # -- helpers: callers, names, permissions --------------------------------
 
-    def _caller(self, domid: int) -> _Caller:
-        return _Caller(domid, domid == 0, self._targets.get(domid))
-
     @staticmethod
     def _check_real_domid(domid: int) -> None:
         if not 0 < domid < DOMID_FIRST_RESERVED:
             raise XenstoreError("EINVAL", f"not a real domain id: {domid}")
-
-    def _canonicalize(self, domid: int, path: str) -> str:
-        if path.startswith("/") or path.startswith("@"):
-            return path
-        return f"{self.domain_path(domid)}/{path}"
-
-    def _valid_name(self, name: str) -> bool:
-        if not name.startswith("/"):
-            return False
-        if name.endswith("/") and name != "/":
-            return False
-        if "//" in name:
-            return False
-        match = _LOCAL_DOMAIN.match(name)
-        local_off = match.end() if match else 0
-        if len(name) > local_off + self.quotas.path_max:
-            return False
-        return _VALID_CHARS.match(name) is not None
-
-    def _honoured(self, domid: int, generation: int) -> bool:
-        domain = self._domains.get(domid)
-        return domain is not None and domain.generation <= generation
-
-    def _perm_for(self, caller: _Caller, perms: _Perms, generation: Optional[int]) -> int:
-        """C{perm_for_conn}, with C{domain_adjust_node_perms} applied."""
-        owner = perms[0][1]
-        if caller.privileged or owner == caller.domid or (
-                caller.target is not None and owner == caller.target):
-            return _ALL
-        for bits, domid, ignored in perms[1:]:
-            if ignored or (generation is not None and not self._honoured(domid, generation)):
-                continue
-            if domid == caller.domid or (caller.target is not None and domid == caller.target):
-                return bits
-        return perms[0][0]
-
-    def _node_perm(self, caller: _Caller, node: _Node) -> int:
-        return self._perm_for(caller, node.perms, node.generation)
 
     # -- the live tree ---------------------------------------------------------
 
@@ -750,33 +583,6 @@ class Store:
     def _entry_delta(self, tx: Optional[_Transaction], domid: int, delta: int) -> None:
         if tx is not None:
             tx.entry_delta[domid] = tx.entry_delta.get(domid, 0) + delta
-
-    def _get_node(self, caller: _Caller, tx: Optional[_Transaction], name: str, perm: int) -> _Node:
-        """C{get_node}: the node if the caller has C{perm} on it."""
-        if not self._valid_name(name):
-            raise XenstoreError("EINVAL", f"bad path {name!r}")
-        node = self._read_node(caller, tx, name)
-        if node is not None:
-            if self._node_perm(caller, node) & perm == perm:
-                return node
-            errno_name = "EACCES"
-        else:
-            errno_name = "ENOENT"
-        # errno_from_parents: say nothing about a node whose parent the
-        # caller may not see.
-        parent_perm = self._ask_parents(caller, tx, name)
-        if parent_perm & perm:
-            raise XenstoreError(errno_name, name)
-        raise XenstoreError("EACCES", name)
-
-    def _ask_parents(self, caller: _Caller, tx: Optional[_Transaction], name: str) -> int:
-        while True:
-            name = _parent_of(name)
-            node = self._read_node(caller, tx, name)
-            if node is not None:
-                return self._node_perm(caller, node)
-            if name == "/":
-                return PERM_NONE
 
     # -- operations -------------------------------------------------------------
 
@@ -897,29 +703,6 @@ class Store:
         name = self._canonicalize(caller.domid, path)
         node = self._get_node(caller, tx, name, PERM_READ)
         return [format_perm(p) for p in node.perms]
-
-    def _parse_perms(self, caller: _Caller, perms: List[str]) -> _Perms:
-        if not perms:
-            raise XenstoreError("EINVAL", "no permissions")
-        if not caller.privileged and len(perms) > self.quotas.perms_per_node:
-            raise XenstoreError("ENOSPC", "too many permissions")
-        parsed = []
-        for text in perms:
-            bits, domid = parse_perm(text)
-            parsed.append((bits, domid))
-        result = []
-        for bits, domid in parsed:
-            # domain_alloc_permrefs
-            ignored = False
-            if domid not in self._domains:
-                if domid < DOMID_FIRST_RESERVED and self._domain_exists(domid):
-                    self._domains[domid] = _Domain(domid, self._generation)
-                else:
-                    ignored = True
-            result.append((bits, domid, ignored))
-        if result[0][2]:
-            raise XenstoreError("ENOENT", f"owner domain {result[0][1]} does not exist")
-        return tuple(result)
 
     def _op_set_perms(self, caller: _Caller, tx: Optional[_Transaction], path: str, perms: List[str]) -> None:
         new_perms = self._parse_perms(caller, perms)

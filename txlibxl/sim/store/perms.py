@@ -24,7 +24,8 @@ from .limits import DOMID_FIRST_RESERVED, Quotas
 from .paths import _parent_of
 
 if TYPE_CHECKING:
-    from .store import _Node, _Transaction
+    from .transactions import _Transaction
+    from .tree import _Node
 
 __all__ = ["PERM_NONE", "PERM_READ", "PERM_WRITE", "PERM_OWNER", "parse_perm", "format_perm"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from .errors import XenstoreError
 from .limits import DOMID_FIRST_RESERVED, REL_PATH_MAX, Quotas
@@ -23,60 +23,12 @@ from .perms import (
     _PermissionsMixin,
     format_perm,
 )
+from .transactions import _Transaction, _TransactionsMixin
+from .tree import _Node, _TreeMixin
 
 __all__ = ["Store", "StoreConnection", "SPECIAL_WATCHES"]
 
 SPECIAL_WATCHES = ("@releaseDomain", "@introduceDomain")
-
-#: Size of ``struct xs_tdb_record_hdr`` and of one ``struct xs_permissions``:
-#: the node-size quota counts the record as the C daemon stores it.
-_RECORD_HEADER = 24
-_PERM_SIZE = 8
-
-_NO_GENERATION = -1
-
-
-class _Node:
-    __slots__ = ("value", "perms", "children", "childlen", "generation")
-
-    def __init__(self, value: bytes, perms: _Perms, generation: int = 0) -> None:
-        self.value = value
-        self.perms = perms
-        self.children: Dict[str, None] = {}
-        self.childlen = 0
-        self.generation = generation
-
-    def copy(self) -> "_Node":
-        other = _Node(self.value, self.perms, self.generation)
-        other.children = dict(self.children)
-        other.childlen = self.childlen
-        return other
-
-    @property
-    def owner(self) -> int:
-        return self.perms[0][1]
-
-
-@dataclass
-class _Access:
-    """A node touched by a transaction (``struct accessed_node``)."""
-
-    generation: int
-    check_gen: bool
-    node: Optional[_Node]
-    old_perms: Optional[Tuple[_Perms, int]]
-    modified: bool = False
-    fire_watch: bool = False
-    watch_exact: bool = False
-
-
-class _Transaction:
-    def __init__(self, tx_id: int, generation: int) -> None:
-        self.id = tx_id
-        self.generation = generation
-        self.accessed: Dict[str, _Access] = {}
-        self.entry_delta: Dict[int, int] = {}
-        self.fail = False
 
 
 @dataclass(eq=False)
@@ -295,7 +247,7 @@ class StoreConnection:
             self._on_release()
 
 
-class Store(_PathsMixin, _PermissionsMixin):
+class Store(_PathsMixin, _PermissionsMixin, _TreeMixin, _TransactionsMixin):
     """
     The simulated xenstore tree, shared by the xenstored server and the
     rest of the simulator.
@@ -481,108 +433,12 @@ class Store(_PathsMixin, _PermissionsMixin):
         a client has set its watch."""
         return len(self._watch_index.get(path, ()))
 
-    def owned_count(self, domid: int) -> int:
-        """How many nodes C{domid} owns (its node-quota count)."""
-        return len(self._owned.get(domid, ()))
-
     # -- helpers: callers, names, permissions --------------------------------
 
     @staticmethod
     def _check_real_domid(domid: int) -> None:
         if not 0 < domid < DOMID_FIRST_RESERVED:
             raise XenstoreError("EINVAL", f"not a real domain id: {domid}")
-
-    # -- the live tree ---------------------------------------------------------
-
-    def _set_global(self, name: str, node: _Node) -> None:
-        old = self._nodes.get(name)
-        if old is not None and old is not node:
-            self._owned[old.owner].discard(name)
-        self._nodes[name] = node
-        self._owned.setdefault(node.owner, set()).add(name)
-
-    def _reindex_owner(self, name: str, old_owner: int, node: _Node) -> None:
-        if old_owner != node.owner:
-            self._owned.get(old_owner, set()).discard(name)
-            self._owned.setdefault(node.owner, set()).add(name)
-
-    def _del_global(self, name: str) -> None:
-        node = self._nodes.pop(name, None)
-        if node is not None:
-            owned = self._owned.get(node.owner)
-            if owned is not None:
-                owned.discard(name)
-
-    @staticmethod
-    def _add_child(parent: _Node, child: str) -> None:
-        parent.children[child] = None
-        parent.childlen += len(child) + 1
-
-    @staticmethod
-    def _remove_child(parent: _Node, child: str) -> None:
-        if child in parent.children:
-            del parent.children[child]
-            parent.childlen -= len(child) + 1
-
-    # -- node access (read_node / write_node / delete) with transactions --------
-
-    def _read_node(self, caller: _Caller, tx: Optional[_Transaction], name: str) -> Optional[_Node]:
-        if tx is None:
-            return self._nodes.get(name)
-        access = tx.accessed.get(name)
-        if access is not None:
-            return access.node
-        if not caller.privileged and len(tx.accessed) >= self.quotas.transaction_nodes:
-            tx.fail = True
-            raise XenstoreError("ENOSPC", "too many nodes in transaction")
-        live = self._nodes.get(name)
-        if live is None:
-            tx.accessed[name] = _Access(_NO_GENERATION, True, None, None)
-            return None
-        copy = live.copy()
-        tx.accessed[name] = _Access(live.generation, True, copy, (live.perms, live.generation))
-        return copy
-
-    def _node_size(self, node: _Node, value: Optional[bytes] = None,
-                   perms: Optional[_Perms] = None, childlen: Optional[int] = None) -> int:
-        return (_RECORD_HEADER
-                + _PERM_SIZE * len(node.perms if perms is None else perms)
-                + len(node.value if value is None else value)
-                + (node.childlen if childlen is None else childlen))
-
-    def _check_size(self, caller: _Caller, size: int) -> None:
-        if not caller.privileged and size >= self.quotas.node_size:
-            raise XenstoreError("ENOSPC", "node too large")
-
-    def _write_node(self, caller: _Caller, tx: Optional[_Transaction], name: str, node: _Node) -> None:
-        """Store C{node} (already checked) under C{name}: a new generation."""
-        self._generation += 1
-        node.generation = self._generation
-        if tx is None:
-            self._set_global(name, node)
-            return
-        access = tx.accessed.get(name)
-        if access is None:
-            if not caller.privileged and len(tx.accessed) >= self.quotas.transaction_nodes:
-                tx.fail = True
-                raise XenstoreError("ENOSPC", "too many nodes in transaction")
-            access = tx.accessed[name] = _Access(0, False, node, None)
-        access.node = node
-        access.modified = True
-
-    def _delete_node(self, tx: Optional[_Transaction], name: str) -> None:
-        if tx is None:
-            self._del_global(name)
-            return
-        access = tx.accessed.get(name)
-        if access is None:
-            access = tx.accessed[name] = _Access(0, False, None, None)
-        access.node = None
-        access.modified = True
-
-    def _entry_delta(self, tx: Optional[_Transaction], domid: int, delta: int) -> None:
-        if tx is not None:
-            tx.entry_delta[domid] = tx.entry_delta.get(domid, 0) + delta
 
     # -- operations -------------------------------------------------------------
 
@@ -730,33 +586,6 @@ class Store(_PathsMixin, _PermissionsMixin):
             self._reindex_owner(name, old_owner, node)
         self._fire_or_queue(tx, name, False, node, old)
 
-    # -- transactions -------------------------------------------------------------
-
-    def _commit(self, conn: StoreConnection, tx: _Transaction) -> None:
-        if tx.fail:
-            raise XenstoreError("ENOMEM", "transaction failed earlier")
-        for domid, delta in tx.entry_delta.items():
-            # transaction_fix_domains checks every touched unprivileged
-            # domain, even one whose count did not change.
-            if domid != 0 and self.owned_count(domid) + delta >= self.quotas.nodes_per_domain:
-                raise XenstoreError("ENOSPC", "node quota exceeded at commit")
-        for name, access in tx.accessed.items():
-            if access.check_gen:
-                live = self._nodes.get(name)
-                if access.generation != (live.generation if live is not None else _NO_GENERATION):
-                    raise XenstoreError("EAGAIN", f"conflict on {name}")
-        for name, access in tx.accessed.items():
-            if not access.modified:
-                continue
-            if access.node is not None:
-                self._generation += 1
-                access.node.generation = self._generation
-                self._set_global(name, access.node)
-            else:
-                self._del_global(name)
-            if access.fire_watch:
-                self._fire(name, exact=access.watch_exact, old_perms=access.old_perms)
-
     # -- watches --------------------------------------------------------------------
 
     def _unindex_watch(self, watch: _Watch) -> None:
@@ -864,35 +693,3 @@ class Store(_PathsMixin, _PermissionsMixin):
                 conn._released()
         if domain is not None and domain.introduced:
             self._fire("@releaseDomain", exact=True)
-
-    # -- introspection for tests --------------------------------------------------------
-
-    def check(self) -> List[str]:
-        """
-        What is inconsistent in the tree (C{check_store}): children that do
-        not exist, nodes their parent does not list, a wrong owner index.
-        Empty when all is well.  Walks the whole tree: for tests.
-        """
-        problems = []
-        for name, node in self._nodes.items():
-            if name != "/":
-                parent = self._nodes.get(_parent_of(name))
-                if parent is None or name.rsplit("/", 1)[1] not in parent.children:
-                    problems.append(f"{name}: not listed by its parent")
-            for child in node.children:
-                if _child_path(name, child) not in self._nodes:
-                    problems.append(f"{name}: lists missing child {child}")
-            if node.childlen != sum(len(c) + 1 for c in node.children):
-                problems.append(f"{name}: wrong childlen")
-            if name not in self._owned.get(node.owner, ()):
-                problems.append(f"{name}: missing from owner index of {node.owner}")
-        for domid, names in self._owned.items():
-            for name in names:
-                node = self._nodes.get(name)
-                if node is None or node.owner != domid:
-                    problems.append(f"{name}: stale in owner index of {domid}")
-        return problems
-
-    def paths(self) -> Iterable[str]:
-        """Every node's path (for tests and debugging)."""
-        return list(self._nodes)

@@ -6,12 +6,12 @@ See :mod:`txlibxl.sim.store` for the rules it follows.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
+from .domains import _DomainsMixin
 from .errors import XenstoreError
-from .limits import DOMID_FIRST_RESERVED, REL_PATH_MAX, Quotas
-from .paths import _ancestors_and_self, _child_path, _parent_of, _PathsMixin
+from .limits import REL_PATH_MAX, Quotas
+from .paths import _child_path, _parent_of, _PathsMixin
 from .perms import (
     PERM_NONE,
     PERM_OWNER,
@@ -25,24 +25,9 @@ from .perms import (
 )
 from .transactions import _Transaction, _TransactionsMixin
 from .tree import _Node, _TreeMixin
+from .watches import SPECIAL_WATCHES, _Watch, _WatchesMixin
 
 __all__ = ["Store", "StoreConnection", "SPECIAL_WATCHES"]
-
-SPECIAL_WATCHES = ("@releaseDomain", "@introduceDomain")
-
-
-@dataclass(eq=False)
-class _Watch:
-    conn: "StoreConnection"
-    node: str
-    token: str
-    relative_prefix: Optional[str]
-
-    def event_path(self, name: str) -> str:
-        if self.relative_prefix is None:
-            return name
-        path = name[len(self.relative_prefix):]
-        return path[1:] if path.startswith("/") else path
 
 
 def c_atoi(text: str) -> int:
@@ -247,7 +232,8 @@ class StoreConnection:
             self._on_release()
 
 
-class Store(_PathsMixin, _PermissionsMixin, _TreeMixin, _TransactionsMixin):
+class Store(_PathsMixin, _PermissionsMixin, _TreeMixin, _TransactionsMixin, _WatchesMixin,
+            _DomainsMixin):
     """
     The simulated xenstore tree, shared by the xenstored server and the
     rest of the simulator.
@@ -333,112 +319,11 @@ class Store(_PathsMixin, _PermissionsMixin, _TreeMixin, _TransactionsMixin):
     def set_perms(self, path: str, perms: List[str], domid: int = 0) -> None:
         self._op_set_perms(self._caller(domid), None, path, perms)
 
-    def watch(self, path: str, callback: Callable[[str], None]) -> object:
-        """
-        A privileged watch on C{path} (absolute, or C{@releaseDomain} /
-        C{@introduceDomain}).  C{callback(path)} is scheduled once at once
-        and then for every change, like a real watch.
-
-        @return: a handle for L{unwatch}.
-        """
-        if not (path.startswith("/") or path.startswith("@")):
-            raise XenstoreError("EINVAL", "internal watches take absolute paths")
-        self._next_handle += 1
-        token = str(self._next_handle)
-        self._callbacks[token] = callback
-        try:
-            self._internal.watch(path, token)
-        except XenstoreError:
-            del self._callbacks[token]
-            raise
-        return (path, token)
-
-    def unwatch(self, handle: object) -> None:
-        path, token = handle  # type: ignore[misc]
-        self._internal.unwatch(path, token)
-        del self._callbacks[token]
-
-    def fire_special(self, name: str) -> None:
-        """Fire every watch on C{@releaseDomain} or C{@introduceDomain}."""
-        if name not in SPECIAL_WATCHES:
-            raise XenstoreError("EINVAL", f"no special watch {name!r}")
-        self._fire(name, exact=True)
-
-    def introduce(self, domid: int) -> None:
-        """
-        C{INTRODUCE}: start talking to C{domid}; fires C{@introduceDomain}
-        unless it was introduced already (then its connections' watches and
-        transactions are reset, as xenstored resets the ring).
-        """
-        self._check_real_domid(domid)
-        domain = self._domains.get(domid)
-        if domain is None:
-            domain = self._domains[domid] = _Domain(domid, self._generation)
-        if domain.introduced:
-            for conn in list(self._connections):
-                if conn.domid == domid:
-                    conn.reset_watches()
-            return
-        domain.introduced = True
-        self._fire("@introduceDomain", exact=True)
-
-    def release(self, domid: int) -> None:
-        """
-        C{RELEASE}: forget the introduced domain C{domid}: remove every node
-        it owns (with the subtrees below them), drop it from the special
-        watches' permissions, disconnect its clients, and fire
-        C{@releaseDomain}.
-
-        @raise XenstoreError: C{EINVAL} for domain 0, C{ENOENT} if the
-            domain was not introduced.
-        """
-        if domid == 0:
-            raise XenstoreError("EINVAL", "cannot release domain 0")
-        domain = self._domains.get(domid)
-        if domain is None or not domain.introduced:
-            raise XenstoreError("ENOENT", f"domain {domid} not introduced")
-        self._destroy_domain(domid)
-
-    def domain_gone(self, domid: int) -> None:
-        """
-        The hypervisor destroyed C{domid} (what xenstored's
-        C{check_domains} notices): released as by L{release} if it was
-        introduced; otherwise its nodes are removed without any event.
-        """
-        if domid == 0:
-            return
-        self._destroy_domain(domid)
-
-    def is_introduced(self, domid: int) -> bool:
-        domain = self._domains.get(domid)
-        return domain is not None and domain.introduced
-
-    def set_target(self, domid: int, target: int) -> None:
-        """C{SET_TARGET}: C{domid} acts with C{target}'s rights (a stub
-        domain for its guest).  Both must be introduced."""
-        for d in (domid, target):
-            if not self.is_introduced(d):
-                raise XenstoreError("ENOENT", f"domain {d} not introduced")
-        self._targets[domid] = target
-
     def init_dom0(self) -> None:
         """Write what C{xen-init-dom0} writes on a real host at boot."""
         self.write("/local/domain/0/domid", b"0")
         self.write("/local/domain/0/name", b"Domain-0")
         self.write("/local/pool/0/name", b"Pool-0")
-
-    def watch_count(self, path: str) -> int:
-        """How many watches (of every client) are set exactly on C{path}
-        (absolute or special): lets tests and the control plane wait until
-        a client has set its watch."""
-        return len(self._watch_index.get(path, ()))
-
-    # -- helpers: callers, names, permissions --------------------------------
-
-    @staticmethod
-    def _check_real_domid(domid: int) -> None:
-        if not 0 < domid < DOMID_FIRST_RESERVED:
-            raise XenstoreError("EINVAL", f"not a real domain id: {domid}")
 
     # -- operations -------------------------------------------------------------
 
@@ -585,111 +470,3 @@ class Store(_PathsMixin, _PermissionsMixin, _TreeMixin, _TransactionsMixin):
         if tx is None:
             self._reindex_owner(name, old_owner, node)
         self._fire_or_queue(tx, name, False, node, old)
-
-    # -- watches --------------------------------------------------------------------
-
-    def _unindex_watch(self, watch: _Watch) -> None:
-        bucket = self._watch_index.get(watch.node)
-        if bucket is not None:
-            bucket.pop((id(watch.conn), watch.token), None)
-            if not bucket:
-                del self._watch_index[watch.node]
-
-    def _fire_or_queue(self, tx: Optional[_Transaction], name: str, exact: bool,
-                       node: Optional[_Node], old_perms: Optional[Tuple[_Perms, int]]) -> None:
-        if tx is None:
-            self._fire(name, exact, node, old_perms)
-            return
-        access = tx.accessed.get(name)
-        if access is None:
-            tx.fail = True
-            return
-        if not access.fire_watch:
-            access.fire_watch = True
-            access.watch_exact = exact
-        elif not exact:
-            access.watch_exact = False
-
-    def _fire(self, name: str, exact: bool, node: Optional[_Node] = None,
-              old_perms: Optional[Tuple[_Perms, int]] = None) -> None:
-        """C{fire_watches}: deliver an event for C{name} to every matching
-        watch whose connection may see it.  Cost: the depth of C{name}
-        plus the matching watches."""
-        if exact:
-            buckets = [self._watch_index.get(name)]
-        else:
-            buckets = [self._watch_index.get(p) for p in _ancestors_and_self(name)]
-        permitted: Dict[int, bool] = {}
-        special = name.startswith("@")
-        for bucket in buckets:
-            if not bucket:
-                continue
-            for watch in list(bucket.values()):
-                conn = watch.conn
-                ok = permitted.get(id(conn))
-                if ok is None:
-                    if special:
-                        perms = self._special_perms.get(name)
-                        ok = perms is not None and bool(
-                            self._perm_for(conn._caller(), perms, None) & PERM_READ)
-                    else:
-                        ok = self._watch_permitted(conn._caller(), name, node, old_perms)
-                    permitted[id(conn)] = ok
-                if ok and not conn.closed:
-                    conn._deliver(watch.event_path(name), watch.token)
-
-    def _watch_permitted(self, caller: _Caller, name: str, node: Optional[_Node],
-                         old_perms: Optional[Tuple[_Perms, int]]) -> bool:
-        if old_perms is not None and self._perm_for(caller, old_perms[0], old_perms[1]) & PERM_READ:
-            return True
-        if node is None:
-            node = self._nodes.get(name)
-            if node is None:
-                return False
-        if self._node_perm(caller, node) & PERM_READ:
-            return True
-        parent = self._nodes.get(_parent_of(name))
-        return parent is not None and bool(self._node_perm(caller, parent) & PERM_READ)
-
-    def _deliver_internal(self, path: str, token: str) -> None:
-        callback = self._callbacks.get(token)
-        if callback is None:
-            return
-
-        def run() -> None:
-            # The watch may have been removed since the event was queued.
-            if self._callbacks.get(token) is callback:
-                callback(path)
-
-        self._schedule(run)
-
-    # -- domains ----------------------------------------------------------------------
-
-    def _ensure_domain(self, domid: int) -> None:
-        if domid not in self._domains:
-            self._domains[domid] = _Domain(domid, self._generation)
-
-    def _destroy_domain(self, domid: int) -> None:
-        domain = self._domains.pop(domid, None)
-        self._targets.pop(domid, None)
-        # domain_tree_remove: remove the topmost nodes it owns, with their
-        # subtrees (the owner index avoids walking the whole tree).
-        owned = sorted(self._owned.get(domid, ()), key=lambda p: (p.count("/"), p))
-        privileged = _Caller(0, True)
-        for name in owned:
-            node = self._nodes.get(name)
-            if node is None or node.owner != domid or name == "/":
-                continue
-            self._rm_node(privileged, None, name)
-        self._owned.pop(domid, None)
-        for special, perms in self._special_perms.items():
-            kept = tuple(p for p in perms[1:] if p[1] != domid)
-            owner = perms[0]
-            if owner[1] == domid:
-                owner = (owner[0], 0, owner[2])
-            self._special_perms[special] = (owner,) + kept
-        for conn in list(self._connections):
-            if conn.domid == domid:
-                conn._released()
-        if domain is not None and domain.introduced:
-            self._fire("@releaseDomain", exact=True)

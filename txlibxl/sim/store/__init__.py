@@ -55,13 +55,36 @@ What is not simulated: the tdb database, memory quotas and per-domain
 memory accounting, write rate limiting (``wrl``), the outstanding-request
 quota, watch-event timeouts, live update, ``--keep-orphans``, shared-memory
 rings and event channels, depth-limited watches (not in 4.17.0).
+
+The package is one object, :class:`Store`, split by job (a subpackage
+because the pieces are the internals of that one object; the servers that
+put it on a socket, :mod:`txlibxl.sim.xenstored` and :mod:`txlibxl.sim.wire`,
+stay outside):
+
+* :mod:`.store`: :class:`Store`, its state, the operations and the
+  in-process API;
+* :mod:`.connection`: :class:`StoreConnection`, one client's view;
+* :mod:`.paths`: path syntax and canonical names;
+* :mod:`.perms`: permission strings and the access checks;
+* :mod:`.tree`: the live nodes and the owner index;
+* :mod:`.transactions`: node access through transactions, and commit;
+* :mod:`.watches`: the watch index, firing and the special watches;
+* :mod:`.domains`: introduce, release, set_target;
+* :mod:`.errors`, :mod:`.limits`: :class:`XenstoreError`, the wire limits
+  and :class:`Quotas`.
+
+Import from here: the names below are the package's interface.  Names
+with a leading underscore are private to the package, not to their module
+(the mixins share them).
 """
 from __future__ import annotations
 
 from .errors import XenstoreError
 from .limits import ABS_PATH_MAX, DOMID_SELF, PAYLOAD_MAX, REL_PATH_MAX, Quotas
 from .perms import format_perm, parse_perm
-from .store import SPECIAL_WATCHES, Store, StoreConnection, c_atoi
+from .connection import StoreConnection
+from .store import Store
+from .watches import SPECIAL_WATCHES
 
 __all__ = [
     "XenstoreError",

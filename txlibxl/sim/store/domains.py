@@ -18,7 +18,7 @@ from .perms import _Caller, _Domain, _Perms
 from .tree import _Node
 
 if TYPE_CHECKING:
-    from .store import StoreConnection
+    from .connection import StoreConnection
 
 
 class _DomainsMixin:

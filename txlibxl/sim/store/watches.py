@@ -27,7 +27,7 @@ from .transactions import _Transaction
 from .tree import _Node
 
 if TYPE_CHECKING:
-    from .store import StoreConnection
+    from .connection import StoreConnection
 
 __all__ = ["SPECIAL_WATCHES"]
 

@@ -31,11 +31,9 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import attr
 from twisted.logger import Logger
 
+from .errors import BadRequest, Conflict, NoSuchDomain
+
 __all__ = [
-    "SimError",
-    "BadRequest",
-    "NoSuchDomain",
-    "Conflict",
     "Node",
     "DiskSpec",
     "DomainSpec",
@@ -72,25 +70,6 @@ CONSOLE_PROTOCOL = "vt100"
 #: Default video RAM of an HVM guest (libxl's default for stdvga is 16 MiB,
 #: cirrus 8 MiB; the sim picks the cirrus size).
 HVM_VIDEO_MEMKB = 8192
-
-
-class SimError(Exception):
-    """
-    A request the simulated host refuses.  The class name is the error
-    ``type`` of the control protocol.
-    """
-
-
-class BadRequest(SimError):
-    """The arguments of a request are malformed or out of range."""
-
-
-class NoSuchDomain(SimError):
-    """The request names a domain that does not exist (any more)."""
-
-
-class Conflict(SimError):
-    """The request clashes with the current state (e.g. a duplicate name)."""
 
 
 Perms = Tuple[str, ...]

@@ -1,27 +1,7 @@
 """
-The toolstack's half of a simulated domain: the xenstore tree libxl writes.
+The :class:`Toolstack`: applies layouts to the store, keeps the registry.
 
-When libxl 4.17 creates a domain it writes, in dom0's name, a fixed set of
-xenstore nodes (``libxl__domain_make``, ``libxl__build_post``,
-``libxl__device_generic_add`` for the console, each disk and each vif) and
-introduces the domain to xenstored.  Everything that libxl later *reads*
-from those trees on its list, info, shutdown, destroy and disk-eject paths
-comes from here, so the real libxl finds the layout it wrote itself.
-
-This module has two parts:
-
-* pure *layout* functions (:func:`dom0_layout`, :func:`domain_layout`,
-  :func:`vdev_to_devid`): the nodes, values and permissions, as data;
-* :class:`Toolstack`, which applies a layout to a store, keeps the registry
-  of the domains it created (names are unique; devices are remembered for
-  the agents), and tears the trees down again the way another toolstack
-  would (``teardown``).
-
-Permissions use the xenstore wire notation: a tuple of ``"<letter><domid>"``
-strings whose first entry names the owner and the access of everybody else
-(``n`` none, ``r`` read, ``w`` write, ``b`` both), as in ``("n0", "r5")``.
-A node whose ``perms`` is ``None`` inherits its parent's, which is what
-xenstored does for a node that dom0 creates with a plain write.
+See :mod:`txlibxl.sim.toolstack`.
 """
 import os
 import time
@@ -31,7 +11,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import attr
 from twisted.logger import Logger
 
-from .errors import BadRequest, Conflict, NoSuchDomain
+from ..errors import BadRequest, Conflict, NoSuchDomain
 
 __all__ = [
     "Node",
@@ -51,7 +31,7 @@ log = Logger()
 
 #: The hotplug script written into every backend's ``script`` node; libxl
 #: fork+execs it with ``remove`` (or ``offline`` for a vif) on destroy.
-HOTPLUG_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "hotplug")
+HOTPLUG_SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "hotplug")
 
 # Xenbus states (xen/io/xenbus.h).
 XENBUS_INITIALISING = 1

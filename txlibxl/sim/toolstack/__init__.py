@@ -8,38 +8,38 @@ introduces the domain to xenstored.  Everything that libxl later *reads*
 from those trees on its list, info, shutdown, destroy and disk-eject paths
 comes from here, so the real libxl finds the layout it wrote itself.
 
-This package has two parts:
+This package has two parts: pure *layout* functions that give the nodes,
+values and permissions as data, and the :class:`Toolstack`, which applies a
+layout to a store, keeps the registry of the domains it created (names are
+unique; devices are remembered for the agents), and tears the trees down
+again the way another toolstack would (``teardown``).  By module:
 
-* pure *layout* functions (:func:`dom0_layout`, :func:`domain_layout`,
-  :func:`vdev_to_devid`): the nodes, values and permissions, as data;
-* :class:`Toolstack`, which applies a layout to a store, keeps the registry
-  of the domains it created (names are unique; devices are remembered for
-  the agents), and tears the trees down again the way another toolstack
-  would (``teardown``).
+* :mod:`.specs`: :class:`DomainSpec` and :class:`DiskSpec`, a
+  ``create_domain`` request validated;
+* :mod:`.vdev`: :func:`vdev_to_devid`, libxl's disk numbering;
+* :mod:`.devices`: :func:`devices_of`, :class:`Device` and
+  :class:`GuestRecord`, what is remembered of a created domain;
+* :mod:`.nodes`: :class:`Node`, the permission notation and the xenbus
+  states, the vocabulary of the layouts;
+* :mod:`.libxl_layout`: :func:`domain_layout`, the tree *libxl* writes for
+  a new domain (the simulator writes it in libxl's place);
+* :mod:`.host_layout`: what the *rest of the host* writes: dom0's entries
+  (:func:`dom0_layout`), the nodes blkback and the hotplug script add, and
+  :data:`HOTPLUG_SCRIPT`;
+* :mod:`.toolstack`: the :class:`Toolstack`.
 
-Permissions use the xenstore wire notation: a tuple of ``"<letter><domid>"``
-strings whose first entry names the owner and the access of everybody else
-(``n`` none, ``r`` read, ``w`` write, ``b`` both), as in ``("n0", "r5")``.
-A node whose ``perms`` is ``None`` inherits its parent's, which is what
-xenstored does for a node that dom0 creates with a plain write.
+A subpackage, because these are the parts of one job (giving libxl the
+tree it expects) and the layouts will grow as the simulator serves more of
+libxl.  Import from here; the errors the toolstack raises are in
+:mod:`txlibxl.sim.errors`.
 """
-from .toolstack import (
-    HOTPLUG_SCRIPT,
-    XENBUS_CLOSED,
-    XENBUS_CLOSING,
-    XENBUS_CONNECTED,
-    XENBUS_INITIALISING,
-    Device,
-    DiskSpec,
-    DomainSpec,
-    GuestRecord,
-    Node,
-    Toolstack,
-    devices_of,
-    dom0_layout,
-    domain_layout,
-    vdev_to_devid,
-)
+from .devices import Device, GuestRecord, devices_of
+from .host_layout import HOTPLUG_SCRIPT, dom0_layout
+from .libxl_layout import domain_layout
+from .nodes import XENBUS_CLOSED, XENBUS_CLOSING, XENBUS_CONNECTED, XENBUS_INITIALISING, Node
+from .specs import DiskSpec, DomainSpec
+from .toolstack import Toolstack
+from .vdev import vdev_to_devid
 
 __all__ = [
     "Node",

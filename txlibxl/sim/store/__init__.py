@@ -57,9 +57,9 @@ quota, watch-event timeouts, live update, ``--keep-orphans``, shared-memory
 rings and event channels, depth-limited watches (not in 4.17.0).
 
 The package is one object, :class:`Store`, split by job (a subpackage
-because the pieces are the internals of that one object; the servers that
-put it on a socket, :mod:`txlibxl.sim.xenstored` and :mod:`txlibxl.sim.wire`,
-stay outside):
+because the pieces are the internals of that one object; the server that
+puts it on a socket, :mod:`txlibxl.sim.xenstored` with the wire codec
+:mod:`txlibxl.sim.wire`, stays outside):
 
 * :mod:`.store`: :class:`Store`, its state, the operations and the
   in-process API;

@@ -47,7 +47,13 @@ class Store(_PathsMixin, _PermissionsMixin, _TreeMixin, _TransactionsMixin, _Wat
 
     The plain methods (L{read}, L{write}, ...) act as the domain C{domid}
     (default 0, privileged) without a transaction.  Wire clients use a
-    L{StoreConnection} from L{connect}.
+    L{StoreConnection} from L{connect}.  The rest of the public API comes
+    from the mixins: C{watch}, C{unwatch}, C{fire_special}, C{watch_count}
+    (L{txlibxl.sim.store.watches}); C{introduce}, C{release},
+    C{domain_gone}, C{is_introduced}, C{set_target}
+    (L{txlibxl.sim.store.domains}); C{domain_path}
+    (L{txlibxl.sim.store.paths}); C{owned_count}, C{check}, C{paths}
+    (L{txlibxl.sim.store.tree}).
 
     @param schedule: queues a callable to run after the current operation;
         internal watch callbacks go through it so they never run

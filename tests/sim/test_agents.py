@@ -7,9 +7,10 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 
 from txlibxl.sim.agents import CALLBACK_VIA_VECTOR, DELAY, IGNORE, Agents
+from txlibxl.sim.errors import BadRequest, NoSuchDomain
 from txlibxl.sim.hypervisor import HostInfo, Hypervisor, ShutdownReason
 from txlibxl.sim.store import Store
-from txlibxl.sim.toolstack import BadRequest, DomainSpec, NoSuchDomain, Toolstack
+from txlibxl.sim.toolstack import DomainSpec, Toolstack
 
 
 class _Case(TestCase):

@@ -17,7 +17,7 @@ from txlibxl.sim.control import ControlClient, ControlError, ControlServer
 from txlibxl.sim.host import SimHost
 from txlibxl.sim.hypervisor import ShutdownReason
 from txlibxl.sim.scenario import Scenario, ScenarioError, ScenarioRunner
-from txlibxl.sim.toolstack import BadRequest, Conflict, NoSuchDomain
+from txlibxl.sim.errors import BadRequest, Conflict, NoSuchDomain
 
 
 class _SocketCase(TestCase):

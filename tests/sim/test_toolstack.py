@@ -10,15 +10,13 @@ import subprocess
 
 from twisted.trial.unittest import TestCase
 
+from txlibxl.sim.errors import BadRequest, Conflict, NoSuchDomain
 from txlibxl.sim.hypervisor import HostInfo, Hypervisor
 from txlibxl.sim.store import Store
 from txlibxl.sim.toolstack import (
     HOTPLUG_SCRIPT,
-    BadRequest,
-    Conflict,
     DiskSpec,
     DomainSpec,
-    NoSuchDomain,
     Toolstack,
     devices_of,
     domain_layout,

@@ -29,8 +29,9 @@ from typing import Any, Dict, List, Optional
 
 from twisted.logger import Logger
 
+from .errors import BadRequest, NoSuchDomain
 from .hypervisor import DomainChange, ShutdownReason
-from .toolstack import BadRequest, Device, GuestRecord, NoSuchDomain, XENBUS_CLOSED, XENBUS_CLOSING
+from .toolstack import Device, GuestRecord, XENBUS_CLOSED, XENBUS_CLOSING
 
 __all__ = ["SHUTDOWN_REQUESTS", "GuestAgent", "BackendAgent", "DeviceModel", "Agents"]
 

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python.failure import Failure
 
-from .toolstack import BadRequest, SimError
+from .errors import BadRequest, SimError
 
 __all__ = ["ControlError", "UnknownOp", "ControlServer", "ControlClient", "Handler", "check_arguments"]
 

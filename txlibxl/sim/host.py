@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from . import hypercalls, xenstored
 from .agents import DELAY, IGNORE, Agents
 from .control import ControlServer, Handler, UnknownOp, check_arguments
+from .errors import BadRequest, Conflict, NoSuchDomain
 from .hypervisor import (
     DomainChange,
     HostInfo,
@@ -41,7 +42,7 @@ from .hypervisor import NoSuchDomain as HvNoSuchDomain
 from .scenario import ScenarioError, ScenarioRunner
 from .scenario import load as load_scenario
 from .store import Store
-from .toolstack import BadRequest, Conflict, DomainSpec, NoSuchDomain, Toolstack
+from .toolstack import DomainSpec, Toolstack
 
 __all__ = ["SimHost", "serve", "shim_path", "HOST_JSON_VERSION", "READY_PREFIX"]
 

@@ -11,11 +11,12 @@ is the errno *name* (``b"ENOENT\\0"``).
 This module only encodes and decodes; what each operation means lives in
 :mod:`txlibxl.sim.store` and :mod:`txlibxl.sim.xenstored`.  The payload
 helpers reproduce the C daemon's own parsing (``get_strings``, ``onearg``,
-``xs_count_strings``), so malformed payloads are judged as it judges them.
+``xs_count_strings``, ``atoi``), so malformed payloads are judged as it judges them.
 """
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from dataclasses import dataclass
 from typing import List, Optional
@@ -34,6 +35,7 @@ __all__ = [
     "onearg",
     "count_strings",
     "strings_payload",
+    "c_atoi",
 ]
 
 #: ``struct xsd_sockmsg``: type, req_id, tx_id, len, in host byte order.
@@ -136,6 +138,21 @@ def onearg(payload: bytes) -> Optional[str]:
     if not payload or payload.find(b"\0") != len(payload) - 1:
         return None
     return payload[:-1].decode("latin-1")
+
+
+def c_atoi(text: str) -> int:
+    """C ``atoi``: leading blanks, a sign, digits; anything else ends it."""
+    match = re.match(r"[ \t\n\v\f\r]*([+-]?)(\d*)", text)
+    assert match is not None
+    digits = match.group(2)
+    if not digits:
+        return 0
+    value = int(digits)
+    if match.group(1) == "-":
+        value = -value
+    # atoi returns an int: wrap as a 32-bit two's complement value.
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 class PacketDecoder:

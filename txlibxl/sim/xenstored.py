@@ -45,13 +45,14 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .store import DOMID_SELF, Store, StoreConnection, XenstoreError, c_atoi
+from .store import DOMID_SELF, Store, StoreConnection, XenstoreError
 from .wire import (
     PAYLOAD_MAX,
     Op,
     Packet,
     PacketDecoder,
     PayloadTooLarge,
+    c_atoi,
     count_strings,
     encode,
     error_payload,

@@ -1,40 +1,12 @@
-"""The simulated hypervisor: the domain table that Xen would hold.
+"""
+The :class:`Hypervisor`: the domain table and the hypercalls that change it.
 
-:class:`Hypervisor` keeps one :class:`Domain` per live domain and changes it
-the way Xen 4.17 does on the corresponding hypercall (``createdomain``,
-``pausedomain``, ``unpausedomain``, ``SCHEDOP_remote_shutdown``,
-``destroydomain``).  It also plays the part of C xenstored's reaction to the
-``VIRQ_DOM_EXC`` interrupt that Xen raises, because that is where the
-special watch ``@releaseDomain`` comes from:
-
-* Xen raises ``VIRQ_DOM_EXC`` when a domain has finished shutting down, when
-  a destroyed domain has become *dying* (``DOMDYING_dead``) and once more
-  when it is finally gone.  Pausing and unpausing raise nothing.
-* xenstored (``check_domains`` in ``xenstored_domain.c``, RELEASE-4.17.0)
-  then looks at every domain it knows as *introduced*: a domain seen shut
-  down (or crashed) for the first time makes it fire ``@releaseDomain``
-  once, for all such domains together; a domain found dying or gone is
-  released (its connection and watches freed) and that release fires
-  ``@releaseDomain`` itself.  Domains that were never introduced are
-  ignored.
-
-Here that release is :meth:`Store.domain_gone
-<txlibxl.sim.store.Store.domain_gone>`, which fires ``@releaseDomain`` for
-an introduced domain and silently drops the nodes of one that never was.
-
-Domains are immutable snapshots (:class:`Domain` is frozen): every change
-replaces the domain's entry with a new value, so a snapshot handed to a
-caller or a subscriber never changes under it.
-
-Bad requests raise a :class:`HypervisorError` subclass carrying the errno
-that Xen would return (``ESRCH`` for a missing domain, ``EINVAL`` for an
-operation Xen refuses...), so the hypercall server can answer the shim
-exactly as the real hypercall would fail.
+The rules are in the :mod:`txlibxl.sim.hypervisor` docstring; the
+``@releaseDomain`` half is :mod:`.check_domains`.
 """
 from __future__ import annotations
 
 import bisect
-import enum
 import errno as _errno
 import time
 import uuid as _uuid
@@ -43,42 +15,20 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 import attr
 from twisted.logger import Logger
 
-__all__ = [
-    "DOMID_FIRST_RESERVED",
-    "Domain",
-    "DomainChange",
-    "DomainExists",
-    "HostInfo",
-    "Hypervisor",
-    "HypervisorError",
-    "InvalidDomainConfig",
-    "InvalidOperation",
-    "NoFreeDomid",
-    "NoSuchDomain",
-    "OutOfMemory",
-    "ShutdownReason",
-]
+from .check_domains import _CheckDomainsMixin
+from .domain import DOMID_FIRST_RESERVED, Domain, DomainChange, HostInfo, ShutdownReason
+from .errors import (
+    DomainExists,
+    InvalidDomainConfig,
+    InvalidOperation,
+    NoFreeDomid,
+    NoSuchDomain,
+    OutOfMemory,
+)
+
+__all__ = ["Hypervisor", "Subscriber"]
 
 _log = Logger()
-
-#: Xen's first reserved domid (``DOMID_FIRST_RESERVED``); normal domids are
-#: below it.
-DOMID_FIRST_RESERVED = 0x7FF0
-
-#: Xen's ``XEN_DOMINF_*`` bits, as in ``<xen/domctl.h>``.
-DOMINF_DYING = 1 << 0
-DOMINF_HVM_GUEST = 1 << 1
-DOMINF_SHUTDOWN = 1 << 2
-DOMINF_PAUSED = 1 << 3
-DOMINF_BLOCKED = 1 << 4
-DOMINF_RUNNING = 1 << 5
-DOMINF_HAP = 1 << 8
-DOMINF_SHUTDOWNSHIFT = 16
-DOMINF_SHUTDOWNMASK = 255
-
-#: Xen's ``SHUTDOWN_CODE_INVALID`` (``~0u``): the code of a domain that has
-#: not been asked to shut down.  Xen shifts it into ``flags`` regardless.
-_SHUTDOWN_CODE_INVALID = 0xFFFFFFFF
 
 #: The largest controller pause count Xen accepts (``-EOVERFLOW`` beyond).
 _MAX_PAUSE_COUNT = 255
@@ -86,176 +36,13 @@ _MAX_PAUSE_COUNT = 255
 _DOMAIN_TYPES = ("pv", "pvh", "hvm")
 
 
-class ShutdownReason(enum.IntEnum):
-    """Xen's ``SHUTDOWN_*`` codes (``<xen/sched.h>``)."""
-
-    POWEROFF = 0
-    REBOOT = 1
-    SUSPEND = 2
-    CRASH = 3
-    WATCHDOG = 4
-    SOFT_RESET = 5
-
-
-class DomainChange(enum.Enum):
-    """What happened to a domain, as told to :meth:`Hypervisor.subscribe`."""
-
-    CREATED = "created"
-    PAUSED = "paused"
-    UNPAUSED = "unpaused"
-    SHUTDOWN = "shutdown"
-    DYING = "dying"
-    DESTROYED = "destroyed"
-    UPDATED = "updated"  # blocked state, HVM parameters
-
-
-class HypervisorError(Exception):
-    """A hypercall that Xen would refuse; ``errno`` is what Xen returns."""
-
-    errno = _errno.EINVAL
-
-
-class NoSuchDomain(HypervisorError, LookupError):
-    """No domain has this domid."""
-
-    errno = _errno.ESRCH
-
-
-class DomainExists(HypervisorError):
-    """The requested domid is already in use."""
-
-    errno = _errno.EEXIST
-
-
-class NoFreeDomid(HypervisorError):
-    """Every domid below ``DOMID_FIRST_RESERVED`` is in use."""
-
-    errno = _errno.ENOMEM
-
-
-class OutOfMemory(HypervisorError):
-    """The host has not enough free memory for the domain."""
-
-    errno = _errno.ENOMEM
-
-
-class InvalidOperation(HypervisorError):
-    """Xen refuses this operation on this domain (e.g. destroying dom0)."""
-
-    def __init__(self, message: str, errno: int = _errno.EINVAL) -> None:
-        super().__init__(message)
-        self.errno = errno
-
-
-class InvalidDomainConfig(HypervisorError, ValueError):
-    """A domain description that Xen would not create."""
-
-
-@attr.s(frozen=True, slots=True, auto_attribs=True)
-class HostInfo:
-    """The physical host, as ``xc_physinfo`` reports it."""
-
-    nr_cpus: int = 4
-    threads_per_core: int = 1
-    cores_per_socket: int = 4
-    nr_nodes: int = 1
-    cpu_khz: int = 2_000_000
-    total_memory_kb: int = 64 * 1024 * 1024
-    #: ``XEN_SYSCTL_PHYSCAP_{hvm,pv,hap}``.
-    capabilities: int = (1 << 0) | (1 << 1) | (1 << 3)
-
-
-@attr.s(frozen=True, slots=True, auto_attribs=True)
-class Domain:
-    """
-    One domain as the hypervisor sees it: everything ``xc_domaininfo_t``
-    reports.  Immutable: the hypervisor replaces it on every change.
-    """
-
-    domid: int
-    uuid: _uuid.UUID
-    name: str
-    type: str  # "pv" | "pvh" | "hvm"
-    memory_kb: int
-    max_memory_kb: int
-    vcpus: int
-    pause_count: int = 0
-    blocked: bool = False
-    #: Xen's ``is_shut_down``: the shutdown has completed.
-    shutdown: bool = False
-    #: The first shutdown code asked for, kept until the domain dies.
-    shutdown_reason: Optional[ShutdownReason] = None
-    #: Destroyed and waiting for its last pages to be freed.
-    dying: bool = False
-    #: Nanoseconds spent running, accounted whenever the domain stops
-    #: running (pause, shutdown, blocked, death); it does not advance
-    #: between two state changes.
-    cpu_time_ns: int = 0
-    ssidref: int = 0
-    cpupool: int = 0
-    gpaddr_bits: int = 52
-    #: HVM parameters (``HVM_PARAM_*`` index -> value) of an HVM/PVH domain.
-    hvm_params: Dict[int, int] = attr.ib(factory=dict)
-
-    @property
-    def paused(self) -> bool:
-        """Paused by the toolstack (``XEN_DOMINF_paused``)."""
-        return self.pause_count > 0
-
-    @property
-    def hvm(self) -> bool:
-        """An HVM container (HVM or PVH), as ``XEN_DOMINF_hvm_guest`` says."""
-        return self.type != "pv"
-
-    @property
-    def crashed(self) -> bool:
-        return self.shutdown and self.shutdown_reason is ShutdownReason.CRASH
-
-    @property
-    def running(self) -> bool:
-        """Some vCPU is (notionally) on a physical CPU right now."""
-        return not (self.paused or self.shutdown or self.dying or self.blocked)
-
-    @property
-    def tot_pages(self) -> int:
-        return self.memory_kb // 4
-
-    @property
-    def max_pages(self) -> int:
-        return self.max_memory_kb // 4
-
-    @property
-    def flags(self) -> int:
-        """``xc_domaininfo_t.flags`` exactly as Xen 4.17's ``getdomaininfo``."""
-        flags = 0
-        if self.vcpus and not self.dying:
-            if self.running:
-                flags |= DOMINF_RUNNING
-            elif self.blocked and not (self.paused or self.shutdown):
-                flags |= DOMINF_BLOCKED
-        if self.dying:
-            flags |= DOMINF_DYING
-        if self.shutdown:
-            flags |= DOMINF_SHUTDOWN
-        if self.paused:
-            flags |= DOMINF_PAUSED
-        if self.hvm:
-            flags |= DOMINF_HVM_GUEST | DOMINF_HAP
-        code = (
-            _SHUTDOWN_CODE_INVALID
-            if self.shutdown_reason is None
-            else int(self.shutdown_reason)
-        )
-        return (flags | (code << DOMINF_SHUTDOWNSHIFT)) & 0xFFFFFFFF
-
-
 Subscriber = Callable[[Domain, DomainChange], Any]
 
 
-class Hypervisor:
+class Hypervisor(_CheckDomainsMixin):
     """
     The simulated Xen: a domain table plus xenstored's ``@releaseDomain``
-    rules (see the module docstring).
+    rules (see :mod:`txlibxl.sim.hypervisor`).
 
     @param store: the simulated xenstored (``txlibxl.sim.store.Store``); the
         hypervisor uses ``is_introduced``, ``fire_special`` and
@@ -591,43 +378,3 @@ class Hypervisor:
                 callback(domain, what)
             except Exception:
                 _log.failure("hypervisor subscriber {callback!r} failed", callback=callback)
-
-    def _virq_dom_exc(self, domids: Iterable[int]) -> None:
-        """
-        Xen raised ``VIRQ_DOM_EXC``: run xenstored's ``check_domains`` over
-        the domains that changed (the others would give it nothing new)
-        and over shut-down domains it could not announce yet because they
-        were not introduced.
-        """
-        store = self._store
-        candidates = list(domids)
-        if self._shutdown_unnoticed:
-            candidates.extend(self._shutdown_unnoticed.difference(candidates))
-        notify = False
-        for domid in candidates:
-            domain = self._domains.get(domid)
-            if not store.is_introduced(domid):
-                if domain is None:
-                    # Gone and never introduced: xenstored frees what it
-                    # knew of it (nodes it owned) without any event.
-                    self._shutdown_unnoticed.discard(domid)
-                    store.domain_gone(domid)
-                elif domain.shutdown and not domain.dying:
-                    self._shutdown_unnoticed.add(domid)
-                else:
-                    self._shutdown_unnoticed.discard(domid)
-                continue
-            self._shutdown_unnoticed.discard(domid)
-            if domain is not None:
-                if domain.shutdown and domid not in self._shutdown_noticed:
-                    self._shutdown_noticed.add(domid)
-                    notify = True
-                if not domain.dying:
-                    continue
-            # Dying or gone: xenstored drops the domain's connection, which
-            # fires @releaseDomain itself (destroy_domain()).
-            self._shutdown_noticed.discard(domid)
-            store.domain_gone(domid)
-            notify = False
-        if notify:
-            store.fire_special("@releaseDomain")

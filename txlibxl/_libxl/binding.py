@@ -1,7 +1,9 @@
 """
 One ``libxl_ctx`` and every C thing it needs: :class:`Ctx`.
 
-This is the only module in txlibxl that touches cffi objects or C memory.
+With the shared modules beside it (:mod:`.native`, :mod:`.constants`,
+:mod:`.checks`, :mod:`.values`), this is the only code in txlibxl that
+touches cffi objects or C memory.
 It knows no reactor: libxl's osevent hooks become calls on an
 :class:`~txlibxl.interfaces.IOSEventHooks` provider, libxl's children are
 reported to an :class:`~txlibxl.interfaces.IChildWatcher`, and :class:`Ctx`
@@ -40,21 +42,55 @@ cffi releases the GIL around every libxl call; callbacks take it back, on
 whatever thread libxl calls them.
 """
 from __future__ import annotations
+from __future__ import annotations
 
 import itertools
-import select
-import threading
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-import attr
-from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .. import errors
 from ..interfaces import IChildSink, IOSEventSink
-from . import loader
+from . import native
+from .checks import (
+    check_c_int,
+    check_callable,
+    check_domid,
+    check_provides,
+    check_text,
+    check_uint64,
+)
+from .constants import (
+    DOMID_FIRST_RESERVED,
+    EVENT_DISK_EJECT,
+    EVENT_DOMAIN_CREATE_CONSOLE_AVAILABLE,
+    EVENT_DOMAIN_DEATH,
+    EVENT_DOMAIN_SHUTDOWN,
+    EVENT_OPERATION_COMPLETE,
+    EVENTMASK_ALL,
+    NIL_UUID,
+    POLLERR,
+    POLLHUP,
+    POLLIN,
+    POLLNVAL,
+    POLLOUT,
+    POLLPRI,
+    SHORT_LIMIT,
+    XTL_CRITICAL,
+    XTL_DEBUG,
+    XTL_DETAIL,
+    XTL_ERROR,
+    XTL_INFO,
+    XTL_NOTICE,
+    XTL_NUM_LEVELS,
+    XTL_PROGRESS,
+    XTL_VERBOSE,
+    XTL_WARN,
+    event_mask,
+)
+from .native import forbidden, in_forbidden, live_contexts
+from .values import DomainInfoRaw, RawEvent, read_disk, read_dominfo, read_event, uuid_text
 
 __all__ = [
     "Ctx",
@@ -85,119 +121,16 @@ __all__ = [
     "DOMID_FIRST_RESERVED",
 ]
 
-_log = Logger()
+_log = native.log
 
-# libxl_event_type (libxl_types.idl).  Bit N of an event mask stands for
-# type N: a mask is ``1 << type``, never ``type``.
-EVENT_DOMAIN_SHUTDOWN = 1
-EVENT_DOMAIN_DEATH = 2
-EVENT_DISK_EJECT = 3
-EVENT_OPERATION_COMPLETE = 4
-EVENT_DOMAIN_CREATE_CONSOLE_AVAILABLE = 5
-
-#: ``LIBXL_EVENTMASK_ALL``: every event type.
-EVENTMASK_ALL = (1 << 64) - 1
-
-# xentoollog_level (xentoollog.h).
-XTL_DEBUG = 1
-XTL_VERBOSE = 2
-XTL_DETAIL = 3
-XTL_PROGRESS = 4
-XTL_INFO = 5
-XTL_NOTICE = 6
-XTL_WARN = 7
-XTL_ERROR = 8
-XTL_CRITICAL = 9
-_XTL_NUM_LEVELS = 10
-
-# poll(2) bits, as libxl uses them.
-POLLIN = select.POLLIN
-POLLPRI = select.POLLPRI
-POLLOUT = select.POLLOUT
-POLLERR = select.POLLERR
-POLLHUP = select.POLLHUP
-POLLNVAL = select.POLLNVAL
-
-#: Domain ids at and above this are Xen's reserved ids, never a domain's.
-DOMID_FIRST_RESERVED = 0x7FF0
-
-_UINT64_LIMIT = 1 << 64
-_SHORT_LIMIT = 1 << 15
-_DOMAIN_TYPES = {1: "hvm", 2: "pv", 3: "pvh"}  # LIBXL_DOMAIN_TYPE_*
+_ffi: Any = None
+_lib: Any = None
 
 
-def event_mask(*types: int) -> int:
-    """
-    The event mask selecting the event types C{types} (bit N for type N).
-    """
-    mask = 0
-    for kind in types:
-        if isinstance(kind, bool) or not isinstance(kind, int) or not 0 <= kind < 64:
-            raise errors.InvalidArgument(call="event_mask", message=f"bad event type {kind!r}")
-        mask |= 1 << kind
-    return mask
-
-
-class RawEvent(NamedTuple):
-    """
-    A ``libxl_event``, copied out of C (the C event is freed at once).
-
-    Only the fields of the event's own type are set; the others are
-    ``None``.  libxl 4.17 leaves two documented fields empty, so the
-    binding fills them from what it knew when the generator was enabled:
-    ``uuid`` (libxl never sets ``domuuid``; the domain's UUID read at
-    ``evenable`` time, or the nil UUID if the domain did not exist then)
-    and a disk eject's ``vdev`` / ``disk["vdev"]``.  ``disk`` has the keys ``backend_domid``, ``backend_domname``,
-    ``pdev_path``, ``vdev``, ``backend``, ``format`` (the last two as
-    libxl's names, e.g. ``"phy"``, ``"raw"``), ``script``, ``removable``,
-    ``readwrite``, ``is_cdrom``.
-
-    A named tuple rather than a class: one is made per event, on the path
-    whose cost the benchmarks measure.
-    """
-
-    type: int
-    domid: int
-    uuid: str
-    for_user: int
-    shutdown_reason: Optional[int] = None
-    vdev: Optional[str] = None
-    disk: Optional[Dict[str, Any]] = None
-    rc: Optional[int] = None
-
-
-@attr.s(frozen=True, slots=True, auto_attribs=True)
-class DomainInfoRaw:
-    """
-    A ``libxl_dominfo``, copied out of C, plus the domain's name.
-
-    ``type`` is ``"pv"``, ``"pvh"``, ``"hvm"`` or ``"unknown"``;
-    ``shutdown_reason`` is set only when ``shutdown`` is.  Memory sizes are
-    in KiB, ``cpu_time`` in nanoseconds.
-    """
-
-    domid: int
-    uuid: str
-    name: Optional[str]
-    type: str
-    running: bool
-    blocked: bool
-    paused: bool
-    shutdown: bool
-    dying: bool
-    never_stop: bool
-    shutdown_reason: Optional[int]
-    current_memkb: int
-    shared_memkb: int
-    outstanding_memkb: int
-    paged_memkb: int
-    max_memkb: int
-    cpu_time: int
-    vcpu_max_id: int
-    vcpu_online: int
-    cpupool: int
-    ssidref: int
-    ssid_label: Optional[str]
+@native.on_load
+def _bind(ffi: Any, lib: Any) -> None:
+    global _ffi, _lib
+    _ffi, _lib = ffi, lib
 
 
 class _EventGenerator:
@@ -221,317 +154,11 @@ class _EventGenerator:
         return f"<libxl {self.kind} generator user={self.user} {state}>"
 
 
-# ---------------------------------------------------------------------------
-# Module state: the compiled module, live contexts, the reentrancy guard.
-
-_ffi: Any = None
-_lib: Any = None
-_install_lock = threading.Lock()
-
-#: Live contexts by ``libxl_ctx`` address: the ao completion callback gets
-#: only the ctx pointer, and a context that is never freed must keep what
-#: libxl points to alive.
-_live: Dict[int, "Ctx"] = {}
-
-_tls = threading.local()
-
-
-class _Forbidden:
-    """
-    Marks this thread as running inside a callback from which libxl must
-    not be called.
-    """
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        _tls.depth = getattr(_tls, "depth", 0) + 1
-
-    def __exit__(self, *exc: Any) -> None:
-        _tls.depth -= 1
-
-
-_forbidden = _Forbidden()
-
-
-def _in_forbidden() -> bool:
-    return getattr(_tls, "depth", 0) > 0
-
-
-def _native() -> Tuple[Any, Any]:
-    """
-    The compiled binding, loading it and installing the callbacks on first
-    use.
-    """
-    global _ffi, _lib
-    if _lib is not None:
-        return _ffi, _lib
-    with _install_lock:
-        if _lib is None:
-            ffi, lib = loader.load()
-            _install_callbacks(ffi)
-            _ffi = ffi
-            _lib = lib
-    return _ffi, _lib
-
-
-def _onerror(exc_type: Any, exc_value: Any, tb: Any) -> None:
-    """
-    Last resort for an exception escaping a callback (the callbacks catch
-    their own): log it; cffi then returns the declared error value.
-    """
-    try:
-        _log.failure("exception in a libxl callback", Failure(exc_value, exc_type, tb))
-    except BaseException:  # pragma: no cover - the logger itself failed
-        pass
-
-
-def _install_callbacks(ffi: Any) -> None:
-    reg_fail = errors.ERROR_OSEVENT_REG_FAIL
-    ffi.def_extern("txl_py_log", onerror=_onerror)(_py_log)
-    ffi.def_extern("txl_py_fd_register", error=reg_fail, onerror=_onerror)(_py_fd_register)
-    ffi.def_extern("txl_py_fd_modify", error=reg_fail, onerror=_onerror)(_py_fd_modify)
-    ffi.def_extern("txl_py_fd_deregister", onerror=_onerror)(_py_fd_deregister)
-    ffi.def_extern("txl_py_timeout_register", error=reg_fail, onerror=_onerror)(
-        _py_timeout_register
-    )
-    ffi.def_extern("txl_py_timeout_modify", error=reg_fail, onerror=_onerror)(_py_timeout_modify)
-    ffi.def_extern("txl_py_timeout_deregister", onerror=_onerror)(_py_timeout_deregister)
-    ffi.def_extern("txl_py_event_occurs", onerror=_onerror)(_py_event_occurs)
-    ffi.def_extern("txl_py_disaster", onerror=_onerror)(_py_disaster)
-    ffi.def_extern("txl_py_child_forked", onerror=_onerror)(_py_child_forked)
-    ffi.def_extern("txl_py_ao_complete", onerror=_onerror)(_py_ao_complete)
-    ffi.def_extern("txl_py_event_predicate", error=0, onerror=_onerror)(_py_event_predicate)
-
-
-# The extern "Python" functions: find the Ctx, let it do the work.
-
-
-def _py_log(user: Any, level: int, text: Any) -> None:
-    _ffi.from_handle(user)._libxl_logged(level, text)
-
-
-def _py_fd_register(user: Any, fd: int, out: Any, events: int, for_libxl: Any) -> int:
-    return _ffi.from_handle(user)._hook_fd_register(fd, out, events, for_libxl)
-
-
-def _py_fd_modify(user: Any, fd: int, update: Any, events: int) -> int:
-    return _ffi.from_handle(user)._hook_fd_modify(fd, update, events)
-
-
-def _py_fd_deregister(user: Any, fd: int, registration: Any) -> None:
-    _ffi.from_handle(user)._hook_fd_deregister(fd, registration)
-
-
-def _py_timeout_register(user: Any, out: Any, deadline: float, for_libxl: Any) -> int:
-    return _ffi.from_handle(user)._hook_timeout_register(out, deadline, for_libxl)
-
-
-def _py_timeout_modify(user: Any, update: Any, deadline: float, asap: int) -> int:
-    return _ffi.from_handle(user)._hook_timeout_modify(update, None if asap else deadline)
-
-
-def _py_timeout_deregister(user: Any, registration: Any) -> None:
-    _ffi.from_handle(user)._hook_timeout_deregister(registration)
-
-
-def _py_event_occurs(user: Any, kind: int, domid: int, for_user: int, reason: int, rc: int,
-                     uuid: Any, kept: Any) -> None:
-    _ffi.from_handle(user)._event_occurred(kind, domid, for_user, reason, rc, uuid, kept)
-
-
-def _py_disaster(user: Any, kind: int, msg: Any, errnoval: int) -> None:
-    _ffi.from_handle(user)._disaster_occurred(kind, msg, errnoval)
-
-
-def _py_child_forked(user: Any, pid: int) -> None:
-    _ffi.from_handle(user)._child_forked(pid)
-
-
-def _py_ao_complete(ctx_pointer: Any, rc: int, for_callback: Any) -> None:
-    ctx = _live.get(int(_ffi.cast("uintptr_t", ctx_pointer)))
-    op_id = int(_ffi.cast("uintptr_t", for_callback))
-    if ctx is None:
-        _log.error("libxl completed operation {op_id} of an unknown context", op_id=op_id)
-        return
-    ctx._op_completed(op_id, rc)
-
-
-def _py_event_predicate(event: Any, user: Any) -> int:
-    ctx, predicate = _ffi.from_handle(user)
-    with _forbidden:
-        try:
-            return 1 if predicate(ctx._copy_event(event)) else 0
-        except Exception:
-            _log.failure("an event_check predicate raised; the event does not match")
-            return 0
-
-
-# ---------------------------------------------------------------------------
-# Copying out of C.
-
-
-def _string(pointer: Any) -> Optional[str]:
-    if pointer == _ffi.NULL:
-        return None
-    return _ffi.string(pointer).decode("utf-8", "replace")
-
-
-def _read_disk(fields: Any) -> Dict[str, Any]:
-    return {
-        "backend_domid": fields.backend_domid,
-        "backend_domname": _string(fields.backend_domname),
-        "pdev_path": _string(fields.pdev_path),
-        "vdev": _string(fields.vdev),
-        "backend": _string(fields.backend),
-        "format": _string(fields.format),
-        "script": _string(fields.script),
-        "removable": fields.removable,
-        "readwrite": fields.readwrite,
-        "is_cdrom": fields.is_cdrom,
-    }
-
-
-NIL_UUID = "00000000-0000-0000-0000-000000000000"
-
-
-def _read_event(
-    event: Any,
-    eject_vdevs: Optional[Dict[Tuple[int, int], str]] = None,
-    uuids: Optional[Dict[Tuple[int, int], str]] = None,
-) -> RawEvent:
-    # One scratch record per thread (callbacks come on any thread that
-    # calls libxl), instead of a cffi allocation per event.
-    fields = getattr(_tls, "event_fields", None)
-    if fields is None:
-        fields = _tls.event_fields = _ffi.new("struct txl_event_fields *")
-    _lib.txl_event_read(event, fields)
-    kind = fields.type
-    uuid = _ffi.string(fields.uuid).decode("ascii")
-    if uuid == NIL_UUID and uuids:
-        # libxl 4.17 never fills libxl_event.domuuid: the UUID read when
-        # the generator was enabled stands in.
-        uuid = uuids.get((fields.domid, fields.for_user), NIL_UUID)
-    disk = _read_disk(fields.disk) if fields.has_disk else None
-    vdev = None
-    if kind == EVENT_DISK_EJECT and disk is not None:
-        # libxl 4.17 documents u.disk_eject.vdev but never sets it, and
-        # fills disk.vdev from the frontend's "dev" node, which neither
-        # libxl nor Xen writes (it is a backend node): both are NULL on a
-        # real host.  The vdev the generator was enabled for stands in.
-        known = (eject_vdevs or {}).get((fields.domid, fields.for_user))
-        vdev = _string(fields.vdev) or disk["vdev"] or known
-        if disk["vdev"] is None:
-            disk["vdev"] = vdev
-    # Positional (type, domid, uuid, for_user, shutdown_reason, vdev, disk,
-    # rc): cheaper than keywords on the per-event path.
-    return RawEvent(
-        kind,
-        fields.domid,
-        uuid,
-        fields.for_user,
-        fields.shutdown_reason if kind == EVENT_DOMAIN_SHUTDOWN else None,
-        vdev,
-        disk,
-        fields.rc if kind == EVENT_OPERATION_COMPLETE else None,
-    )
-
-
-def _uuid(uuid: Any) -> str:
-    buf = _ffi.new("char[40]")
-    _lib.txl_uuid_format(_ffi.addressof(uuid), buf)
-    return _ffi.string(buf).decode("ascii")
-
-
-def _read_dominfo(info: Any, name: Optional[str]) -> DomainInfoRaw:
-    shutdown = bool(info.shutdown)
-    return DomainInfoRaw(
-        domid=info.domid,
-        uuid=_uuid(info.uuid),
-        name=name,
-        type=_DOMAIN_TYPES.get(info.domain_type, "unknown"),
-        running=bool(info.running),
-        blocked=bool(info.blocked),
-        paused=bool(info.paused),
-        shutdown=shutdown,
-        dying=bool(info.dying),
-        never_stop=bool(info.never_stop),
-        shutdown_reason=int(info.shutdown_reason) if shutdown else None,
-        current_memkb=info.current_memkb,
-        shared_memkb=info.shared_memkb,
-        outstanding_memkb=info.outstanding_memkb,
-        paged_memkb=info.paged_memkb,
-        max_memkb=info.max_memkb,
-        cpu_time=info.cpu_time,
-        vcpu_max_id=info.vcpu_max_id,
-        vcpu_online=info.vcpu_online,
-        cpupool=info.cpupool,
-        ssidref=info.ssidref,
-        ssid_label=_string(info.ssid_label),
-    )
-
-
 def _now_timeval(now: Optional[float]) -> Tuple[int, int]:
     if now is None:
         now = time.time()
     sec, usec = divmod(int(round(now * 1e6)), 1000000)
     return sec, usec
-
-
-# ---------------------------------------------------------------------------
-# Argument checks: typed errors before C is called.
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_domid(call: str, domid: Any) -> int:
-    if not _is_int(domid) or not 0 <= domid < DOMID_FIRST_RESERVED:
-        raise errors.InvalidArgument(
-            call=call,
-            message=f"domid must be an int from 0 to {DOMID_FIRST_RESERVED - 1}, not {domid!r}",
-        )
-    return domid
-
-
-def _check_uint64(call: str, what: str, value: Any, minimum: int = 0) -> int:
-    if not _is_int(value) or not minimum <= value < _UINT64_LIMIT:
-        raise errors.InvalidArgument(
-            call=call, message=f"{what} must be an int from {minimum} to 2**64-1, not {value!r}"
-        )
-    return value
-
-
-def _check_c_int(call: str, what: str, value: Any, low: int, high: int) -> int:
-    if not _is_int(value) or not low <= value < high:
-        raise errors.InvalidArgument(
-            call=call, message=f"{what} must be an int from {low} to {high - 1}, not {value!r}"
-        )
-    return value
-
-
-def _check_text(call: str, what: str, value: Any) -> bytes:
-    if not isinstance(value, str) or not value:
-        raise errors.InvalidArgument(
-            call=call, message=f"{what} must be a non-empty str, not {value!r}"
-        )
-    if "\0" in value:
-        raise errors.InvalidArgument(call=call, message=f"{what} must not contain NUL: {value!r}")
-    return value.encode("utf-8")
-
-
-def _check_callable(call: str, what: str, value: Any) -> None:
-    if not callable(value):
-        raise errors.InvalidArgument(call=call, message=f"{what} must be callable, not {value!r}")
-
-
-def _check_provides(call: str, what: str, value: Any, methods: Sequence[str]) -> None:
-    missing = [m for m in methods if not callable(getattr(value, m, None))]
-    if missing:
-        raise errors.InvalidArgument(
-            call=call, message=f"{what} {value!r} lacks {', '.join(missing)}"
-        )
 
 
 _OSEVENT_HOOK_METHODS = (
@@ -593,9 +220,9 @@ class Ctx:
             context (no Xen, no xenstored, no permission...).
         :raises txlibxl.loader.BindingUnavailable: the binding is not built.
         """
-        _check_callable("libxl_ctx_alloc", "log", log)
-        _check_c_int("libxl_ctx_alloc", "min_level", min_level, XTL_DEBUG, _XTL_NUM_LEVELS + 1)
-        ffi, lib = _native()
+        check_callable("libxl_ctx_alloc", "log", log)
+        check_c_int("libxl_ctx_alloc", "min_level", min_level, XTL_DEBUG, XTL_NUM_LEVELS + 1)
+        ffi, lib = native.load()
         self = cls.__new__(cls)
         self._init_state(log)
 
@@ -611,7 +238,7 @@ class Ctx:
         self._ctx = pctx[0]
         self.address = int(ffi.cast("uintptr_t", self._ctx))
         self._closed = False
-        _live[self.address] = self
+        live_contexts[self.address] = self
         # The disaster callback, from the start; events stay queued.
         lib.txl_register_event_callbacks(self._ctx, self._event_hooks, 0, self._handle)
         return self
@@ -622,7 +249,7 @@ class Ctx:
         freed one (every libxl call raises ContextClosed), but argument
         checks and the hook trampolines work.
         """
-        ffi, _ = _native()
+        ffi, _ = native.load()
         self._log_to = log
         self._closed = True
         self._ctx = ffi.NULL
@@ -672,7 +299,7 @@ class Ctx:
         return len(self._generators)
 
     def _enter(self, call: str) -> Any:
-        if _in_forbidden():
+        if in_forbidden():
             raise errors.ReentrantCall(
                 f"{call}: libxl may not be called from inside an osevent hook or the "
                 "disaster, fork, log or predicate callbacks"
@@ -685,7 +312,7 @@ class Ctx:
         """
         Pass on libxl's messages of level C{min_level} and above from now on.
         """
-        _check_c_int("set_log_level", "min_level", min_level, XTL_DEBUG, _XTL_NUM_LEVELS + 1)
+        check_c_int("set_log_level", "min_level", min_level, XTL_DEBUG, XTL_NUM_LEVELS + 1)
         self._enter("set_log_level")
         _lib.txl_logger_set_min_level(self._logger, min_level)
 
@@ -698,7 +325,7 @@ class Ctx:
         from now on.  Once per context, before any watch or operation.
         """
         call = "libxl_osevent_register_hooks"
-        _check_provides(call, "hooks", hooks, _OSEVENT_HOOK_METHODS)
+        check_provides(call, "hooks", hooks, _OSEVENT_HOOK_METHODS)
         ctx = self._enter(call)
         if self._hooks is not None:
             raise errors.ContextStateError(f"{call}: the hooks are registered already")
@@ -719,7 +346,7 @@ class Ctx:
         before any watch or operation.
         """
         call = "libxl_childproc_setmode"
-        _check_provides(call, "watcher", watcher, ("child_forked",))
+        check_provides(call, "watcher", watcher, ("child_forked",))
         ctx = self._enter(call)
         if self._watcher is not None:
             raise errors.ContextStateError(f"{call}: the child watcher is set already")
@@ -747,9 +374,9 @@ class Ctx:
         libxl allows this only while no event generator is enabled.
         """
         call = "libxl_event_register_callbacks"
-        _check_callable(call, "on_event", on_event)
-        _check_callable(call, "on_disaster", on_disaster)
-        _check_uint64(call, "mask", mask)
+        check_callable(call, "on_event", on_event)
+        check_callable(call, "on_disaster", on_disaster)
+        check_uint64(call, "mask", mask)
         ctx = self._enter(call)
         if self._generators:
             raise errors.ContextStateError(
@@ -765,7 +392,7 @@ class Ctx:
         C{on_complete(op_id, rc)} (from inside libxl, possibly before the
         initiating call returns, on any thread that calls libxl).
         """
-        _check_callable("set_ao_completion", "on_complete", on_complete)
+        check_callable("set_ao_completion", "on_complete", on_complete)
         self._enter("set_ao_completion")
         self._on_complete = on_complete
 
@@ -778,7 +405,7 @@ class Ctx:
 
     def _hook_fd_register(self, fd: int, out: Any, events: int, for_libxl: Any) -> int:
         token = int(_ffi.cast("uintptr_t", for_libxl))
-        with _forbidden:
+        with forbidden:
             try:
                 registration = self._hooks.fd_register(fd, events, token)
                 if registration is None:
@@ -792,7 +419,7 @@ class Ctx:
 
     def _hook_fd_modify(self, fd: int, update: Any, events: int) -> int:
         rid = int(_ffi.cast("uintptr_t", update[0]))
-        with _forbidden:
+        with forbidden:
             try:
                 registration = self._registrations[rid]
                 new = self._hooks.fd_modify(fd, registration, events)
@@ -810,7 +437,7 @@ class Ctx:
         if registration is None:
             _log.error("libxl deregistered an unknown fd registration (fd {fd})", fd=fd)
             return
-        with _forbidden:
+        with forbidden:
             try:
                 self._hooks.fd_deregister(fd, registration)
             except Exception:
@@ -818,7 +445,7 @@ class Ctx:
 
     def _hook_timeout_register(self, out: Any, deadline: float, for_libxl: Any) -> int:
         token = int(_ffi.cast("uintptr_t", for_libxl))
-        with _forbidden:
+        with forbidden:
             try:
                 registration = self._hooks.timeout_register(deadline, token)
                 if registration is None:
@@ -831,7 +458,7 @@ class Ctx:
 
     def _hook_timeout_modify(self, update: Any, deadline: Optional[float]) -> int:
         rid = int(_ffi.cast("uintptr_t", update[0]))
-        with _forbidden:
+        with forbidden:
             try:
                 registration = self._registrations[rid]
                 new = self._hooks.timeout_modify(registration, deadline)
@@ -848,7 +475,7 @@ class Ctx:
         if registration is None:
             _log.error("libxl deregistered an unknown timeout registration")
             return
-        with _forbidden:
+        with forbidden:
             try:
                 self._hooks.timeout_deregister(registration)
             except Exception:
@@ -867,14 +494,14 @@ class Ctx:
 
     def _libxl_logged(self, level: int, text: Any) -> None:
         message = _ffi.string(text).decode("utf-8", "replace")
-        with _forbidden:
+        with forbidden:
             try:
                 self._log_to(level, message)
             except Exception:
                 _log.failure("the libxl log callback failed")
 
     def _copy_event(self, event: Any) -> RawEvent:
-        return _read_event(event, self._eject_vdevs, self._uuids)
+        return read_event(event, self._eject_vdevs, self._uuids)
 
     def _event_occurred(self, kind: int, domid: int, for_user: int, reason: int, rc: int,
                         uuid: Any, kept: Any) -> None:
@@ -910,14 +537,14 @@ class Ctx:
     def _disaster_occurred(self, kind: int, msg: Any, errnoval: int) -> None:
         message = _ffi.string(msg).decode("utf-8", "replace")
         self.disaster = errors.LibxlDisaster(kind, message, errnoval)
-        with _forbidden:
+        with forbidden:
             try:
                 self._on_disaster(kind, message, errnoval)
             except Exception:
                 _log.failure("the libxl disaster callback failed")
 
     def _child_forked(self, pid: int) -> None:
-        with _forbidden:
+        with forbidden:
             try:
                 self._watcher.child_forked(pid)
             except Exception:
@@ -939,10 +566,10 @@ class Ctx:
         ready with C{revents}.  Never from inside a hook.
         """
         call = "libxl_osevent_occurred_fd"
-        _check_uint64(call, "token", token, 1)
-        _check_c_int(call, "fd", fd, 0, 1 << 31)
-        _check_c_int(call, "events", events, 0, _SHORT_LIMIT)
-        _check_c_int(call, "revents", revents, 0, _SHORT_LIMIT)
+        check_uint64(call, "token", token, 1)
+        check_c_int(call, "fd", fd, 0, 1 << 31)
+        check_c_int(call, "events", events, 0, SHORT_LIMIT)
+        check_c_int(call, "revents", revents, 0, SHORT_LIMIT)
         ctx = self._enter(call)
         _lib.libxl_osevent_occurred_fd(ctx, _ffi.cast("void *", token), fd, events, revents)
 
@@ -953,7 +580,7 @@ class Ctx:
         a hook.
         """
         call = "libxl_osevent_occurred_timeout"
-        _check_uint64(call, "token", token, 1)
+        check_uint64(call, "token", token, 1)
         ctx = self._enter(call)
         _lib.libxl_osevent_occurred_timeout(ctx, _ffi.cast("void *", token))
 
@@ -965,8 +592,8 @@ class Ctx:
         :raises txlibxl.errors.UnknownChild: C{pid} is not libxl's.
         """
         call = "libxl_childproc_reaped"
-        _check_c_int(call, "pid", pid, 1, 1 << 31)
-        _check_c_int(call, "status", status, -(1 << 31), 1 << 31)
+        check_c_int(call, "pid", pid, 1, 1 << 31)
+        check_c_int(call, "status", status, -(1 << 31), 1 << 31)
         ctx = self._enter(call)
         rc = _lib.libxl_childproc_reaped(ctx, pid, status)
         if rc:
@@ -992,7 +619,7 @@ class Ctx:
         wall-clock time (default: ``time.time()``).
         """
         call = "libxl_osevent_beforepoll"
-        _check_c_int(call, "timeout", timeout, -1, 1 << 31)
+        check_c_int(call, "timeout", timeout, -1, 1 << 31)
         ctx = self._enter(call)
         sec, usec = _now_timeval(now)
         self._libxl_busy = True
@@ -1024,9 +651,9 @@ class Ctx:
                     call=call, message=f"each entry must be (fd, events, revents), not {entry!r}"
                 )
             fd, events, revents = entry
-            _check_c_int(call, "fd", fd, -(1 << 31), 1 << 31)
-            _check_c_int(call, "events", events, 0, _SHORT_LIMIT)
-            _check_c_int(call, "revents", revents, 0, _SHORT_LIMIT)
+            check_c_int(call, "fd", fd, -(1 << 31), 1 << 31)
+            check_c_int(call, "events", events, 0, SHORT_LIMIT)
+            check_c_int(call, "revents", revents, 0, SHORT_LIMIT)
         ctx = self._enter(call)
         sec, usec = _now_timeval(now)
         fds = _ffi.new("struct pollfd[]", max(len(entries), 1))
@@ -1047,8 +674,8 @@ class Ctx:
         :returns: an opaque handle for :meth:`evdisable_domain_death`.
         """
         call = "libxl_evenable_domain_death"
-        _check_domid(call, domid)
-        _check_uint64(call, "user", user)
+        check_domid(call, domid)
+        check_uint64(call, "user", user)
         ctx = self._enter(call)
         out = _ffi.new("libxl_evgen_domain_death **")
         self._libxl_busy = True
@@ -1080,9 +707,9 @@ class Ctx:
         :returns: an opaque handle for :meth:`evdisable_disk_eject`.
         """
         call = "libxl_evenable_disk_eject"
-        _check_domid(call, domid)
-        vdev_bytes = _check_text(call, "vdev", vdev)
-        _check_uint64(call, "user", user)
+        check_domid(call, domid)
+        vdev_bytes = check_text(call, "vdev", vdev)
+        check_uint64(call, "user", user)
         ctx = self._enter(call)
         out = _ffi.new("libxl_evgen_disk_eject **")
         self._libxl_busy = True
@@ -1151,9 +778,9 @@ class Ctx:
         logged and counts as "no".
         """
         call = "libxl_event_check"
-        _check_uint64(call, "typemask", typemask)
+        check_uint64(call, "typemask", typemask)
         if predicate is not None:
-            _check_callable(call, "predicate", predicate)
+            check_callable(call, "predicate", predicate)
         ctx = self._enter(call)
         out = _ffi.new("libxl_event **")
         user = _ffi.new_handle((self, predicate)) if predicate is not None else _ffi.NULL
@@ -1175,8 +802,8 @@ class Ctx:
         return how
 
     def _start(self, call: str, function: Callable[..., int], domid: int, op_id: int) -> None:
-        _check_domid(call, domid)
-        _check_uint64(call, "op_id", op_id, 1)
+        check_domid(call, domid)
+        check_uint64(call, "op_id", op_id, 1)
         ctx = self._enter(call)
         if self._on_complete is None:
             raise errors.ContextStateError(f"{call}: call set_ao_completion first")
@@ -1234,7 +861,7 @@ class Ctx:
         :raises txlibxl.errors.LibxlError: any other code.
         """
         call = "libxl_ao_abort"
-        _check_uint64(call, "op_id", op_id, 1)
+        check_uint64(call, "op_id", op_id, 1)
         ctx = self._enter(call)
         rc = _lib.libxl_ao_abort(ctx, self._ao_how(op_id))
         if rc in (0, errors.ERROR_NOTFOUND, errors.ERROR_ABORTED):
@@ -1252,7 +879,7 @@ class Ctx:
         try:
             if _lib.libxl_domain_info(ctx, info, domid):
                 return None
-            return _uuid(info.uuid)
+            return uuid_text(info.uuid)
         finally:
             _lib.libxl_dominfo_dispose(info)
 
@@ -1278,7 +905,7 @@ class Ctx:
             raise errors.from_code(errors.ERROR_FAIL, call, "libxl could not list the domains")
         try:
             return [
-                _read_dominfo(
+                read_dominfo(
                     infos[i], self._name_or_none(ctx, infos[i].domid) if names else None
                 )
                 for i in range(count[0])
@@ -1293,7 +920,7 @@ class Ctx:
         :raises txlibxl.errors.DomainNotFound: there is no such domain.
         """
         call = "libxl_domain_info"
-        _check_domid(call, domid)
+        check_domid(call, domid)
         ctx = self._enter(call)
         info = _ffi.new("libxl_dominfo *")
         _lib.libxl_dominfo_init(info)
@@ -1301,7 +928,7 @@ class Ctx:
             rc = _lib.libxl_domain_info(ctx, info, domid)
             if rc:
                 raise errors.from_code(rc, call)
-            return _read_dominfo(info[0], self._name_or_none(ctx, domid))
+            return read_dominfo(info[0], self._name_or_none(ctx, domid))
         finally:
             _lib.libxl_dominfo_dispose(info)
 
@@ -1313,7 +940,7 @@ class Ctx:
             has no name in xenstore.
         """
         call = "libxl_domid_to_name"
-        _check_domid(call, domid)
+        check_domid(call, domid)
         name = self._name_or_none(self._enter(call), domid)
         if name is None:
             raise errors.from_code(
@@ -1329,7 +956,7 @@ class Ctx:
             C{name} (libxl's code for that is ``ERROR_INVAL``).
         """
         call = "libxl_name_to_domid"
-        encoded = _check_text(call, "name", name)
+        encoded = check_text(call, "name", name)
         ctx = self._enter(call)
         out = _ffi.new("uint32_t *")
         rc = _lib.libxl_name_to_domid(ctx, encoded, out)
@@ -1350,8 +977,8 @@ class Ctx:
             ``ERROR_FAIL``), or C{vdev} is not a disk name (``ERROR_INVAL``).
         """
         call = "libxl_vdev_to_device_disk"
-        _check_domid(call, domid)
-        encoded = _check_text(call, "vdev", vdev)
+        check_domid(call, domid)
+        encoded = check_text(call, "vdev", vdev)
         ctx = self._enter(call)
         disk = _ffi.new("libxl_device_disk *")
         _lib.libxl_device_disk_init(disk)
@@ -1361,7 +988,7 @@ class Ctx:
                 raise errors.from_code(rc, call, f"domain {domid} has no disk {vdev!r}")
             fields = _ffi.new("struct txl_disk_fields *")
             _lib.txl_disk_read(disk, fields)
-            return _read_disk(fields)
+            return read_disk(fields)
         finally:
             _lib.libxl_device_disk_dispose(disk)
 
@@ -1398,7 +1025,7 @@ class Ctx:
         self._registrations.clear()
         _lib.txl_logger_free(self._logger)
         self._logger = _ffi.NULL
-        _live.pop(self.address, None)
+        live_contexts.pop(self.address, None)
         if rc:
             raise errors.from_code(rc, call)
 

@@ -2,8 +2,9 @@
 
 Two native pieces are built by the package's own build:
 
-* ``txlibxl._libxl._cffi``: the cffi (API mode) binding, compiled against
-  the installed ``<libxl.h>`` and linked with libxenlight.
+* ``txlibxl._libxl._cffi``: the cffi (API mode) binding and its C side
+  (``txlibxl/_libxl/c/txl.c``), compiled against the installed
+  ``<libxl.h>`` and linked with libxenlight.
 * ``txlibxl.sim._xcshim``: the simulated host's libxenctrl shim, a plain
   shared object (it is never imported as a Python module; it is loaded
   with ``RTLD_GLOBAL`` before libxenlight so that libxl's ``xc_*`` calls

@@ -1,0 +1,299 @@
+"""
+libxl's events: :class:`EventsMixin`, the part of
+:class:`~txlibxl._libxl.binding.Ctx` that enables and disables event
+generators (domain death, disk eject), receives libxl's ``event_occurs``
+callback, and takes queued events with ``libxl_event_check``.
+
+Events are copied into :class:`~txlibxl._libxl.values.RawEvent` and
+``libxl_event_free``'d before Python code sees them (the C side frees the
+events made only of scalars itself).  libxl 4.17 leaves a death's UUID
+and a disk eject's vdev out of its events; this part remembers both when
+a generator is enabled, keyed by ``(domid, for_user)``, and fills them in.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional, Set, Tuple
+
+from .. import errors
+from . import native
+from .checks import check_callable, check_domid, check_text, check_uint64
+from .constants import (
+    EVENT_DOMAIN_SHUTDOWN,
+    EVENT_OPERATION_COMPLETE,
+    EVENTMASK_ALL,
+    NIL_UUID,
+)
+from .ctx_base import CtxBase
+from .ctx_queries import uuid_of
+from .values import RawEvent, read_event
+
+__all__ = ["EventsMixin"]
+
+_log = native.log
+
+_ffi: Any = None
+_lib: Any = None
+
+
+@native.on_load
+def _bind(ffi: Any, lib: Any) -> None:
+    global _ffi, _lib
+    _ffi, _lib = ffi, lib
+
+
+class _EventGenerator:
+    """
+    The opaque handle of one enabled libxl event generator; pass it back to
+    the matching ``evdisable_*`` once.
+    """
+
+    __slots__ = ("ctx", "kind", "pointer", "user", "domid", "vdev", "__weakref__")
+
+    def __init__(self, ctx: "EventsMixin", kind: str, pointer: Any, user: int) -> None:
+        self.ctx = ctx
+        self.kind = kind
+        self.pointer = pointer
+        self.user = user
+        self.domid: Optional[int] = None
+        self.vdev: Optional[str] = None
+
+    def __repr__(self) -> str:
+        state = "enabled" if self.pointer is not None else "disabled"
+        return f"<libxl {self.kind} generator user={self.user} {state}>"
+
+
+def _ignore_event(raw: RawEvent) -> None:
+    _log.warn("libxl event of type {type} with no handler, dropped", type=raw.type)
+
+
+class EventsMixin(CtxBase):
+    """
+    The event callbacks and generators of a :class:`~txlibxl._libxl.binding.Ctx`.
+    """
+
+    def _init_state(self, log: Callable[[int, str], None]) -> None:
+        super()._init_state(log)
+        self._on_event: Callable[[RawEvent], None] = _ignore_event
+        self._generators: Set[_EventGenerator] = set()
+        # (domid, user) -> what libxl leaves out of that generator's events
+        self._eject_vdevs: Dict[Tuple[int, int], str] = {}
+        self._uuids: Dict[Tuple[int, int], str] = {}
+        # (domid, user) -> how many enabled generators share it (so that a
+        # disable finds out in O(1) whether the entries above are still used)
+        self._key_refs: Dict[Tuple[int, int], int] = {}
+
+    def _after_free(self) -> None:
+        super()._after_free()
+        for generator in self._generators:
+            generator.pointer = None
+        self._generators.clear()
+        self._key_refs.clear()
+        self._eject_vdevs.clear()
+        self._uuids.clear()
+
+    # -- setup -----------------------------------------------------------
+
+    def register_event_callbacks(
+        self,
+        on_event: Callable[[RawEvent], None],
+        on_disaster: Callable[[int, str, int], None],
+        mask: int = EVENTMASK_ALL,
+    ) -> None:
+        """
+        ``libxl_event_register_callbacks``: events whose type's bit is set
+        in C{mask} (bit N for type N; default: all) are copied, freed and
+        handed to C{on_event(raw_event)}; the others stay queued for
+        :meth:`event_check`.  libxl's disasters go to
+        C{on_disaster(type, message, errnoval)}, which must not call libxl.
+
+        Both are called from inside libxl, on any thread that calls libxl.
+        libxl allows this only while no event generator is enabled.
+        """
+        call = "libxl_event_register_callbacks"
+        check_callable(call, "on_event", on_event)
+        check_callable(call, "on_disaster", on_disaster)
+        check_uint64(call, "mask", mask)
+        ctx = self._enter(call)
+        if self._generators:
+            raise errors.ContextStateError(
+                f"{call}: libxl forbids this while event generators are enabled"
+            )
+        self._on_event = on_event
+        self._on_disaster = on_disaster
+        _lib.txl_register_event_callbacks(ctx, self._event_hooks, mask, self._handle)
+
+    # -- callbacks (called by libxl through C) ---------------------------
+
+    def _copy_event(self, event: Any) -> RawEvent:
+        return read_event(event, self._eject_vdevs, self._uuids)
+
+    def _event_occurred(self, kind: int, domid: int, for_user: int, reason: int, rc: int,
+                        uuid: Any, kept: Any) -> None:
+        # The C side passed the scalars and freed the event, unless it kept
+        # one with more to read (a disk eject, a type it does not know).
+        if kept != _ffi.NULL:
+            try:
+                raw = self._copy_event(kept)
+            finally:
+                _lib.libxl_event_free(self._ctx, kept)
+        else:
+            if uuid == _ffi.NULL:
+                # libxl 4.17 never fills libxl_event.domuuid: the UUID read
+                # when the generator was enabled stands in.
+                text = self._uuids.get((domid, for_user), NIL_UUID)
+            else:
+                text = _ffi.string(uuid).decode("ascii")
+            raw = RawEvent(
+                kind,
+                domid,
+                text,
+                for_user,
+                reason if kind == EVENT_DOMAIN_SHUTDOWN else None,
+                None,
+                None,
+                rc if kind == EVENT_OPERATION_COMPLETE else None,
+            )
+        try:
+            self._on_event(raw)
+        except Exception:
+            _log.failure("the libxl event callback failed on {raw}", raw=raw)
+
+    # -- event generators ------------------------------------------------
+
+    @property
+    def generators_enabled(self) -> int:
+        """
+        The number of event generators enabled and not yet disabled.
+        """
+        return len(self._generators)
+
+    def evenable_domain_death(self, domid: int, user: int) -> Any:
+        """
+        ``libxl_evenable_domain_death``: report DOMAIN_SHUTDOWN (at most
+        once) and DOMAIN_DEATH of C{domid}, with C{for_user=user}.  libxl
+        does not check that the domain exists (a missing one yields DEATH).
+
+        :returns: an opaque handle for :meth:`evdisable_domain_death`.
+        """
+        call = "libxl_evenable_domain_death"
+        check_domid(call, domid)
+        check_uint64(call, "user", user)
+        ctx = self._enter(call)
+        out = _ffi.new("libxl_evgen_domain_death **")
+        self._libxl_busy = True
+        rc = _lib.libxl_evenable_domain_death(ctx, domid, user, out)
+        if rc:
+            raise errors.from_code(rc, call)
+        generator = _EventGenerator(self, "domain_death", out[0], user)
+        generator.domid = domid
+        self._add_generator(generator)
+        uuid = uuid_of(ctx, domid)
+        if uuid is not None:
+            self._uuids[(domid, user)] = uuid
+        return generator
+
+    def evdisable_domain_death(self, handle: Any) -> None:
+        """
+        ``libxl_evdisable_domain_death``.  Events that occurred before may
+        still be delivered.
+        """
+        self._disable(handle, "domain_death", "libxl_evdisable_domain_death",
+                      _lib.libxl_evdisable_domain_death)
+
+    def evenable_disk_eject(self, domid: int, vdev: str, user: int) -> Any:
+        """
+        ``libxl_evenable_disk_eject``: report DISK_EJECT of the disk
+        C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of C{domid}, with
+        C{for_user=user}.
+
+        :returns: an opaque handle for :meth:`evdisable_disk_eject`.
+        """
+        call = "libxl_evenable_disk_eject"
+        check_domid(call, domid)
+        vdev_bytes = check_text(call, "vdev", vdev)
+        check_uint64(call, "user", user)
+        ctx = self._enter(call)
+        out = _ffi.new("libxl_evgen_disk_eject **")
+        self._libxl_busy = True
+        rc = _lib.libxl_evenable_disk_eject(ctx, domid, vdev_bytes, user, out)
+        if rc:
+            raise errors.from_code(rc, call)
+        generator = _EventGenerator(self, "disk_eject", out[0], user)
+        generator.domid, generator.vdev = domid, vdev
+        self._add_generator(generator)
+        self._eject_vdevs[(domid, user)] = vdev
+        uuid = uuid_of(ctx, domid)
+        if uuid is not None:
+            self._uuids[(domid, user)] = uuid
+        return generator
+
+    def evdisable_disk_eject(self, handle: Any) -> None:
+        """
+        ``libxl_evdisable_disk_eject``.
+        """
+        self._disable(handle, "disk_eject", "libxl_evdisable_disk_eject",
+                      _lib.libxl_evdisable_disk_eject)
+
+    def _disable(self, handle: Any, kind: str, call: str, disable: Callable[[Any, Any], None]) -> None:
+        # On a death storm this runs once per death: checks first, then
+        # the least bookkeeping that keeps the maps exact.
+        if not isinstance(handle, _EventGenerator) or handle.kind != kind:
+            raise errors.InvalidArgument(
+                call=call, message=f"not a {kind} generator handle: {handle!r}"
+            )
+        if handle.ctx is not self:
+            raise errors.InvalidArgument(call=call, message="the generator is another context's")
+        ctx = self._enter(call)
+        pointer = handle.pointer
+        if pointer is None:
+            raise errors.InvalidArgument(call=call, message="the generator is disabled already")
+        handle.pointer = None
+        self._generators.discard(handle)
+        key = (handle.domid, handle.user)
+        refs = self._key_refs
+        left = refs.pop(key, 1) - 1
+        if left > 0:
+            refs[key] = left
+        else:
+            self._uuids.pop(key, None)
+            self._eject_vdevs.pop(key, None)
+        disable(ctx, pointer)
+
+    def _add_generator(self, generator: _EventGenerator) -> None:
+        self._generators.add(generator)
+        key = (generator.domid, generator.user)
+        self._key_refs[key] = self._key_refs.get(key, 0) + 1
+
+    # -- queued events ---------------------------------------------------
+
+    def event_check(
+        self,
+        typemask: int = EVENTMASK_ALL,
+        predicate: Optional[Callable[[RawEvent], bool]] = None,
+    ) -> Optional[RawEvent]:
+        """
+        ``libxl_event_check``: the first queued event whose type's bit is
+        set in C{typemask} and that C{predicate} accepts (any, without
+        one), removed from libxl's queue; ``None`` if there is none.
+
+        Only events outside the mask given to
+        :meth:`register_event_callbacks` are queued.  C{predicate} runs
+        inside libxl and must not call libxl; an exception from it is
+        logged and counts as "no".
+        """
+        call = "libxl_event_check"
+        check_uint64(call, "typemask", typemask)
+        if predicate is not None:
+            check_callable(call, "predicate", predicate)
+        ctx = self._enter(call)
+        out = _ffi.new("libxl_event **")
+        user = _ffi.new_handle((self, predicate)) if predicate is not None else _ffi.NULL
+        rc = _lib.txl_event_check(ctx, out, typemask, user)
+        if rc == errors.ERROR_NOT_READY:
+            return None
+        if rc:
+            raise errors.from_code(rc, call)
+        try:
+            return self._copy_event(out[0])
+        finally:
+            _lib.libxl_event_free(ctx, out[0])

@@ -9,8 +9,8 @@ This module wraps the few ``xs_*`` calls of the real client library
 does (``XENSTORED_PATH``, then the socket, then ``/dev/xen/xenbus``), so
 the same code runs on real Xen and on the simulated host.
 
-It is, with :mod:`txlibxl._libxl.binding`, the only code that touches cffi
-objects or C memory: every ``char **`` and buffer libxenstore returns is
+Like the rest of :mod:`txlibxl._libxl`, it is code that touches cffi
+objects and C memory, so nothing above this package does: every ``char **`` and buffer libxenstore returns is
 copied into Python values and ``free``'d here.  It knows no reactor: the
 reactor side is :mod:`txlibxl.loop.reactor_xenstore`.
 

@@ -47,17 +47,20 @@ def _twistd_module_exists() -> None:
 
 
 class _Output(ProcessProtocol):
-    """A child's output and its end."""
+    """A child's output (both streams, and standard error alone) and its end."""
 
     def __init__(self) -> None:
         self.output = b""
+        self.stderr = b""
         self.ended: defer.Deferred = defer.Deferred()
         self.status: Any = None
 
     def outReceived(self, data: bytes) -> None:
         self.output = (self.output + data)[-200000:]
 
-    errReceived = outReceived
+    def errReceived(self, data: bytes) -> None:
+        self.stderr = (self.stderr + data)[-200000:]
+        self.outReceived(data)
 
     def processEnded(self, reason: Any) -> None:
         self.status = reason.value
@@ -66,15 +69,21 @@ class _Output(ProcessProtocol):
 
 async def _run(args: List[str], timeout: float = 60.0) -> Tuple[Any, str]:
     """Run a command to its end: (its exit reason, its output)."""
+    proto = await _run_protocol(args, timeout)
+    return proto.status, proto.output.decode("utf-8", "replace")
+
+
+async def _run_protocol(args: List[str], timeout: float = 60.0, path: str = CHECKOUT) -> _Output:
+    """Run a command to its end (killed after C{timeout} seconds)."""
     proto = _Output()
-    reactor.spawnProcess(proto, args[0], args, env=_environment(), path=CHECKOUT)
+    reactor.spawnProcess(proto, args[0], args, env=_environment(), path=path)
     timer = reactor.callLater(timeout, lambda: proto.transport.signalProcess("KILL"))
     try:
         await proto.ended
     finally:
         if timer.active():
             timer.cancel()
-    return proto.status, proto.output.decode("utf-8", "replace")
+    return proto
 
 
 class SSEReader(Protocol):
@@ -423,9 +432,23 @@ class CommandLineTests(TestCase):
     async def test_a_bad_option_is_a_usage_error_not_a_traceback(self) -> None:
         _twistd_module_exists()
         reason, output = await _run(TWISTD + ["-n", "--pidfile=", "libxl-events", "--simulate", "--listen", "nonsense:1"])
-        self.assertEqual(getattr(reason, "exitCode", None), 1)
+        self.assertEqual(getattr(reason, "exitCode", None), 2)
         self.assertIn("--listen 'nonsense:1' is not a usable endpoint", output)
         self.assertNotIn("Traceback", output)
+
+    async def test_a_usage_error_is_one_line_and_a_pointer_to_help_not_the_usage(self) -> None:
+        _twistd_module_exists()
+        proto = await _run_protocol(TWISTD + ["-n", "--pidfile=", "libxl-events", "--simulate", "--no-such-option"])
+        self.assertEqual(getattr(proto.status, "exitCode", None), 2)
+        lines = proto.stderr.decode().splitlines()
+        self.assertEqual(
+            lines,
+            [
+                "twistd libxl-events: option --no-such-option not recognized",
+                "Try 'twistd libxl-events --help' for the options.",
+            ],
+        )
+        self.assertEqual(proto.output, proto.stderr)  # nothing on standard output
 
     async def test_without_xen_or_simulate_it_exits_at_once_saying_how_to_simulate(self) -> None:
         from txlibxl.daemon.tap import xen_available
@@ -438,3 +461,83 @@ class CommandLineTests(TestCase):
         self.assertIn("no Xen here", output)
         self.assertIn("--simulate", output)
         self.assertNotIn("Traceback", output)
+
+
+class StartupFailureTests(TestCase):
+    """
+    Start-up either succeeds or the process ends with a non-zero status
+    and one line saying why (systemd sees the failure).
+    """
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        _twistd_module_exists()
+        self.tmp = tempfile.mkdtemp(prefix="txlx-startup-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.log = os.path.join(self.tmp, "twistd.log")
+
+    async def twistd(self, *args: str, logfile: bool = False) -> _Output:
+        log = ["--logfile", self.log] if logfile else []
+        return await _run_protocol(TWISTD + ["-n", "--pidfile=", *log, "libxl-events", *args], path=self.tmp)
+
+    def critical_lines(self, text: str) -> List[str]:
+        return [line for line in text.splitlines() if "#critical]" in line]
+
+    async def test_a_port_already_taken_ends_the_process_before_the_simulated_host_starts(self) -> None:
+        import socket
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proto = await self.twistd("--simulate", "--listen", f"tcp:{port}:interface=127.0.0.1")
+        output = proto.output.decode()
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1, output)
+        [line] = self.critical_lines(output)
+        self.assertIn(f"cannot listen on tcp:{port}:interface=127.0.0.1: Address already in use", line)
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("simulated host", output)
+
+    async def test_with_a_logfile_the_line_is_in_the_log_and_on_stderr(self) -> None:
+        import socket
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proto = await self.twistd("--simulate", "--listen", f"tcp:{port}:interface=127.0.0.1", logfile=True)
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1)
+        with open(self.log) as f:
+            [line] = self.critical_lines(f.read())
+        self.assertIn("Address already in use", line)
+        self.assertEqual(
+            proto.stderr.decode().splitlines(),
+            [f"twistd libxl-events: cannot listen on tcp:{port}:interface=127.0.0.1: Address already in use"],
+        )
+
+    async def test_a_ready_file_that_cannot_be_written_ends_the_process(self) -> None:
+        proto = await self.twistd("--simulate", "--ready-file", os.path.join(self.tmp, "no-such-dir", "ready.json"))
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1)
+        [line] = proto.stderr.decode().splitlines()
+        self.assertIn("--ready-file", line)
+        self.assertIn("No such file or directory", line)
+
+    async def test_an_output_that_cannot_be_opened_is_one_line_not_a_traceback(self) -> None:
+        proto = await self.twistd("--simulate", "--output", "/nonexistent-dir/x.jsonl")
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1)
+        self.assertEqual(
+            proto.output.decode().splitlines(),
+            ["twistd libxl-events: --output '/nonexistent-dir/x.jsonl': No such file or directory"],
+        )
+
+    async def test_an_unexpected_start_up_error_exits_non_zero_with_one_line(self) -> None:
+        # The simulated host refuses a run directory too long for its sockets.
+        rundir = os.path.join(self.tmp, "x" * 120)
+        proto = await self.twistd("--simulate", "--simulate-rundir", rundir)
+        output = proto.output.decode()
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1, output)
+        [line] = self.critical_lines(output)
+        self.assertIn("cannot start: ValueError: run directory", line)

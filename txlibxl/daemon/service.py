@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -55,6 +55,7 @@ from .metrics import Metrics
 from .records import EventRecord
 from .recovery import Backoff
 from .sinks import IEventSink, IHostStatus
+from .startup import StartupError
 
 __all__ = ["LibxlEventsService", "State"]
 
@@ -120,6 +121,11 @@ class LibxlEventsService(Service):
         :class:`~txlibxl._libxl.xenstore.XenstoreConnection`.
     :param liveness_interval: seconds between checks of the xenstore
         connection (a lost connection gives no other sign).
+    :param on_failure: called with one line when the service cannot start
+        (the simulated host did not start, an unexpected error); by
+        default the line is logged and the reactor stopped.  The daemon
+        passes :meth:`txlibxl.daemon.startup.ProcessExit.fail`, which also
+        makes the process exit non-zero.
     """
 
     name = "libxl-events"
@@ -139,6 +145,7 @@ class LibxlEventsService(Service):
         open_context: Optional[Callable[[Any], Any]] = None,
         open_xenstore: Optional[Callable[[], Any]] = None,
         liveness_interval: float = 1.0,
+        on_failure: Optional[Callable[[str], None]] = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -158,6 +165,7 @@ class LibxlEventsService(Service):
         self._open_context = open_context or (lambda r: _default_context(r, log_level))
         self._open_xenstore = open_xenstore or _default_xenstore
         self._liveness_interval = liveness_interval
+        self._on_failure = on_failure or self._log_and_stop
         self.metrics = Metrics()
         self.state = State.STOPPED
         self.seq = 0
@@ -278,10 +286,23 @@ class LibxlEventsService(Service):
     def _start_failed(self, failure: Failure) -> None:
         if failure.check(defer.CancelledError) and self.state is State.STOPPING:
             return
-        self._log.failure("libxl-events could not start", failure)
         self.state = State.STOPPED
+        error = failure.value
+        if isinstance(error, StartupError):
+            reason = str(error)
+        else:
+            # A bug rather than the operator's problem: the traceback at
+            # debug level, for developers; one line for the operator.
+            self._log.failure("libxl-events could not start", failure, level=LogLevel.debug)
+            reason = f"{type(error).__name__}: {error}"
+        self._on_failure(f"cannot start: {reason}")
+
+    def _log_and_stop(self, reason: str) -> None:
+        self._log.critical("libxl-events {reason}", reason=reason)
         if self.reactor.running:
             self.reactor.stop()
+        else:
+            self.reactor.callWhenRunning(self.reactor.stop)
 
     def stopService(self) -> defer.Deferred:
         super().stopService()

@@ -2,23 +2,41 @@
 ``twistd libxl-events``: its options and how its services fit together.
 
 :class:`Options` parses the command line; :func:`makeService` builds a
-``MultiService`` holding the :class:`~txlibxl.daemon.service.LibxlEventsService`,
-one listening service per ``--listen`` endpoint, and the ``--ready-file``
-writer.  The plugin file ``twisted/plugins/txlibxl_events.py`` only names
-this module.
+:class:`DaemonService` holding one listening service per ``--listen``
+endpoint, the :class:`~txlibxl.daemon.service.LibxlEventsService` and the
+``--ready-file`` writer.  The plugin file
+``twisted/plugins/txlibxl_events.py`` only names this module.
+
+Start-up either succeeds or ends the process with a non-zero status and
+one line saying why: see :mod:`txlibxl.daemon.startup`.  What can be
+checked before the reactor runs is checked in :func:`makeService` (the
+output file is opened, the ready file's directory is tried); the
+listeners bind in ``privilegedStartService``, before the events service
+starts, so that a port already taken stops the daemon before it starts a
+simulated host or opens libxl.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
-__all__ = ["Options", "makeService", "ListeningService", "xen_available", "NO_XEN_MESSAGE"]
+from .startup import EXIT_FAILURE, NoXenError, ProcessExit, StartupError, usage_failed
+
+__all__ = [
+    "Options",
+    "makeService",
+    "DaemonService",
+    "ListeningService",
+    "ReadyFileService",
+    "xen_available",
+    "NO_XEN_MESSAGE",
+]
 
 _log = Logger(namespace="txlibxl.daemon.tap")
 
@@ -118,7 +136,13 @@ class Options(usage.Options):
                 if arg == "--simulate" and (i + 1 == len(args) or args[i + 1].startswith("-")):
                     args[i] = "--simulate="
             options = args
-        super().parseOptions(options)
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise  # not parsed by twistd: the caller reports it
+            # twistd would print its whole usage text before the error.
+            raise usage_failed(e, EXIT_FAILURE if isinstance(e, NoXenError) else 2) from None
 
     def postOptions(self) -> None:
         from twisted.internet import reactor
@@ -157,9 +181,13 @@ class Options(usage.Options):
             if self["simulate-rundir"] is not None:
                 raise usage.UsageError("--simulate-rundir needs --simulate")
             if not xen_available():
-                raise usage.UsageError(NO_XEN_MESSAGE.format(markers=" and ".join(XEN_MARKERS)))
+                raise NoXenError(NO_XEN_MESSAGE.format(markers=" and ".join(XEN_MARKERS)))
         if not self["listen"] and self["output"] is None:
             self["output"] = "-"
+
+
+def _fail_by_logging(reason: str) -> None:
+    _log.critical("{reason}", reason=reason)
 
 
 class ListeningService(Service):
@@ -167,13 +195,21 @@ class ListeningService(Service):
     Listens with C{factory} on the endpoint C{description} while running;
     :attr:`address` is the bound address as an endpoint string
     (``tcp:127.0.0.1:8080``, ``unix:/run/x.sock``) once listening.
+
+    It binds in ``privilegedStartService`` (before twistd sheds privileges
+    with ``--uid``, and before any other service starts).  A failure to
+    bind is given to C{on_failure} as one line.
     """
 
-    def __init__(self, reactor: Any, description: str, factory: Any) -> None:
+    def __init__(
+        self, reactor: Any, description: str, factory: Any, on_failure: Callable[[str], None] = _fail_by_logging
+    ) -> None:
         self._reactor = reactor
         self.description = description
         self._factory = factory
+        self._on_failure = on_failure
         self._port: Any = None
+        self._binding: Optional[defer.Deferred] = None
         self.address: Optional[str] = None
         self._listening: List[defer.Deferred] = []
 
@@ -185,12 +221,21 @@ class ListeningService(Service):
         self._listening.append(d)
         return d
 
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
     def startService(self) -> None:
+        super().startService()
+        self._listen()
+
+    def _listen(self) -> None:
         from twisted.internet.endpoints import serverFromString
 
-        super().startService()
-        d = serverFromString(self._reactor, self.description).listen(self._factory)
-        d.addCallbacks(self._bound, self._failed)
+        if self._binding is not None:
+            return
+        self._binding = serverFromString(self._reactor, self.description).listen(self._factory)
+        self._binding.addCallbacks(self._bound, self._failed)
 
     def _bound(self, port: Any) -> None:
         self._port = port
@@ -205,34 +250,72 @@ class ListeningService(Service):
             d.callback(self.address)
 
     def _failed(self, failure: Any) -> None:
-        _log.failure("cannot listen on {description}", failure, description=self.description)
         waiting, self._listening = self._listening, []
         for d in waiting:
             d.errback(failure)
-        from twisted.internet import reactor
-
-        if reactor.running:
-            reactor.stop()
+        self._on_failure(f"cannot listen on {self.description}: {_reason(failure.value)}")
 
     def stopService(self) -> Any:
         super().stopService()
+        self._binding = None
         port, self._port = self._port, None
         if port is not None:
             return port.stopListening()
         return None
 
 
+def _reason(error: BaseException) -> str:
+    """An exception as the end of one line: its message, or its type."""
+    from twisted.internet.error import CannotListenError
+
+    if isinstance(error, CannotListenError) and isinstance(error.socketError, BaseException):
+        return _reason(error.socketError)
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror
+        if error.filename:
+            text = f"{error.filename}: {text}"
+        return text
+    text = str(error).strip()
+    # twisted.internet.error.CannotListenError: "Couldn't listen on any:8080: [Errno 98] ..."
+    return text or type(error).__name__
+
+
 class ReadyFileService(Service):
     """
     Writes C{path} (JSON: ``pid``, ``listen``, ``simulate_rundir``) once the
     events service runs and every listener is bound; removes it on stop.
+    A file that cannot be written is a failure (given to C{on_failure}):
+    whatever waits for it would wait forever.
     """
 
-    def __init__(self, path: str, events: Any, listeners: List[ListeningService], runner: Any) -> None:
+    def __init__(
+        self,
+        path: str,
+        events: Any,
+        listeners: List[ListeningService],
+        runner: Any,
+        on_failure: Callable[[str], None] = _fail_by_logging,
+    ) -> None:
         self.path = path
         self._events = events
         self._listeners = listeners
         self._runner = runner
+        self._on_failure = on_failure
+
+    @staticmethod
+    def check_writable(path: str) -> None:
+        """
+        Try to write (and remove) the temporary file next to C{path}.
+
+        :raises StartupError: it cannot be written.
+        """
+        temporary = path + ".tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8"):
+                pass
+            os.unlink(temporary)
+        except OSError as e:
+            raise StartupError(f"--ready-file {path!r}: cannot write there: {e.strerror or e}") from None
 
     def startService(self) -> None:
         super().startService()
@@ -241,7 +324,8 @@ class ReadyFileService(Service):
             consumeErrors=True,
         )
         d.addCallback(self._write)
-        d.addErrback(lambda f: _log.failure("not writing the ready file", f))
+        # A listener that failed has said so already.
+        d.addErrback(lambda f: None)
 
     def _write(self, _: Any) -> None:
         if not self.running:
@@ -252,9 +336,12 @@ class ReadyFileService(Service):
             "simulate_rundir": self._runner.rundir if self._runner is not None else None,
         }
         temporary = self.path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(info, f)
-        os.replace(temporary, self.path)
+        try:
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump(info, f)
+            os.replace(temporary, self.path)
+        except OSError as e:
+            self._on_failure(f"cannot write the ready file {self.path!r}: {_reason(e)}")
 
     def stopService(self) -> None:
         super().stopService()
@@ -264,10 +351,85 @@ class ReadyFileService(Service):
             pass
 
 
+class DaemonService(MultiService):
+    """
+    The daemon's top service: its children are started in order (the
+    listeners, the events service, the ready-file writer) unless start-up
+    has already failed (:attr:`exit`), in which case nothing more starts
+    and the reactor stops.
+
+    :ivar exit: the :class:`~txlibxl.daemon.startup.ProcessExit` every
+        start-up failure goes to.
+    """
+
+    def __init__(self, exit: ProcessExit) -> None:
+        super().__init__()
+        self.exit = exit
+
+    def privilegedStartService(self) -> None:
+        for service in self:
+            service.privilegedStartService()
+            if self.exit.failed:
+                return
+
+    def startService(self) -> None:
+        if self.exit.failed:
+            # Not started: the reactor stops as soon as it runs.
+            Service.startService(self)
+            return
+        Service.startService(self)
+        for service in self:
+            try:
+                service.startService()
+            except Exception as e:
+                _log.failure("starting {service}", service=getattr(service, "name", None) or service)
+                self.exit.fail(f"cannot start: {type(e).__name__}: {_reason(e)}")
+            if self.exit.failed:
+                return
+
+    def stopService(self) -> Any:
+        # Stop only what was started (in reverse order), as MultiService does.
+        started = [service for service in self if service.running or isinstance(service, ListeningService)]
+        Service.stopService(self)
+        deferreds = [defer.maybeDeferred(service.stopService) for service in reversed(started)]
+        return defer.DeferredList(deferreds)
+
+
 def makeService(options: Options) -> MultiService:
-    """The services for C{options}: see the module docstring."""
+    """
+    The services for C{options}: see the module docstring.
+
+    Under twistd (the options have a ``parent``), a :class:`StartupError`
+    here becomes one line on standard error and exit status 1; called
+    otherwise (a test, an application), it is raised.
+    """
     from twisted.internet import reactor
 
+    under_twistd = getattr(options, "parent", None) is not None
+    exit = ProcessExit(reactor, echo_to_stderr=under_twistd and _logs_elsewhere(options.parent))
+    try:
+        top = _make_service(options, reactor, exit)
+    except StartupError as e:
+        if not under_twistd:
+            raise
+        raise usage_failed(e, EXIT_FAILURE) from None
+    if under_twistd:
+        exit.install()
+    return top
+
+
+def _logs_elsewhere(server_options: Any) -> bool:
+    """Whether twistd logs somewhere other than standard output or error."""
+    try:
+        logfile = server_options.get("logfile")
+        return bool(server_options.get("syslog")) or bool(logfile and logfile != "-") or not server_options.get(
+            "nodaemon"
+        )
+    except Exception:
+        return False
+
+
+def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonService:
     from .recovery import Backoff
     from .service import LibxlEventsService
     from .sinks.http import HTTPSink
@@ -286,23 +448,26 @@ def makeService(options: Options) -> MultiService:
         backoff=Backoff(maximum=max(0.1, float(options["max-backoff"]))),
         host=runner,
         log_level=options["libxl-log-level"],
+        on_failure=exit.fail,
     )
-    top = MultiService()
-    events.setServiceParent(top)
+    if options["ready-file"]:
+        ReadyFileService.check_writable(options["ready-file"])
     if options["output"] is not None:
         try:
             events.add_sink(JSONLinesSink.to_path(options["output"]))
         except OSError as e:
-            raise usage.UsageError(f"--output {options['output']!r}: {e}")
+            raise StartupError(f"--output {options['output']!r}: {e.strerror or e}") from None
+    top = DaemonService(exit)
     listeners: List[ListeningService] = []
     if options["listen"]:
         http = HTTPSink(reactor, events, buffer=int(options["buffer"]))
         events.add_sink(http)
         site = http.site()
         for description in options["listen"]:
-            listener = ListeningService(reactor, description, site)
+            listener = ListeningService(reactor, description, site, on_failure=exit.fail)
             listener.setServiceParent(top)
             listeners.append(listener)
+    events.setServiceParent(top)
     if options["ready-file"]:
-        ReadyFileService(options["ready-file"], events, listeners, runner).setServiceParent(top)
+        ReadyFileService(options["ready-file"], events, listeners, runner, on_failure=exit.fail).setServiceParent(top)
     return top

@@ -421,6 +421,35 @@ class StopTests(TestCase):
             self.fail("the simulated host outlived twistd")
 
 
+def _gone(pid: int) -> bool:
+    """Whether C{pid} has exited (a zombie nobody reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+class KillTests(TestCase):
+    timeout = 120
+
+    async def test_sigkill_leaves_no_simulated_host_behind(self) -> None:
+        plugin = await PluginProcess(self).start()
+        await plugin.control.disconnect()
+        plugin.control = None
+        host = plugin.host["pid"]
+        self.assertFalse(_gone(host))
+        plugin.proto.transport.signalProcess("KILL")
+        await plugin.proto.ended
+        for _ in range(200):
+            if _gone(host):
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        else:
+            self.fail("the simulated host outlived twistd killed with SIGKILL")
+
+
 class CommandLineTests(TestCase):
     timeout = 120
 

@@ -91,6 +91,26 @@ class JSONLinesTests(TestCase):
         with open(path) as f:
             self.assertEqual(f.read().splitlines()[0], "earlier")
 
+    def test_a_closed_pipe_ends_the_sink_once(self) -> None:
+        import os
+
+        from txlibxl.daemon.sinks import SinkClosed
+
+        read, write = os.pipe()
+        os.close(read)
+        sink = JSONLinesSink(open(write, "wb", buffering=0), description="the pipe")
+        e = self.assertRaises(SinkClosed, sink.publish, record(1))
+        self.assertEqual(str(e), "the pipe was closed (Broken pipe)")
+        self.assertTrue(sink.closed)
+        sink.publish(record(2))  # nothing more, no error
+        sink.close()
+
+    def test_a_binary_stream_gets_utf8_lines(self) -> None:
+        out = io.BytesIO()
+        sink = JSONLinesSink(out, owns_stream=False)
+        sink.publish(record(1))
+        self.assertEqual(json.loads(out.getvalue().decode("utf-8"))["seq"], 1)
+
     def test_nothing_is_written_after_close(self) -> None:
         out = io.StringIO()
         sink = JSONLinesSink(out, owns_stream=False)

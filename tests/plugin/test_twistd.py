@@ -450,6 +450,91 @@ class KillTests(TestCase):
             self.fail("the simulated host outlived twistd killed with SIGKILL")
 
 
+class _HeadReader(ProcessProtocol):
+    """Reads C{lines} lines of the child's standard output, then closes it, as ``| head`` does."""
+
+    def __init__(self, lines: int) -> None:
+        self.wanted = lines
+        self.lines: List[bytes] = []
+        self._buffer = b""
+        self.closed: defer.Deferred = defer.Deferred()
+        self.ended: defer.Deferred = defer.Deferred()
+        self.status: Any = None
+
+    def outReceived(self, data: bytes) -> None:
+        if self.closed.called:
+            return
+        self._buffer += data
+        while b"\n" in self._buffer and len(self.lines) < self.wanted:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            self.lines.append(line)
+        if len(self.lines) >= self.wanted:
+            self.transport.closeChildFD(1)
+            self.closed.callback(None)
+
+    def processEnded(self, reason: Any) -> None:
+        self.status = reason.value
+        self.ended.callback(reason.value)
+
+
+class ClosedOutputTests(TestCase):
+    """A closed standard output ends the JSON lines sink: one log line, no traceback."""
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        _twistd_module_exists()
+        self.tmp = tempfile.mkdtemp(prefix="txlx-head-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.log = os.path.join(self.tmp, "twistd.log")
+
+    async def head(self, *extra: str) -> _HeadReader:
+        proto = _HeadReader(3)
+        args = TWISTD + ["-n", "--pidfile=", "--logfile", self.log, "libxl-events", "--simulate", "demo",
+                         "--output", "-", *extra]
+        reactor.spawnProcess(proto, args[0], args, env=_environment(), path=self.tmp)
+        self.addCleanup(lambda: proto.ended.called or proto.transport.signalProcess("KILL"))
+        await proto.closed.addTimeout(60, reactor)
+        return proto
+
+    def read_log(self) -> str:
+        with open(self.log, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    async def test_the_only_sink_closed_stops_the_daemon(self) -> None:
+        proto = await self.head()
+        reason = await proto.ended.addTimeout(30, reactor)
+        log = self.read_log()
+        self.assertEqual(getattr(reason, "exitCode", None), 0, log)
+        self.assertEqual([json.loads(line)["seq"] for line in proto.lines], [1, 2, 3])
+        self.assertNotIn("Traceback", log)
+        ended = [line for line in log.splitlines() if "sink has ended" in line]
+        self.assertEqual(len(ended), 1, log)
+        self.assertIn("standard output was closed (Broken pipe); no sink left, stopping", ended[0])
+
+    async def test_with_other_sinks_the_daemon_goes_on(self) -> None:
+        ready = os.path.join(self.tmp, "ready.json")
+        proto = await self.head("--listen", "tcp:0:interface=127.0.0.1", "--ready-file", ready)
+        for _ in range(400):
+            if "sink has ended" in self.read_log():
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        with open(ready) as f:
+            base = "http://" + json.load(f)["listen"][0].split(":", 1)[1]
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        response = await treq.get(base + "/healthz", pool=pool)
+        self.assertEqual(response.code, 200)
+        await response.text()
+        await pool.closeCachedConnections()
+        self.assertFalse(proto.ended.called)
+        log = self.read_log()
+        self.assertNotIn("Traceback", log)
+        [ended] = [line for line in log.splitlines() if "sink has ended" in line]
+        self.assertIn("the other sinks go on", ended)
+        proto.transport.signalProcess("TERM")
+        await proto.ended
+
+
 class CommandLineTests(TestCase):
     timeout = 120
 

@@ -54,7 +54,7 @@ from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, comp
 from .metrics import Metrics
 from .records import EventRecord
 from .recovery import Backoff
-from .sinks import IEventSink, IHostStatus
+from .sinks import IEventSink, IHostStatus, SinkClosed
 from .startup import StartupError
 
 __all__ = ["LibxlEventsService", "State"]
@@ -581,13 +581,33 @@ class LibxlEventsService(Service):
             reconciled=reconciled,
         )
         self.metrics.count("txlibxl_events_total", kind)
-        for sink in self.sinks:
+        for sink in list(self.sinks):
             try:
                 sink.publish(record)
+            except SinkClosed as e:
+                self._sink_closed(sink, e)
             except Exception:
                 self.metrics.count("txlibxl_sink_errors_total", getattr(sink, "name", type(sink).__name__))
                 self._log.failure("the {sink} sink failed to take record {seq}", sink=getattr(sink, "name", sink), seq=record.seq)
         return record
+
+    def _sink_closed(self, sink: Any, why: SinkClosed) -> None:
+        """C{sink} has ended: forget it; with no sink left, stop."""
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+        try:
+            sink.close()
+        except Exception:
+            pass
+        name = getattr(sink, "name", type(sink).__name__)
+        if self.sinks:
+            self._log.warn(
+                "the {sink} sink has ended: {why}; the other sinks go on", sink=name, why=why
+            )
+            return
+        self._log.warn("the {sink} sink has ended: {why}; no sink left, stopping", sink=name, why=why)
+        if self.reactor.running:
+            self.reactor.stop()
 
     def _call(self, name: str, function: Callable[..., Any], *args: Any) -> Any:
         """Call C{function}, counting it (and its failure) as C{name}."""

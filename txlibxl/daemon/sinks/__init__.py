@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from zope.interface import Attribute, Interface
 
-__all__ = ["IEventSink", "IHostStatus"]
+__all__ = ["IEventSink", "IHostStatus", "SinkClosed"]
+
+
+class SinkClosed(Exception):
+    """
+    Raised by :meth:`IEventSink.publish` when the sink has ended for good
+    (its output was closed by the other side); the message says why.  The
+    service stops publishing to it, and stops altogether if it was its
+    only sink.
+    """
 
 
 class IEventSink(Interface):
@@ -27,7 +36,9 @@ class IEventSink(Interface):
         Take C{record} (an :class:`~txlibxl.daemon.records.EventRecord`).  Called
         on the reactor thread, once per record, in ``seq`` order.  Must not
         block; an exception is logged and counted, and the record still
-        goes to the other sinks.
+        goes to the other sinks.  :class:`SinkClosed` says that the sink has
+        ended: it gets no more records (its ``close`` has been called, or
+        it closed itself).
         """
 
     def close():  # type: ignore[no-untyped-def]

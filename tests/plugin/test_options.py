@@ -38,7 +38,23 @@ class OptionTests(TestCase):
 
     def test_listen_is_repeatable(self) -> None:
         options = parse("--simulate", "--listen", "tcp:0", "--listen", "unix:/tmp/x.sock")
-        self.assertEqual(options["listen"], ["tcp:0", "unix:/tmp/x.sock"])
+        self.assertEqual(options["listen"], ["tcp:0", "unix:/tmp/x.sock:mode=600"])
+
+    def test_a_unix_socket_is_private_unless_its_endpoint_gives_a_mode(self) -> None:
+        self.assertEqual(parse("--simulate", "--listen", "unix:/tmp/x.sock")["listen"], ["unix:/tmp/x.sock:mode=600"])
+        self.assertEqual(
+            parse("--simulate", "--listen", "unix:/tmp/x.sock:mode=660")["listen"], ["unix:/tmp/x.sock:mode=660"]
+        )
+        self.assertEqual(parse("--simulate", "--listen", "tcp:0")["listen"], ["tcp:0"])
+
+    def test_listen_group_is_a_known_group_for_a_unix_socket(self) -> None:
+        import grp
+
+        name = grp.getgrgid(os.getegid()).gr_name
+        options = parse("--simulate", "--listen", "unix:/tmp/x.sock", "--listen-group", name)
+        self.assertEqual(options["listen-gid"], os.getegid())
+        self.assertRaises(usage.UsageError, parse, "--simulate", "--listen", "unix:/tmp/x.sock", "--listen-group", "no-such-group-here")
+        self.assertRaises(usage.UsageError, parse, "--simulate", "--listen", "tcp:0", "--listen-group", name)
 
     def test_a_bad_endpoint_is_a_usage_error(self) -> None:
         e = self.assertRaises(usage.UsageError, parse, "--simulate", "--listen", "nonsense:1")

@@ -535,6 +535,42 @@ class ClosedOutputTests(TestCase):
         await proto.ended
 
 
+class UnixSocketTests(TestCase):
+    """The HTTP endpoints have no authentication: a unix socket is private by default."""
+
+    timeout = 120
+
+    def socket_path(self) -> str:
+        directory = tempfile.mkdtemp(prefix="txlx-sock-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory, True)
+        return os.path.join(directory, "events.sock")
+
+    async def test_a_unix_socket_is_created_0600(self) -> None:
+        import stat
+
+        path = self.socket_path()
+        await PluginProcess(self, extra=("--listen", f"unix:{path}")).start()
+        mode = os.stat(path).st_mode
+        self.assertTrue(stat.S_ISSOCK(mode))
+        self.assertEqual(stat.S_IMODE(mode), 0o600)
+
+    async def test_a_mode_and_a_group_open_it_to_that_group(self) -> None:
+        import grp
+        import stat
+
+        others = [g for g in grp.getgrall() if g.gr_gid != os.getegid()]
+        if os.geteuid() != 0 or not others:
+            raise SkipTest("giving a socket to another group needs root and another group")
+        group = others[0]
+        path = self.socket_path()
+        plugin = await PluginProcess(
+            self, extra=("--listen", f"unix:{path}:mode=660", "--listen-group", group.gr_name)
+        ).start()
+        info = os.stat(path)
+        self.assertEqual((stat.S_IMODE(info.st_mode), info.st_gid), (0o660, group.gr_gid))
+        self.assertIn(f"unix:{path}", plugin.info["listen"])
+
+
 class CommandLineTests(TestCase):
     timeout = 120
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from .startup import EXIT_FAILURE, NoXenError, ProcessExit, StartupError, usage_failed
 
@@ -98,6 +100,7 @@ class Options(usage.Options):
         ["max-backoff", None, "30", "Longest wait, in seconds, between attempts to reopen libxl.", float],
         ["libxl-log-level", None, "warn", "Least severe libxl log level logged: " + ", ".join(LOG_LEVELS) + "."],
         ["ready-file", None, None, "Write a JSON file with the pid and bound addresses once running."],
+        ["listen-group", None, None, "Give the unix: sockets to this group (with mode=660 in the endpoint, its members may connect)."],
     ]
     compData = usage.Completions(
         optActions={
@@ -116,6 +119,7 @@ class Options(usage.Options):
         """
         Serve HTTP on this Twisted endpoint (repeatable):
         tcp:8080:interface=127.0.0.1, unix:/run/txlibxl.sock, ssl:8443:privateKey=...
+        A unix: socket is created mode 0600 unless the endpoint says mode=.
         """
         self["listen"].append(description)
 
@@ -155,11 +159,23 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--libxl-log-level must be one of {', '.join(LOG_LEVELS)}, not {self['libxl-log-level']!r}"
             )
+        self["listen"] = [private_unix_endpoint(d) for d in self["listen"]]
         for description in self["listen"]:
             try:
                 serverFromString(reactor, description)
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {e}")
+        self["listen-gid"] = None
+        if self["listen-group"] is not None:
+            import grp
+
+            try:
+                group = self["listen-group"]
+                self["listen-gid"] = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise usage.UsageError(f"--listen-group: no group {self['listen-group']!r}")
+            if not any(_is_unix(d) for d in self["listen"]):
+                raise usage.UsageError("--listen-group needs a --listen unix: endpoint")
         if self["domains"] is not None:
             from .discovery import DomainFilter
 
@@ -190,6 +206,29 @@ def _fail_by_logging(reason: str) -> None:
     _log.critical("{reason}", reason=reason)
 
 
+#: The mode of a ``unix:`` listening socket whose endpoint gives none:
+#: only the daemon's own user may connect.
+PRIVATE_SOCKET_MODE = "600"
+
+
+def _is_unix(description: str) -> bool:
+    return description.split(":", 1)[0].strip().lower() == "unix"
+
+
+def private_unix_endpoint(description: str) -> str:
+    """
+    C{description}, with ``mode=600`` added if it is a ``unix:`` endpoint
+    that names no mode (Twisted's default is 0666: anyone on the host).
+    """
+    if not _is_unix(description):
+        return description
+    # Parameters are separated by unescaped colons (Twisted's endpoint syntax).
+    params = re.split(r"(?<!\\):", description)[1:]
+    if any(p.strip().startswith("mode=") for p in params):
+        return description
+    return f"{description}:mode={PRIVATE_SOCKET_MODE}"
+
+
 class ListeningService(Service):
     """
     Listens with C{factory} on the endpoint C{description} while running;
@@ -202,10 +241,16 @@ class ListeningService(Service):
     """
 
     def __init__(
-        self, reactor: Any, description: str, factory: Any, on_failure: Callable[[str], None] = _fail_by_logging
+        self,
+        reactor: Any,
+        description: str,
+        factory: Any,
+        on_failure: Callable[[str], None] = _fail_by_logging,
+        group: Optional[int] = None,
     ) -> None:
         self._reactor = reactor
         self.description = description
+        self._group = group
         self._factory = factory
         self._on_failure = on_failure
         self._port: Any = None
@@ -234,7 +279,15 @@ class ListeningService(Service):
 
         if self._binding is not None:
             return
-        self._binding = serverFromString(self._reactor, self.description).listen(self._factory)
+        # A unix socket is bound with the mode its endpoint gives, but
+        # chmod'ed only after bind(): bind it under a umask that lets no one
+        # else in meanwhile.
+        previous = os.umask(0o177) if _is_unix(self.description) else None
+        try:
+            self._binding = serverFromString(self._reactor, self.description).listen(self._factory)
+        finally:
+            if previous is not None:
+                os.umask(previous)
         self._binding.addCallbacks(self._bound, self._failed)
 
     def _bound(self, port: Any) -> None:
@@ -243,7 +296,18 @@ class ListeningService(Service):
         if getattr(host, "type", None) in ("TCP", "TCP6"):
             self.address = f"tcp:{host.host}:{host.port}"
         else:
-            self.address = f"unix:{getattr(host, 'name', host)}"
+            path = getattr(host, "name", host)
+            if isinstance(path, bytes):
+                path = path.decode()
+            self.address = f"unix:{path}"
+            if self._group is not None:
+                try:
+                    os.chown(path, -1, self._group)
+                except OSError as e:
+                    self._port = None
+                    port.stopListening()
+                    self._failed(Failure(e))
+                    return
         _log.info("libxl-events HTTP listening on {address}", address=self.address)
         waiting, self._listening = self._listening, []
         for d in waiting:
@@ -464,7 +528,8 @@ def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonSe
         events.add_sink(http)
         site = http.site()
         for description in options["listen"]:
-            listener = ListeningService(reactor, description, site, on_failure=exit.fail)
+            group = options["listen-gid"] if _is_unix(description) else None
+            listener = ListeningService(reactor, description, site, on_failure=exit.fail, group=group)
             listener.setServiceParent(top)
             listeners.append(listener)
     events.setServiceParent(top)

@@ -202,6 +202,23 @@ class HTTPSinkTests(TestCase):
     def test_a_bad_last_event_id_is_a_400(self) -> None:
         request = get(self.sink, b"/events", {b"last-event-id": b"soon"})
         self.assertEqual(request.responseCode, 400)
+        self.assertEqual(
+            json.loads(b"".join(request.written)),
+            {"error": "the Last-Event-ID header must be a sequence number (an integer >= 0), not 'soon'"},
+        )
+
+    def test_a_negative_since_is_a_400_naming_the_parameter(self) -> None:
+        request = get(self.sink, b"/events", args={b"since": [b"-5"]})
+        self.assertEqual(request.responseCode, 400)
+        self.assertIn("the since parameter", json.loads(b"".join(request.written))["error"])
+
+    def test_head_answers_like_get_without_a_body(self) -> None:
+        request = DummyRequest([b"healthz"])
+        request.method = b"HEAD"
+        resource = self.sink.root.getChildWithDefault(b"healthz", request)
+        self.assertEqual(resource.render(request), b"")
+        self.assertEqual(request.responseCode, 200)
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"content-length"), [b"%d" % len(b'{"healthy": true}\n')])
 
     def test_streams_get_a_heartbeat_comment(self) -> None:
         request = get(self.sink, b"/events")

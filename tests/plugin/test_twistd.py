@@ -571,6 +571,64 @@ class UnixSocketTests(TestCase):
         self.assertIn(f"unix:{path}", plugin.info["listen"])
 
 
+class LogTests(TestCase):
+    """What operators read in the log: no debug lines, no request per scrape, each thing said once."""
+
+    timeout = 120
+
+    async def test_by_default_no_debug_no_access_log_and_head_is_quiet(self) -> None:
+        plugin = await PluginProcess(self).start()
+        for path in ("/healthz", "/metrics", "/domains"):
+            await (await plugin.get(path)).text()
+        response = await treq.head(plugin.base + "/healthz", pool=plugin.pool)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(await response.content(), b"")
+        get = await plugin.get("/healthz")
+        body = await get.content()
+        self.assertEqual(response.headers.getRawHeaders(b"content-length"), [b"%d" % len(body)])
+        await plugin.terminate()
+        log = plugin.log()
+        self.assertNotIn("#debug]", log)
+        self.assertNotIn('"GET /metrics', log)
+        self.assertNotIn("HEAD request", log)
+        self.assertNotIn("Starting factory <twisted.web.server.Site", log)
+
+    async def test_log_level_debug_and_access_log_bring_them_back(self) -> None:
+        plugin = await PluginProcess(self, extra=("--log-level", "debug", "--access-log")).start()
+        await (await plugin.get("/metrics")).text()
+        await plugin.terminate()
+        log = plugin.log()
+        self.assertIn("#debug]", log)
+        self.assertIn('"GET /metrics HTTP/1.1" 200', log)
+
+    async def test_a_lost_xenstored_is_said_once_and_libxl_once(self) -> None:
+        plugin = await PluginProcess(self).start()
+        await plugin.control.fault("xenstored_die")
+        for _ in range(200):
+            _, health = await plugin.get_json("/healthz")
+            if not health["healthy"]:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        await task.deferLater(reactor, 0.5, lambda: None)  # a few reconnection attempts
+        await plugin.control.fault("xenstored_restart")
+        for _ in range(200):
+            _, health = await plugin.get_json("/healthz")
+            if health["healthy"]:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        await plugin.terminate()
+        log = plugin.log()
+        self.assertEqual(log.count("lost the xenstore connection"), 1, log)
+        self.assertIn("cannot connect to xenstore", log)  # libxl's own word, once a line
+        self.assertNotIn("libxl: libxl:", log)
+
+    async def test_a_negative_since_is_a_400_naming_the_parameter(self) -> None:
+        plugin = await PluginProcess(self).start()
+        code, body = await plugin.get_json("/events?since=-5")
+        self.assertEqual(code, 400)
+        self.assertEqual(body, {"error": "the since parameter must be a sequence number (an integer >= 0), not '-5'"})
+
+
 class CommandLineTests(TestCase):
     timeout = 120
 
@@ -691,3 +749,4 @@ class StartupFailureTests(TestCase):
         self.assertEqual(getattr(proto.status, "exitCode", None), 1, output)
         [line] = self.critical_lines(output)
         self.assertIn("cannot start: ValueError: run directory", line)
+        self.assertNotIn("Traceback", output)  # at debug level, for developers

@@ -428,7 +428,7 @@ class LibxlEventsService(Service):
 
     def _xenstore_lost(self, error: XenstoreError) -> None:
         self._watcher = None  # it stopped itself
-        self._session_failed(error)
+        self._session_failed(f"lost the xenstore connection: {error}")
 
     def _periodic_scan(self) -> None:
         if self._ctx is not None and self._ctx.failed is not None:

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from .logs import LOG_LEVELS as DAEMON_LOG_LEVELS
 from .startup import EXIT_FAILURE, NoXenError, ProcessExit, StartupError, usage_failed
 
 __all__ = [
@@ -90,6 +91,7 @@ class Options(usage.Options):
 
     optFlags = [
         ["disk-eject", None, "Also watch every CD-ROM drive for ejects."],
+        ["access-log", None, "Log every HTTP request (none are logged by default)."],
     ]
     optParameters = [
         ["output", "o", None, "Write events as JSON lines to this file ('-' for standard output)."],
@@ -99,6 +101,7 @@ class Options(usage.Options):
         ["buffer", None, "10000", "Records kept for resuming /events from Last-Event-ID.", int],
         ["max-backoff", None, "30", "Longest wait, in seconds, between attempts to reopen libxl.", float],
         ["libxl-log-level", None, "warn", "Least severe libxl log level logged: " + ", ".join(LOG_LEVELS) + "."],
+        ["log-level", None, "info", "Least severe level written to twistd's log: " + ", ".join(DAEMON_LOG_LEVELS) + "."],
         ["ready-file", None, None, "Write a JSON file with the pid and bound addresses once running."],
         ["listen-group", None, None, "Give the unix: sockets to this group (with mode=660 in the endpoint, its members may connect)."],
     ]
@@ -107,6 +110,7 @@ class Options(usage.Options):
             "output": usage.CompleteFiles(),
             "simulate-rundir": usage.CompleteDirs(),
             "libxl-log-level": usage.CompleteList(LOG_LEVELS),
+            "log-level": usage.CompleteList(DAEMON_LOG_LEVELS),
         }
     )
 
@@ -155,6 +159,10 @@ class Options(usage.Options):
         for name in ("rescan-interval", "max-backoff"):
             _positive(name, self[name])
         _positive("buffer", self["buffer"], int)
+        if self["log-level"] not in DAEMON_LOG_LEVELS:
+            raise usage.UsageError(
+                f"--log-level must be one of {', '.join(DAEMON_LOG_LEVELS)}, not {self['log-level']!r}"
+            )
         if self["libxl-log-level"] not in LOG_LEVELS:
             raise usage.UsageError(
                 f"--libxl-log-level must be one of {', '.join(LOG_LEVELS)}, not {self['libxl-log-level']!r}"
@@ -426,9 +434,22 @@ class DaemonService(MultiService):
         start-up failure goes to.
     """
 
-    def __init__(self, exit: ProcessExit) -> None:
+    def __init__(self, exit: ProcessExit, log_observer: Any = None) -> None:
         super().__init__()
         self.exit = exit
+        self._log_observer = log_observer
+
+    def setServiceParent(self, parent: Any) -> Any:
+        """
+        Join C{parent}; if it is twistd's application, give it the
+        daemon's log observer (:func:`txlibxl.daemon.logs.twistd_observer`).
+        """
+        result = super().setServiceParent(parent)
+        if self._log_observer is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, self._log_observer)
+        return result
 
     def privilegedStartService(self) -> None:
         for service in self:
@@ -521,10 +542,15 @@ def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonSe
             events.add_sink(JSONLinesSink.to_path(options["output"]))
         except OSError as e:
             raise StartupError(f"--output {options['output']!r}: {e.strerror or e}") from None
-    top = DaemonService(exit)
+    observer = None
+    if getattr(options, "parent", None) is not None:
+        from .logs import twistd_observer
+
+        observer = twistd_observer(options.parent, options["log-level"])
+    top = DaemonService(exit, observer)
     listeners: List[ListeningService] = []
     if options["listen"]:
-        http = HTTPSink(reactor, events, buffer=int(options["buffer"]))
+        http = HTTPSink(reactor, events, buffer=int(options["buffer"]), access_log=bool(options["access-log"]))
         events.add_sink(http)
         site = http.site()
         for description in options["listen"]:

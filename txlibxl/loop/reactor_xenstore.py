@@ -56,7 +56,9 @@ class XenstoreWatcher:
     :param on_fire: called as ``on_fire(path, token)`` for each firing.
         xenstored fires every new watch once when it is set.
     :param on_lost: called once with the :class:`XenstoreError` when the
-        connection breaks.
+        connection breaks; reporting it is the owner's business (the
+        watcher logs it at debug level only, so that two watchers of one
+        process do not both say it).
     """
 
     _log = Logger()
@@ -134,7 +136,7 @@ class XenstoreWatcher:
                 return
 
     def _lost(self, error: XenstoreError) -> None:
-        self._log.warn("lost the xenstore connection: {error}", error=error)
+        self._log.debug("lost the xenstore connection: {error}", error=error)
         self.stop()
         self._on_lost(error)
 

@@ -8,6 +8,8 @@ Resources (``twisted.web``), served on every ``--listen`` endpoint:
     ``id:`` its ``seq``, ``event:`` its ``type``, ``data:`` its JSON.  A
     client that sends ``Last-Event-ID`` (browsers do when they reconnect),
     or asks ``/events?since=N``, first gets every record after that one
+    (one that is not an integer >= 0 gets a 400 naming the header or the
+    parameter)
     still in the ring buffer; if some are no longer there, a ``gap`` event
     (``data: {"missed": N, "first_available": S}``) says so first.  Without
     either, the stream starts with the next record.  A comment line is sent
@@ -54,6 +56,47 @@ def _json(request: Request, body: Any, code: int = 200) -> bytes:
     return json.dumps(body, sort_keys=True).encode() + b"\n"
 
 
+class _HeadLikeGet(Resource):
+    """
+    ``HEAD`` answers what ``GET`` would, without the body (twisted.web
+    otherwise renders the body and logs that it ate it).
+    """
+
+    isLeaf = True
+
+    def render_HEAD(self, request: Request) -> bytes:
+        body = self.render_GET(request)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return b""
+
+
+class BadResumePoint(ValueError):
+    """A resume point that is no sequence number; the message names where it came from."""
+
+
+def resume_point(request: Request) -> Optional[int]:
+    """
+    The ``seq`` a stream resumes after: the ``Last-Event-ID`` header, else
+    the ``since`` query parameter; ``None`` for neither.
+
+    :raises BadResumePoint: it is not an integer >= 0.
+    """
+    text: Optional[bytes] = request.getHeader(b"last-event-id")
+    name = "the Last-Event-ID header"
+    if text is None and b"since" in request.args:
+        text, name = request.args[b"since"][0], "the since parameter"
+    if text is None or not text.strip():
+        return None
+    shown = text.decode("utf-8", "replace")
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise BadResumePoint(f"{name} must be a sequence number (an integer >= 0), not {shown!r}")
+    return value
+
+
 class _EventStream(Resource):
     isLeaf = True
 
@@ -61,20 +104,29 @@ class _EventStream(Resource):
         super().__init__()
         self._sink = sink
 
-    def render_GET(self, request: Request) -> Any:
-        last: Optional[bytes] = request.getHeader(b"last-event-id")
-        if last is None and b"since" in request.args:
-            last = request.args[b"since"][0]
-        since: Optional[int] = None
-        if last is not None and last.strip():
-            try:
-                since = int(last)
-                if since < 0:
-                    raise ValueError
-            except ValueError:
-                return _json(request, {"error": f"Last-Event-ID must be a sequence number, not {last!r}"}, 400)
+    def _refused(self, request: Request) -> Optional[bytes]:
+        try:
+            resume_point(request)
+        except BadResumePoint as e:
+            return _json(request, {"error": str(e)}, 400)
         if self._sink.closed:
             return _json(request, {"error": "the service is stopping"}, 503)
+        return None
+
+    def render_HEAD(self, request: Request) -> bytes:
+        refused = self._refused(request)
+        if refused is not None:
+            request.setHeader(b"content-length", b"%d" % len(refused))
+            return b""
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        return b""
+
+    def render_GET(self, request: Request) -> Any:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        since = resume_point(request)
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-accel-buffering", b"no")
@@ -90,8 +142,7 @@ class _EventStream(Resource):
         return NOT_DONE_YET
 
 
-class _Domains(Resource):
-    isLeaf = True
+class _Domains(_HeadLikeGet):
 
     def __init__(self, status: Any) -> None:
         super().__init__()
@@ -101,8 +152,7 @@ class _Domains(Resource):
         return _json(request, self._status.domains())
 
 
-class _Metrics(Resource):
-    isLeaf = True
+class _Metrics(_HeadLikeGet):
 
     def __init__(self, status: Any) -> None:
         super().__init__()
@@ -113,8 +163,7 @@ class _Metrics(Resource):
         return self._status.metrics_text().encode()
 
 
-class _Health(Resource):
-    isLeaf = True
+class _Health(_HeadLikeGet):
 
     def __init__(self, status: Any) -> None:
         super().__init__()
@@ -123,6 +172,16 @@ class _Health(Resource):
     def render_GET(self, request: Request) -> bytes:
         health = self._status.health()
         return _json(request, health, 200 if health.get("healthy") else 503)
+
+
+class _Site(Site):
+    def __init__(self, root: Resource, access_log: bool) -> None:
+        super().__init__(root)
+        self._access_log = access_log
+
+    def log(self, request: Request) -> None:
+        if self._access_log:
+            super().log(request)
 
 
 @implementer(IEventSink)
@@ -139,7 +198,9 @@ class HTTPSink:
     name = "http"
     _log = Logger()
 
-    def __init__(self, reactor: Any, status: Any, buffer: int = 10000, heartbeat: float = 15.0) -> None:
+    def __init__(
+        self, reactor: Any, status: Any, buffer: int = 10000, heartbeat: float = 15.0, access_log: bool = False
+    ) -> None:
         if not heartbeat > 0:
             raise ValueError(f"heartbeat must be positive, not {heartbeat!r}")
         self.ring = RecordRing(buffer)
@@ -150,6 +211,7 @@ class HTTPSink:
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
         self._heartbeat_interval = heartbeat
+        self.access_log = access_log
         root = Resource()
         root.putChild(b"events", _EventStream(self))
         root.putChild(b"domains", _Domains(status))
@@ -163,9 +225,13 @@ class HTTPSink:
         return len(self._clients)
 
     def site(self) -> Site:
-        """A ``twisted.web`` Site serving the resources."""
-        site = Site(self.root)
+        """
+        A ``twisted.web`` Site serving the resources; it logs each request
+        (combined log format, to the log) only with C{access_log}.
+        """
+        site = _Site(self.root, self.access_log)
         site.displayTracebacks = False
+        site.noisy = False
         return site
 
     def _add(self, request: Request) -> None:

@@ -137,6 +137,17 @@ class SSEReader(Protocol):
             self.done.callback(None)
 
 
+async def metric_samples(text: str) -> Dict[Any, float]:
+    """The exposition parsed by prometheus_client: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: Dict[Any, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
 def _deaths(n: int) -> Any:
     return lambda events: sum(1 for e in events if e.get("event") == "death") >= n
 
@@ -315,14 +326,21 @@ class EventStreamTests(TestCase):
         self.assertEqual((code, health["healthy"], health["status"]), (200, True, "running"))
         response = await plugin.get("/metrics")
         self.assertTrue(response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain"))
-        metrics = (await response.text()).splitlines()
-        self.assertIn('txlibxl_events_total{type="new"} 2', metrics)
-        self.assertIn("txlibxl_watched_domains 2", metrics)
-        self.assertIn("txlibxl_disasters_total 0", metrics)
-        self.assertIn("txlibxl_up 1", metrics)
-        for name in ("txlibxl_osevent_fds", "txlibxl_osevent_timers", "txlibxl_reconnects_total"):
-            self.assertTrue(any(line.startswith(name + " ") for line in metrics), name)
-        self.assertTrue(any(line.startswith('txlibxl_libxl_calls_total{call="libxl_list_domain"}') for line in metrics))
+        metrics = await metric_samples(await response.text())
+        self.assertEqual(metrics[("txlibxl_events_total", (("type", "new"),))], 2)
+        self.assertEqual(metrics[("txlibxl_events_total", (("type", "death"),))], 0)
+        self.assertEqual(metrics[("txlibxl_watched_domains", ())], 2)
+        self.assertEqual(metrics[("txlibxl_disasters_total", ())], 0)
+        self.assertEqual(metrics[("txlibxl_up", ())], 1)
+        self.assertEqual(metrics[("txlibxl_event_latency_seconds_count", (("type", "new"),))], 2)
+        self.assertEqual(metrics[("txlibxl_event_latency_seconds_bucket", (("le", "+Inf"), ("type", "new")))], 2)
+        self.assertGreater(metrics[("txlibxl_osevent_fds", ())], 0)
+        self.assertEqual(metrics[("txlibxl_sink_queue_depth", (("sink", "http"),))], 0)
+        self.assertEqual(metrics[("txlibxl_sink_queue_depth", (("sink", "jsonl"),))], 0)
+        for name in ("txlibxl_osevent_timers", "txlibxl_osevent_fd_registrations", "txlibxl_libxl_children",
+                     "txlibxl_reconnects_total", "process_cpu_seconds_total", "process_open_fds"):
+            self.assertIn(name, {n for n, _ in metrics}, name)
+        self.assertGreater(metrics[("txlibxl_libxl_calls_total", (("call", "libxl_list_domain"),))], 0)
 
     async def test_a_stream_resumes_after_its_last_event_id(self) -> None:
         plugin = await PluginProcess(self).start()
@@ -387,9 +405,9 @@ class RecoveryTests(TestCase):
             sorted(summary[len(expected):]),
             sorted([("death", name, None, False) for name in ("crashed", "later", "newcomer")]),
         )
-        metrics = (await (await plugin.get("/metrics")).text()).splitlines()
-        self.assertIn("txlibxl_disasters_total 1", metrics)
-        self.assertIn("txlibxl_reconnects_total 1", metrics)
+        metrics = await metric_samples(await (await plugin.get("/metrics")).text())
+        self.assertEqual(metrics[("txlibxl_disasters_total", ())], 1)
+        self.assertEqual(metrics[("txlibxl_reconnects_total", ())], 1)
 
 
 class StopTests(TestCase):

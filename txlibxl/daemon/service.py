@@ -36,6 +36,7 @@ seen.
 from __future__ import annotations
 
 import enum
+from time import perf_counter
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.application.service import Service
@@ -52,7 +53,7 @@ from txlibxl.watches import WatchCancelled, WatchEnded
 
 from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare
 from .metrics import Metrics
-from .records import EventRecord
+from .records import EVENT_TYPES, EventRecord
 from .recovery import Backoff
 from .sinks import IEventSink, IHostStatus, SinkClosed
 from .startup import StartupError
@@ -184,6 +185,19 @@ class LibxlEventsService(Service):
         self.metrics.gauge("txlibxl_up", "1 when a libxl context is open and healthy.", lambda: int(self.state is State.RUNNING))
         self.metrics.gauge("txlibxl_osevent_fds", "File descriptors libxl has registered in the reactor.", lambda: self._osevent_stat("fds"))
         self.metrics.gauge("txlibxl_osevent_timers", "Timers libxl has registered in the reactor.", lambda: self._osevent_stat("timers"))
+        self.metrics.gauge(
+            "txlibxl_osevent_fd_registrations",
+            "fd registrations libxl holds in the reactor (several may share an fd).",
+            lambda: self._osevent_stat("fd_registrations"),
+        )
+        self.metrics.gauge("txlibxl_libxl_children", "libxl's child processes not reaped yet.", self._children_count)
+        self.metrics.labelled_gauge(
+            "txlibxl_sink_queue_depth",
+            "Records a sink has taken but not yet handed to the OS, by sink.",
+            "sink",
+            self._queue_depths,
+        )
+        self.metrics.start_labels("txlibxl_events_total", EVENT_TYPES)
 
     # -- configuration -------------------------------------------------------
 
@@ -253,6 +267,27 @@ class LibxlEventsService(Service):
     def metrics_text(self) -> str:
         """The metrics, as Prometheus text."""
         return self.metrics.render()
+
+    @property
+    def registry(self) -> Any:
+        """The ``prometheus_client`` registry of the service's metrics."""
+        return self.metrics.registry
+
+    def _children_count(self) -> int:
+        # The context has no public word for its child reaper yet.
+        reaper = getattr(self._ctx, "_children", None) if self._ctx is not None else None
+        try:
+            return len(reaper.running_children) if reaper is not None else 0
+        except Exception:
+            return 0
+
+    def _queue_depths(self) -> Dict[str, float]:
+        depths: Dict[str, float] = {}
+        for sink in self.sinks:
+            name = getattr(sink, "name", type(sink).__name__)
+            depth = getattr(sink, "queue_depth", None)
+            depths[name] = depths.get(name, 0) + (depth() if callable(depth) else 0)
+        return depths
 
     def _watched_count(self) -> int:
         return sum(1 for dom in self.tracked.values() if dom.watched)
@@ -456,6 +491,7 @@ class LibxlEventsService(Service):
         session after a recovery.
         """
         ctx = self._ctx
+        started = perf_counter()
         snapshot = self._call("libxl_list_domain", ctx.list_domains)
         self._last_snapshot = snapshot
         changes = compare(self.tracked, snapshot, self.filter)
@@ -465,7 +501,7 @@ class LibxlEventsService(Service):
             del self.tracked[dom.key]
             if not dom.dead:
                 dom.dead = True
-                self._publish("death", dom, reconciled=True)
+                self._publish("death", dom, reconciled=True, received=started)
         for dom, info in changes.present:
             if dom.name is None and info.name is not None:
                 dom.name = info.name
@@ -476,7 +512,7 @@ class LibxlEventsService(Service):
         for info in changes.new:
             dom = TrackedDomain(info.domid, info.uuid, info.name)
             self.tracked[dom.key] = dom
-            self._publish("new", dom, reconciled=reconciling)
+            self._publish("new", dom, reconciled=reconciling, received=started)
             self._arm(dom, info, reconciling)
 
     def _arm(self, dom: TrackedDomain, info: DomainInfo, reconciling: bool) -> None:
@@ -522,7 +558,7 @@ class LibxlEventsService(Service):
         ctx = self._ctx
 
         def got(event: Any) -> None:
-            self._handle(dom, watch, event)
+            self._handle(dom, watch, event, perf_counter())
             watch.next_event().addCallbacks(got, ended)
 
         def ended(failure: Failure) -> None:
@@ -536,7 +572,7 @@ class LibxlEventsService(Service):
 
         watch.next_event().addCallbacks(got, ended)
 
-    def _handle(self, dom: TrackedDomain, watch: Any, event: Any) -> None:
+    def _handle(self, dom: TrackedDomain, watch: Any, event: Any, received: float) -> None:
         current = self.tracked.get(dom.key) is dom
         if isinstance(event, DomainShutdown):
             if not current or dom.dead:
@@ -548,7 +584,7 @@ class LibxlEventsService(Service):
             dom.skip_repeat = None
             reconciled, dom.reconcile_next_shutdown = dom.reconcile_next_shutdown, False
             dom.shutdown_reported = reason
-            self._publish("shutdown", dom, reason=reason, reconciled=reconciled)
+            self._publish("shutdown", dom, reason=reason, reconciled=reconciled, received=received)
         elif isinstance(event, DomainDeath):
             if dom.dead:
                 return
@@ -558,16 +594,28 @@ class LibxlEventsService(Service):
             for eject in dom.ejects.values():
                 eject.cancel()
             dom.ejects = {}
-            self._publish("death", dom)
+            self._publish("death", dom, received=received)
         elif isinstance(event, DiskEject):
             if current and not dom.dead:
-                self._publish("disk_eject", dom, vdev=event.vdev or getattr(watch, "vdev", None))
+                self._publish("disk_eject", dom, vdev=event.vdev or getattr(watch, "vdev", None), received=received)
 
     # -- publishing ----------------------------------------------------------
 
     def _publish(
-        self, kind: str, dom: TrackedDomain, *, reason: Optional[str] = None, vdev: Optional[str] = None, reconciled: bool = False
+        self,
+        kind: str,
+        dom: TrackedDomain,
+        *,
+        reason: Optional[str] = None,
+        vdev: Optional[str] = None,
+        reconciled: bool = False,
+        received: Optional[float] = None,
     ) -> EventRecord:
+        """
+        Number C{dom}'s event, give it to every sink, and count it;
+        C{received} is when it reached the service (``perf_counter``), the
+        start of its latency.
+        """
         self.seq += 1
         record = EventRecord(
             seq=self.seq,
@@ -589,6 +637,8 @@ class LibxlEventsService(Service):
             except Exception:
                 self.metrics.count("txlibxl_sink_errors_total", getattr(sink, "name", type(sink).__name__))
                 self._log.failure("the {sink} sink failed to take record {seq}", sink=getattr(sink, "name", sink), seq=record.seq)
+        if received is not None:
+            self.metrics.observe_latency(kind, perf_counter() - received)
         return record
 
     def _sink_closed(self, sink: Any, why: SinkClosed) -> None:

@@ -47,6 +47,9 @@ class IEventSink(Interface):
         May return a Deferred that fires when done.  No ``publish`` follows.
         """
 
+    # Optional: ``queue_depth()``, the records taken but not yet handed to
+    # the OS, for the ``txlibxl_sink_queue_depth`` gauge (0 if absent).
+
 
 class IHostStatus(Interface):
     """
@@ -60,5 +63,4 @@ class IHostStatus(Interface):
     def health():  # type: ignore[no-untyped-def]
         """A JSON-able dict whose boolean ``healthy`` says whether all is well."""
 
-    def metrics_text():  # type: ignore[no-untyped-def]
-        """The Prometheus text exposition of the metrics."""
+    registry = Attribute("The ``prometheus_client`` registry behind ``/metrics``.")

@@ -20,23 +20,26 @@ Resources (``twisted.web``), served on every ``--listen`` endpoint:
     JSON: the host's domains (see
     :meth:`~txlibxl.daemon.service.LibxlEventsService.domains`).
 ``GET /metrics``
-    Prometheus text (see :mod:`txlibxl.daemon.metrics`).
+    Prometheus text, or OpenMetrics if the client asks for it (see
+    :mod:`txlibxl.daemon.metrics`).
 ``GET /healthz``
     JSON health; ``200`` while a libxl context is open, ``503`` otherwise.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, List, Optional, Set
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional
 
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
-from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import render as render_metrics
 from ..records import EventRecord
 from . import IEventSink, IHostStatus
 from .ring import RecordRing
@@ -159,8 +162,12 @@ class _Metrics(_HeadLikeGet):
         self._status = status
 
     def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", METRICS_CONTENT_TYPE.encode())
-        return self._status.metrics_text().encode()
+        # Rendered here, on the reactor thread, where the gauges' state lives
+        # (prometheus_client.twisted's resource collects in a thread pool).
+        accept = request.getHeader(b"accept")
+        body, content_type = render_metrics(self._status.registry, accept.decode("latin-1") if accept else None)
+        request.setHeader(b"content-type", content_type.encode("latin-1"))
+        return body
 
 
 class _Health(_HeadLikeGet):
@@ -172,6 +179,44 @@ class _Health(_HeadLikeGet):
     def render_GET(self, request: Request) -> bytes:
         health = self._status.health()
         return _json(request, health, 200 if health.get("healthy") else 503)
+
+
+@implementer(IPushProducer)
+class _Client:
+    """
+    One ``/events`` stream, as the producer of its response: while its
+    connection's buffer is full (the transport paused it), records wait in
+    L{pending}; past the ring's capacity the client is dropped.
+    """
+
+    def __init__(self, sink: "HTTPSink", request: Request) -> None:
+        self.sink = sink
+        self.request = request
+        self.paused = False
+        self.pending: Deque[bytes] = deque()
+
+    def send(self, data: bytes) -> None:
+        if self.paused:
+            self.pending.append(data)
+            if len(self.pending) > self.sink.ring.capacity:
+                self.sink._too_slow(self)
+            return
+        self.request.write(data)
+
+    def flush(self) -> None:
+        while self.pending:
+            self.request.write(self.pending.popleft())
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while self.pending and not self.paused:
+            self.request.write(self.pending.popleft())
+
+    def stopProducing(self) -> None:
+        self.pending.clear()
 
 
 class _Site(Site):
@@ -205,7 +250,7 @@ class HTTPSink:
             raise ValueError(f"heartbeat must be positive, not {heartbeat!r}")
         self.ring = RecordRing(buffer)
         self.closed = False
-        self._clients: Set[Request] = set()
+        self._clients: Dict[Request, _Client] = {}
         self._reactor = reactor
         self._status = status
         self._heartbeat = LoopingCall(self._beat)
@@ -235,16 +280,28 @@ class HTTPSink:
         return site
 
     def _add(self, request: Request) -> None:
-        self._clients.add(request)
-        request.notifyFinish().addBoth(lambda _: self._clients.discard(request))
+        client = _Client(self, request)
+        self._clients[request] = client
+        request.registerProducer(client, True)
+        request.notifyFinish().addBoth(lambda _: self._forget(request))
         if not self._heartbeat.running:
             self._heartbeat.start(self._heartbeat_interval, now=False)
 
+    def _forget(self, request: Request) -> None:
+        client = self._clients.pop(request, None)
+        if client is not None:
+            client.pending.clear()
+
     def _beat(self) -> None:
-        for request in list(self._clients):
-            request.write(b": keepalive\n\n")
+        for client in list(self._clients.values()):
+            if not client.paused:
+                client.request.write(b": keepalive\n\n")
         if not self._clients and self._heartbeat.running:
             self._heartbeat.stop()
+
+    def queue_depth(self) -> int:
+        """Records waiting for slow ``/events`` clients to take them."""
+        return sum(len(client.pending) for client in self._clients.values())
 
     def publish(self, record: EventRecord) -> None:
         if self.closed:
@@ -252,8 +309,20 @@ class HTTPSink:
         self.ring.append(record)
         if self._clients:
             data = format_event(record)
-            for request in list(self._clients):
-                request.write(data)
+            for client in list(self._clients.values()):
+                client.send(data)
+
+    def _too_slow(self, client: "_Client") -> None:
+        self._log.warn(
+            "an /events client fell {n} records behind; closing its stream (it can resume from Last-Event-ID)",
+            n=len(client.pending),
+        )
+        self._clients.pop(client.request, None)
+        client.pending.clear()
+        channel = getattr(client.request, "channel", None)
+        transport = getattr(channel, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
 
     def close(self) -> defer.Deferred:
         """
@@ -267,12 +336,16 @@ class HTTPSink:
         if self._heartbeat.running:
             self._heartbeat.stop()
         clients: List[Request] = list(self._clients)
+        for client in self._clients.values():
+            client.flush()
         self._clients.clear()
         transports = []
         for request in clients:
             try:
                 channel = getattr(request, "channel", None)
                 request.write(b'event: shutdown\ndata: {"reason": "the service is stopping"}\n\n')
+                if getattr(request, "producer", None) is not None:
+                    request.unregisterProducer()
                 request.finish()
                 if channel is not None and channel.transport is not None:
                     transports.append(channel.transport)

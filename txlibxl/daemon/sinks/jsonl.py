@@ -64,6 +64,10 @@ class JSONLinesSink:
             return cls(open(os.dup(1), "wb", buffering=0), description="standard output")
         return cls(open(path, "ab", buffering=0), description=path)
 
+    def queue_depth(self) -> int:
+        """Always 0: each record is written before :meth:`publish` returns."""
+        return 0
+
     @property
     def closed(self) -> bool:
         """Whether the sink takes no more records."""

@@ -647,6 +647,54 @@ class LogTests(TestCase):
         self.assertEqual(body, {"error": "the since parameter must be a sequence number (an integer >= 0), not '-5'"})
 
 
+class SequenceAcrossRestartsTests(TestCase):
+    """With --state-dir, seq goes on across restarts and is never reused after a SIGKILL."""
+
+    timeout = 180
+
+    async def run_once(self, state: str, kill: bool, expect_new: int = 1) -> List[int]:
+        plugin = await PluginProcess(self, extra=("--state-dir", state)).start()
+        stream = await plugin.stream()
+        await plugin.control.create_domain(name=f"dom{len(os.listdir(os.path.dirname(state)))}")
+        events = await stream.wait_for(lambda ev: sum(1 for e in ev if e["event"] == "new") >= expect_new)
+        await plugin.control.disconnect()
+        plugin.control = None
+        if kill:
+            plugin.proto.transport.signalProcess("KILL")
+            await plugin.proto.ended
+        else:
+            await plugin.terminate()
+        return [int(e["id"]) for e in events]
+
+    async def test_seq_goes_on_after_a_stop_and_skips_ahead_after_a_kill(self) -> None:
+        state = os.path.join(tempfile.mkdtemp(prefix="txlx-state-", dir="/tmp"), "state")
+        self.addCleanup(shutil.rmtree, os.path.dirname(state), True)
+        first = await self.run_once(state, kill=False)
+        second = await self.run_once(state, kill=True)
+        third = await self.run_once(state, kill=False)
+        self.assertEqual(first, [1])
+        self.assertEqual(second, [2])  # a clean stop leaves no gap
+        self.assertGreater(third[0], 2)  # the killed run's block is never reused
+        self.assertEqual(third, [1002])
+        self.assertEqual(stat_mode(state), 0o700)
+
+    async def test_a_resume_from_an_earlier_run_is_told_of_the_gap(self) -> None:
+        state = os.path.join(tempfile.mkdtemp(prefix="txlx-state-", dir="/tmp"), "state")
+        self.addCleanup(shutil.rmtree, os.path.dirname(state), True)
+        await self.run_once(state, kill=False)
+        plugin = await PluginProcess(self, extra=("--state-dir", state)).start()
+        await plugin.control.create_domain(name="later")
+        resumed = await plugin.stream(headers={"Last-Event-ID": ["1"]})
+        events = await resumed.wait_for(lambda ev: any(e["event"] == "new" for e in ev))
+        self.assertEqual([(e["event"], e.get("id")) for e in events], [("new", "2")])
+
+
+def stat_mode(path: str) -> int:
+    import stat
+
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
 class CommandLineTests(TestCase):
     timeout = 120
 

@@ -26,7 +26,10 @@ How it works
   reconciled ``new``; a shutdown that happened meanwhile is reported by
   the new watch, marked reconciled; a shutdown already published is not
   published again (libxl's new watch repeats it, and it is dropped).
-* Records are numbered from 1 (``seq``) across sessions, without gaps.
+* Records are numbered (``seq``) by a sequence: in memory from 1 by
+  default; the daemon's :class:`~txlibxl.daemon.sequence.SequenceStore`
+  keeps the numbers in a state directory so that none is ever reused,
+  across restarts and crashes.
 
 What can be lost: what libxl cannot tell afterwards.  A domain that shut
 down *and* died while the service was recovering gets only its
@@ -54,6 +57,7 @@ from txlibxl.watches import WatchCancelled, WatchEnded
 from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare
 from .metrics import Metrics
 from .records import EVENT_TYPES, EventRecord
+from .sequence import MemorySequence
 from .recovery import Backoff
 from .sinks import IEventSink, IHostStatus, SinkClosed
 from .startup import StartupError
@@ -127,6 +131,10 @@ class LibxlEventsService(Service):
         default the line is logged and the reactor stopped.  The daemon
         passes :meth:`txlibxl.daemon.startup.ProcessExit.fail`, which also
         makes the process exit non-zero.
+    :param sequence: where ``seq`` numbers come from (``next()``, ``last``,
+        ``close()``): a :class:`~txlibxl.daemon.sequence.SequenceStore`, or
+        by default numbers from 1 kept in memory.  It is closed when the
+        service stops.
     """
 
     name = "libxl-events"
@@ -147,6 +155,7 @@ class LibxlEventsService(Service):
         open_xenstore: Optional[Callable[[], Any]] = None,
         liveness_interval: float = 1.0,
         on_failure: Optional[Callable[[str], None]] = None,
+        sequence: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -169,7 +178,8 @@ class LibxlEventsService(Service):
         self._on_failure = on_failure or self._log_and_stop
         self.metrics = Metrics()
         self.state = State.STOPPED
-        self.seq = 0
+        self._sequence = sequence if sequence is not None else MemorySequence()
+        self._published = 0
         self.recoveries = 0
         self.tracked: Dict[DomainKey, TrackedDomain] = {}
         self._ctx: Any = None
@@ -269,6 +279,11 @@ class LibxlEventsService(Service):
         return self.metrics.render()
 
     @property
+    def seq(self) -> int:
+        """The ``seq`` of the last record published (0 before the first ever)."""
+        return self._sequence.last
+
+    @property
     def registry(self) -> Any:
         """The ``prometheus_client`` registry of the service's metrics."""
         return self.metrics.registry
@@ -361,8 +376,12 @@ class LibxlEventsService(Service):
                 await self.host.stop()
             except Exception:
                 self._log.failure("stopping the simulated host")
+        try:
+            self._sequence.close()
+        except OSError as e:
+            self._log.error("cannot record the last seq ({error}): the next start skips a block", error=e)
         self.state = State.STOPPED
-        self._log.info("libxl-events stopped after {seq} events", seq=self.seq)
+        self._log.info("libxl-events stopped after {n} events (last seq {seq})", n=self._published, seq=self.seq)
 
     # -- sessions ------------------------------------------------------------
 
@@ -616,9 +635,14 @@ class LibxlEventsService(Service):
         C{received} is when it reached the service (``perf_counter``), the
         start of its latency.
         """
-        self.seq += 1
+        try:
+            seq = self._sequence.next()
+        except OSError as e:
+            self._on_failure(f"cannot number record {kind} of domain {dom.domid}: {e}")
+            raise
+        self._published += 1
         record = EventRecord(
-            seq=self.seq,
+            seq=seq,
             time=self.reactor.seconds(),
             type=kind,
             domid=dom.domid,

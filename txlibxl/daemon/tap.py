@@ -103,12 +103,14 @@ class Options(usage.Options):
         ["libxl-log-level", None, "warn", "Least severe libxl log level logged: " + ", ".join(LOG_LEVELS) + "."],
         ["log-level", None, "info", "Least severe level written to twistd's log: " + ", ".join(DAEMON_LOG_LEVELS) + "."],
         ["ready-file", None, None, "Write a JSON file with the pid and bound addresses once running."],
+        ["state-dir", None, None, "Where seq is kept, never to be reused (default: " + "/var/lib/txlibxl-events; with --simulate, a temporary directory)."],
         ["listen-group", None, None, "Give the unix: sockets to this group (with mode=660 in the endpoint, its members may connect)."],
     ]
     compData = usage.Completions(
         optActions={
             "output": usage.CompleteFiles(),
             "simulate-rundir": usage.CompleteDirs(),
+            "state-dir": usage.CompleteDirs(),
             "libxl-log-level": usage.CompleteList(LOG_LEVELS),
             "log-level": usage.CompleteList(DAEMON_LOG_LEVELS),
         }
@@ -514,12 +516,39 @@ def _logs_elsewhere(server_options: Any) -> bool:
         return False
 
 
+#: Where ``seq`` is kept on a real host.
+DEFAULT_STATE_DIR = "/var/lib/txlibxl-events"
+
+
+def _sequence_store(options: Options) -> Any:
+    """The ``--state-dir`` store; a temporary one for ``--simulate`` without it."""
+    from .sequence import SequenceStore
+
+    if options["state-dir"] is not None:
+        return SequenceStore(options["state-dir"])
+    if options["simulate"] is not None:
+        import tempfile
+
+        return SequenceStore(tempfile.mkdtemp(prefix="txlibxl-events-state-"), remove=True)
+    return SequenceStore(DEFAULT_STATE_DIR)
+
+
+def _add_output(events: Any, options: Options) -> None:
+    from .sinks.jsonl import JSONLinesSink
+
+    if options["output"] is not None:
+        try:
+            events.add_sink(JSONLinesSink.to_path(options["output"]))
+        except OSError as e:
+            raise StartupError(f"--output {options['output']!r}: {e.strerror or e}") from None
+
+
 def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonService:
     from .recovery import Backoff
     from .service import LibxlEventsService
     from .sinks.http import HTTPSink
-    from .sinks.jsonl import JSONLinesSink
 
+    sequence = _sequence_store(options)
     runner = None
     if options["simulate"] is not None:
         from .simulate import SimulatedHostRunner
@@ -534,14 +563,15 @@ def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonSe
         host=runner,
         log_level=options["libxl-log-level"],
         on_failure=exit.fail,
+        sequence=sequence,
     )
-    if options["ready-file"]:
-        ReadyFileService.check_writable(options["ready-file"])
-    if options["output"] is not None:
-        try:
-            events.add_sink(JSONLinesSink.to_path(options["output"]))
-        except OSError as e:
-            raise StartupError(f"--output {options['output']!r}: {e.strerror or e}") from None
+    try:
+        if options["ready-file"]:
+            ReadyFileService.check_writable(options["ready-file"])
+        _add_output(events, options)
+    except StartupError:
+        sequence.close()
+        raise
     observer = None
     if getattr(options, "parent", None) is not None:
         from .logs import twistd_observer

@@ -695,6 +695,60 @@ def stat_mode(path: str) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+def hotplug_cdrom_nodes(domid: int, uuid: str, name: str, vdev: str) -> List[Tuple[str, str]]:
+    """
+    The xenstore nodes libxl writes when it adds CD-ROM C{vdev} to a running
+    domain (frontend, backend, libxl's copy), as the simulator lays them out.
+    """
+    from txlibxl.sim.toolstack import DiskSpec, DomainSpec, devices_of, domain_layout
+
+    spec = DomainSpec.from_args({"disks": [{"vdev": vdev, "cdrom": True}]}, name=name)
+    devices = devices_of(domid, spec)
+    [disk] = [d for d in devices if d.kind == "vbd"]
+    prefixes = (disk.frontend, disk.backend, disk.libxl)
+    return [
+        (node.path, node.value)
+        for node in domain_layout(domid, uuid, spec, devices)
+        if any(node.path == p or node.path.startswith(p + "/") for p in prefixes)
+    ]
+
+
+class HotplugCdromTests(TestCase):
+    timeout = 120
+
+    async def xenstore_write(self, plugin: PluginProcess, pairs: List[Tuple[str, str]]) -> None:
+        args = ["/usr/bin/xenstore-write"] + [x for pair in pairs for x in pair]
+        proto = _Output()
+        env = {"XENSTORED_PATH": plugin.host["xenstored"], "PATH": "/usr/bin:/bin"}
+        reactor.spawnProcess(proto, args[0], args, env=env)
+        reason = await proto.ended
+        self.assertIsNone(getattr(reason, "exitCode", None) or None, proto.output)
+
+    async def test_a_cdrom_added_after_its_domain_is_armed_is_watched_for_ejects(self) -> None:
+        if not os.path.exists("/usr/bin/xenstore-write"):
+            raise SkipTest("xenstore-write (xenstore-utils) is not installed")
+        plugin = await PluginProcess(self, extra=("--disk-eject",)).start()
+        stream = await plugin.stream()
+        dom = await plugin.control.create_domain(name="late-cd")
+        await stream.wait_for(lambda ev: any(e["event"] == "new" for e in ev))
+        # libxl adds the drive (xl block-attach), then the guest ejects its
+        # medium: QEMU writes the frontend's eject node.
+        nodes = hotplug_cdrom_nodes(dom["domid"], dom["uuid"], "late-cd", "hdc")
+        await self.xenstore_write(plugin, nodes)
+        for _ in range(100):
+            code, domains = await plugin.get_json("/domains")
+            [row] = [r for r in domains["domains"] if r["name"] == "late-cd"]
+            if row["cdroms"]:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(row["cdroms"], ["hdc"])
+        frontend = [p for p, _ in nodes if p.startswith("/local/domain/") and p.endswith("/device-type")][0]
+        await self.xenstore_write(plugin, [(frontend.rsplit("/", 1)[0] + "/eject", "eject")])
+        events = await stream.wait_for(lambda ev: any(e["event"] == "disk_eject" for e in ev), timeout=10)
+        [eject] = [e["data"] for e in events if e["event"] == "disk_eject"]
+        self.assertEqual((eject["domid"], eject["vdev"]), (dom["domid"], "hdc"))
+
+
 class CommandLineTests(TestCase):
     timeout = 120
 

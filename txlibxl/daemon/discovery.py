@@ -15,7 +15,7 @@ import attr
 
 from txlibxl.events import DomainInfo
 
-__all__ = ["DomainKey", "TrackedDomain", "DomainFilter", "Changes", "compare", "cdrom_vdevs"]
+__all__ = ["DomainKey", "TrackedDomain", "DomainFilter", "Changes", "compare", "cdrom_vdevs", "vbd_path"]
 
 DomainKey = Tuple[int, str]
 
@@ -128,6 +128,11 @@ def compare(
     return Changes(new=new, present=present, gone=gone)
 
 
+def vbd_path(domid: int) -> str:
+    """Where libxl keeps its copy of domain C{domid}'s disks' backends."""
+    return f"/libxl/{domid}/device/vbd"
+
+
 def cdrom_vdevs(xenstore: Any, domid: int) -> List[str]:
     """
     The vdevs of domain C{domid}'s CD-ROM drives, from the copy of each
@@ -135,7 +140,7 @@ def cdrom_vdevs(xenstore: Any, domid: int) -> List[str]:
     (``dev`` and ``device-type``), read through C{xenstore} (a
     :class:`~txlibxl._libxl.xenstore.XenstoreConnection`).
     """
-    base = f"/libxl/{domid}/device/vbd"
+    base = vbd_path(domid)
     vdevs = []
     for devid in xenstore.directory(base):
         if xenstore.read(f"{base}/{devid}/device-type") != "cdrom":

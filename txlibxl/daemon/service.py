@@ -39,6 +39,7 @@ seen.
 from __future__ import annotations
 
 import enum
+import errno
 from time import perf_counter
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -54,7 +55,7 @@ from txlibxl.events import DiskEject, DomainDeath, DomainInfo, DomainShutdown
 from txlibxl.loop.reactor_xenstore import XenstoreError, XenstoreWatcher
 from txlibxl.watches import WatchCancelled, WatchEnded
 
-from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare
+from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare, vbd_path
 from .metrics import Metrics
 from .records import EVENT_TYPES, EventRecord
 from .sequence import MemorySequence
@@ -89,6 +90,14 @@ def _state_of(info: DomainInfo) -> str:
     if info.blocked:
         return "blocked"
     return "running"
+
+
+def _vbd_watch_domid(token: str) -> Optional[int]:
+    """The domid of a disk-list watch's token (``/libxl/<domid>/device/vbd``), else ``None``."""
+    parts = token.split("/")
+    if len(parts) == 5 and parts[1] == "libxl" and parts[3:] == ["device", "vbd"] and parts[2].isdigit():
+        return int(parts[2])
+    return None
 
 
 def _default_context(reactor: Any, log_level: str) -> Any:
@@ -477,8 +486,16 @@ class LibxlEventsService(Service):
         d.addErrback(lambda f: self._log.failure("recovering", f))
 
     def _xenstore_fired(self, path: str, token: str) -> None:
-        if self.state is State.RUNNING:
+        if self.state is not State.RUNNING:
+            return
+        domid = _vbd_watch_domid(token)
+        if domid is None:
             self._guarded_scan()
+            return
+        # A domain's disks changed (a CD-ROM hot-plugged or removed).
+        for dom in list(self.tracked.values()):
+            if dom.domid == domid and not dom.dead and dom.watched:
+                self._arm_ejects(dom)
 
     def _xenstore_lost(self, error: XenstoreError) -> None:
         self._watcher = None  # it stopped itself
@@ -552,14 +569,38 @@ class LibxlEventsService(Service):
             return
         self._follow(dom, dom.watch)
         if self.disk_eject and self._watcher is not None:
+            self._watch_disks(dom)
             self._arm_ejects(dom)
 
+    def _watch_disks(self, dom: TrackedDomain) -> None:
+        """Watch the domain's disk list, to arm CD-ROMs hot-plugged later."""
+        if self._watcher is None:
+            return
+        try:
+            self._call("xs_watch", self._watcher.watch, vbd_path(dom.domid))
+        except XenstoreError as e:
+            self._log.warn("cannot watch domain {domid}'s disks: {error}", domid=dom.domid, error=e)
+
+    def _unwatch_disks(self, dom: TrackedDomain) -> None:
+        if self._watcher is not None and not any(
+            d.domid == dom.domid and d is not dom and not d.dead for d in self.tracked.values()
+        ):
+            self._watcher.unwatch(vbd_path(dom.domid))
+
     def _arm_ejects(self, dom: TrackedDomain) -> None:
+        """Watch each CD-ROM of C{dom} not watched yet; forget those that are gone."""
+        if self._watcher is None or self._ctx is None:
+            return
         try:
             vdevs = self._call("xs_read", cdrom_vdevs, self._watcher.connection, dom.domid)
         except XenstoreError as e:
-            self._log.warn("cannot list domain {domid}'s CD-ROMs: {error}", domid=dom.domid, error=e)
-            return
+            if getattr(e, "errno", None) == errno.ENOENT:
+                vdevs = []  # no disk (yet, or any more)
+            else:
+                self._log.warn("cannot list domain {domid}'s CD-ROMs: {error}", domid=dom.domid, error=e)
+                return
+        for vdev in [v for v in dom.ejects if v not in vdevs]:
+            dom.ejects.pop(vdev).cancel()
         for vdev in vdevs:
             if vdev in dom.ejects:
                 continue
@@ -613,6 +654,8 @@ class LibxlEventsService(Service):
             for eject in dom.ejects.values():
                 eject.cancel()
             dom.ejects = {}
+            if self.disk_eject:
+                self._unwatch_disks(dom)
             self._publish("death", dom, received=received)
         elif isinstance(event, DiskEject):
             if current and not dom.dead:

@@ -114,6 +114,28 @@ class XenstoreWatcher:
         self._reactor.addReader(self._pipe)
         self._liveness.start(self._interval, now=False)
 
+    def watch(self, path: str) -> None:
+        """
+        Also watch C{path} (its token is the path itself), once started.
+
+        :raises XenstoreError: the watch could not be set.
+        """
+        if (path, path) in self._watches:
+            return
+        self._conn.watch(path, path)
+        self._watches.append((path, path))
+
+    def unwatch(self, path: str) -> None:
+        """Stop watching C{path} (set with :meth:`watch`); nothing if it is not watched."""
+        if (path, path) not in self._watches:
+            return
+        self._watches.remove((path, path))
+        if not self._stopped:
+            try:
+                self._conn.unwatch(path, path)
+            except XenstoreError as e:
+                self._log.debug("unwatching {path}: {error}", path=path, error=e)
+
     def check(self) -> None:
         """
         Hand every queued firing to C{on_fire}; notice a lost connection.

@@ -713,6 +713,17 @@ def hotplug_cdrom_nodes(domid: int, uuid: str, name: str, vdev: str) -> List[Tup
     ]
 
 
+class DiscoveryTests(TestCase):
+    timeout = 120
+
+    async def test_a_paused_domain_is_new_at_once_not_at_the_rescan(self) -> None:
+        plugin = await PluginProcess(self, extra=("--rescan-interval", "60")).start()
+        stream = await plugin.stream()
+        dom = await plugin.control.create_domain(name="built", paused=True)
+        events = await stream.wait_for(lambda ev: any(e["event"] == "new" for e in ev), timeout=3)
+        self.assertEqual([(e["data"]["domid"], e["data"]["name"]) for e in events], [(dom["domid"], "built")])
+
+
 class HotplugCdromTests(TestCase):
     timeout = 120
 

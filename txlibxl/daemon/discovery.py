@@ -15,7 +15,7 @@ import attr
 
 from txlibxl.events import DomainInfo
 
-__all__ = ["DomainKey", "TrackedDomain", "DomainFilter", "Changes", "compare", "cdrom_vdevs", "vbd_path"]
+__all__ = ["DomainKey", "TrackedDomain", "DomainFilter", "Changes", "compare", "cdrom_vdevs", "vbd_path", "name_path"]
 
 DomainKey = Tuple[int, str]
 
@@ -86,6 +86,14 @@ class DomainFilter:
     def everything(self) -> bool:
         return not self.domids and not self.names
 
+    def undecided(self, info: DomainInfo) -> bool:
+        """
+        Whether the filter cannot tell yet: it names domains, and this one
+        is not picked by its domid and has no name (yet: a domain being
+        built may be introduced before its name is written).
+        """
+        return bool(self.names) and info.domid != 0 and info.domid not in self.domids and info.name is None
+
     def wants(self, info: DomainInfo) -> bool:
         """Whether the domain is to be followed."""
         if info.domid == 0:
@@ -149,3 +157,8 @@ def cdrom_vdevs(xenstore: Any, domid: int) -> List[str]:
         if vdev:
             vdevs.append(vdev)
     return sorted(vdevs)
+
+
+def name_path(domid: int) -> str:
+    """The xenstore node holding domain C{domid}'s name."""
+    return f"/local/domain/{domid}/name"

@@ -41,7 +41,7 @@ from __future__ import annotations
 import enum
 import errno
 from time import perf_counter
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -55,7 +55,7 @@ from txlibxl.events import DiskEject, DomainDeath, DomainInfo, DomainShutdown
 from txlibxl.loop.reactor_xenstore import XenstoreError, XenstoreWatcher
 from txlibxl.watches import WatchCancelled, WatchEnded
 
-from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare, vbd_path
+from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare, name_path, vbd_path
 from .metrics import Metrics
 from .records import EVENT_TYPES, EventRecord
 from .sequence import MemorySequence
@@ -198,6 +198,7 @@ class LibxlEventsService(Service):
         self._starting: Optional[defer.Deferred] = None
         self._session_ready: List[defer.Deferred] = []
         self._last_snapshot: List[DomainInfo] = []
+        self._name_watches: Set[int] = set()
         self.metrics.gauge("txlibxl_watched_domains", "Domains followed by a live watch.", self._watched_count)
         self.metrics.gauge("txlibxl_watched_cdroms", "CD-ROM drives watched for ejects.", self._cdrom_count)
         self.metrics.gauge("txlibxl_last_sequence", "The seq of the last record published.", lambda: self.seq)
@@ -458,6 +459,7 @@ class LibxlEventsService(Service):
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+        self._name_watches = set()
         ctx, self._ctx = self._ctx, None
         for dom in self.tracked.values():
             dom.watch = None
@@ -550,6 +552,31 @@ class LibxlEventsService(Service):
             self.tracked[dom.key] = dom
             self._publish("new", dom, reconciled=reconciling, received=started)
             self._arm(dom, info, reconciling)
+        self._follow_names(snapshot)
+
+    def _follow_names(self, snapshot: Sequence[DomainInfo]) -> None:
+        """
+        Watch the name node of every domain whose name is not known yet (a
+        domain being built): a followed one gets its name for its next
+        records, and one the filter could not decide on is decided, as
+        soon as the name is written rather than at the next rescan.
+        """
+        if self._watcher is None:
+            return
+        nameless = {dom.domid for dom in self.tracked.values() if dom.name is None and not dom.dead}
+        nameless.update(
+            info.domid for info in snapshot if (info.domid, info.uuid) not in self.tracked and self.filter.undecided(info)
+        )
+        for domid in sorted(nameless - self._name_watches):
+            try:
+                self._call("xs_watch", self._watcher.watch, name_path(domid))
+            except XenstoreError as e:
+                self._log.warn("cannot watch domain {domid}'s name: {error}", domid=domid, error=e)
+                continue
+            self._name_watches.add(domid)
+        for domid in sorted(self._name_watches - nameless):
+            self._watcher.unwatch(name_path(domid))
+            self._name_watches.discard(domid)
 
     def _arm(self, dom: TrackedDomain, info: DomainInfo, reconciling: bool) -> None:
         ctx = self._ctx

@@ -18,7 +18,8 @@ being built is):
 
 It reports ``published - introduced`` and ``received - introduced``
 (median, 90th percentile, max, in milliseconds) and writes them to
-``benchmarks/results/discovery.json``.  The safety-net rescan is set to
+``benchmarks/results/discovery.json`` and the docs' table
+``docs/performance/discovery.inc``.  The safety-net rescan is set to
 60 s, so any record it found would show as a latency of seconds.
 
     .venv/bin/python -m benchmarks.discovery [--domains 50] [--out FILE]
@@ -41,6 +42,7 @@ from twisted.internet.protocol import ProcessProtocol
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "discovery.json")
+DEFAULT_INC = os.path.join(ROOT, "docs", "performance", "discovery.inc")
 TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
 
 
@@ -194,15 +196,43 @@ def write(results: Dict[str, Any], out: str) -> None:
         f.write("\n")
 
 
+def render_inc(results: Dict[str, Any]) -> str:
+    """The docs' table of a run."""
+    rows = [
+        ("published, all domains", results["published"]),
+        ("published, paused domains", results["paused_published"]),
+        ("received (JSON line read)", results["received"]),
+    ]
+    load = ", ".join(f"{x:.2f}" for x in results["machine"]["load"])
+    lines = [
+        f"{results['domains']} domains, {results['machine']['cpus']} CPUs, load average {load} at the end.",
+        "",
+        ".. list-table:: @introduceDomain to the new record, milliseconds",
+        "   :header-rows: 1",
+        "",
+        "   * - ",
+        "     - median",
+        "     - 90th percentile",
+        "     - max",
+    ]
+    for name, summary in rows:
+        lines += [f"   * - {name}", f"     - {summary['median_ms']:.2f}", f"     - {summary['p90_ms']:.2f}", f"     - {summary['max_ms']:.2f}"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.discovery", description=__doc__.split("\n")[1])
     p.add_argument("--domains", type=int, default=50, help="domains to create, one at a time (50)")
     p.add_argument("--out", default=DEFAULT_OUT, help="the JSON results file")
+    p.add_argument("--docs", default=DEFAULT_INC, help="the docs' table ('' to skip)")
     args = p.parse_args(argv)
 
     async def run(reactor: Any) -> None:
         results = await measure(reactor, args.domains, lambda text: print(text, file=sys.stderr))
         write(results, args.out)
+        if args.docs:
+            with open(args.docs, "w") as f:
+                f.write(render_inc(results))
         summary = {k: results[k] for k in ("domains", "published", "received", "paused_published")}
         print(json.dumps(summary, indent=1))
 

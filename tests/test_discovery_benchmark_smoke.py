@@ -10,7 +10,7 @@ import sys
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from benchmarks.discovery import measure
+from benchmarks.discovery import measure, render_inc
 
 
 class DiscoverySmokeTests(TestCase):
@@ -31,3 +31,4 @@ class DiscoverySmokeTests(TestCase):
         for key in ("published", "received"):
             self.assertEqual(set(results[key]), {"median_ms", "p90_ms", "max_ms", "min_ms"})
         self.assertEqual([s["paused"] for s in results["samples"]], [False, True])
+        self.assertIn(".. list-table::", render_inc(results))

@@ -83,7 +83,7 @@ class SimHost:
     @param reactor: an IReactorTime (and, for L{serve}, IReactorUNIX).
     """
 
-    def __init__(self, reactor, memory_kb: int = HOST_MEMORY_KB):
+    def __init__(self, reactor, memory_kb: int = HOST_MEMORY_KB, root: Optional[str] = None):
         self.reactor = reactor
         self.store = Store(
             schedule=lambda f: reactor.callLater(0, f),
@@ -91,7 +91,11 @@ class SimHost:
             ring_check=self._ring_check,
         )
         self.hypervisor = Hypervisor(self.store, host=HostInfo(total_memory_kb=memory_kb))
-        self.toolstack = Toolstack(self.store, self.hypervisor)
+        userdata = os.path.join(root, "var", "lib", "xen") if root else None
+        self.toolstack = Toolstack(self.store, self.hypervisor, userdata_dir=userdata)
+        # Saved configurations of destroyed domains, removed on a later turn
+        # (a burst of deaths must not wait for the filesystem).
+        self._stale_files: List[str] = []
         self.agents = Agents(self.store, self.hypervisor, reactor)
         self.hypervisor.subscribe(self._changed)
         self.toolstack.setup_dom0()
@@ -125,7 +129,20 @@ class SimHost:
 
     def _changed(self, domain, what: DomainChange) -> None:
         if what is DomainChange.DESTROYED:
-            self.toolstack.forget(domain.domid)
+            record = self.toolstack.forget(domain.domid)
+            path = self.toolstack.saved_config_path(record) if record is not None else None
+            if path is not None:
+                if not self._stale_files:
+                    self.reactor.callLater(0, self._remove_stale_files)
+                self._stale_files.append(path)
+
+    def _remove_stale_files(self) -> None:
+        paths, self._stale_files = self._stale_files, []
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
     def close(self) -> None:
         """Stop the agents and every waiting op (for a clean exit)."""
@@ -133,6 +150,7 @@ class SimHost:
             d.cancel()
         self.agents.stop_all()
         self.hypervisor.cancel_pending()
+        self._remove_stale_files()
 
     # -- the op table --------------------------------------------------------
 
@@ -527,7 +545,7 @@ async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=Non
         if os.path.exists(path):
             os.unlink(path)
 
-    host = SimHost(reactor)
+    host = SimHost(reactor, root=root)
     ports = []
     host.start_xenstored(paths["xenstored"])
     ports.append(hypercalls.listen(reactor, host.hypervisor, paths["hypercall"], debug=debug,

@@ -111,9 +111,22 @@ class PvCreateTests(CreateTestCase):
         self.assertEqual(dom[base + "console/tty"], "/dev/pts/sim%d" % domid)
         self.assertEqual(dom[base + "cpu/1/availability"], "online")
         backends = await self.tree("/local/domain/0/backend")
+        # Paused: the backends wait in InitWait for the guest's frontends.
         self.assertEqual(backends["/local/domain/0/backend/vbd/%d/51712/state" % domid], "2")
-        self.assertEqual(backends["/local/domain/0/backend/vbd/%d/51712/physical-device" % domid], "fe:0")
-        self.assertEqual(backends["/local/domain/0/backend/vif/%d/0/hotplug-status" % domid], "connected")
+        self.assertEqual(backends["/local/domain/0/backend/vif/%d/0/state" % domid], "2")
+
+    async def test_the_hotplug_scripts_libxl_runs_are_the_hosts(self) -> None:
+        domid, _ = await self.create(self.config("web1"))
+        vbd = "/local/domain/0/backend/vbd/%d/51712" % domid
+        vif = "/local/domain/0/backend/vif/%d/0" % domid
+        backends = await self.tree("/local/domain/0/backend")
+        # The compiled-in paths libxl names, and what only the host's
+        # scripts (run from its root in their place) write.
+        self.assertEqual(backends[vbd + "/script"], "/etc/xen/scripts/block")
+        self.assertEqual(backends[vif + "/script"], "/etc/xen/scripts/vif-bridge")
+        self.assertEqual((backends[vbd + "/physical-device"], backends[vbd + "/hotplug-status"]),
+                         ("fe:0", "connected"))
+        self.assertEqual(backends[vif + "/hotplug-status"], "connected")
 
     async def test_the_store_ring_is_one_of_the_domains_own_frames(self) -> None:
         domid, _ = await self.create(self.config("web1"))

@@ -40,14 +40,14 @@ class XlTestCase(CreateTestCase):
                                                                 err.decode(errors="replace")))
         return out.decode(), err.decode(), code
 
-    def xl_config(self, name: str, extra: str = "") -> str:
+    def xl_config(self, name: str, type: str = "pv") -> str:
         image = self.file(name + ".img", size=1 << 24)
         path = os.path.join(self.files, name + ".cfg")
         with open(path, "w") as f:
             f.write(
-                'name = "%s"\ntype = "pv"\nkernel = "%s"\nmemory = 256\nvcpus = 2\n'
+                'name = "%s"\ntype = "%s"\nkernel = "%s"\nmemory = 256\nvcpus = 2\n'
                 'disk = [ "format=raw, vdev=xvda, access=rw, target=%s" ]\n'
-                'vif = [ "mac=00:16:3e:5e:01:01,bridge=xenbr0" ]\n%s' % (name, self.kernel, image, extra)
+                'vif = [ "mac=00:16:3e:5e:01:01,bridge=xenbr0" ]\n' % (name, type, self.kernel, image)
             )
         return path
 
@@ -76,6 +76,16 @@ class XlCreateTests(XlTestCase):
         self.assertTrue(os.path.exists(os.path.join(self.host.info["root"], "var/log/xen/xl-xl1.log")))
         await self.xl("destroy", "xl1")
         await self.no_process_left()
+        await self.assert_nothing_left(before)
+
+    async def test_xl_create_runs_a_pvh_guest(self) -> None:
+        before = await self.host_tree()
+        await self.xl("create", "-e", self.xl_config("pvh1", type="pvh"))
+        domain = await self.domain_named("pvh1")
+        self.assertEqual((domain["type"], domain["state"]), ("pvh", "running"))
+        out, _, _ = await self.xl("list", "-l", "pvh1")
+        self.assertEqual(json.loads(out)[0]["config"]["c_info"]["type"], "pvh")
+        await self.xl("destroy", "pvh1")
         await self.assert_nothing_left(before)
 
     async def test_xl_create_e_leaves_no_monitor(self) -> None:

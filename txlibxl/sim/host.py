@@ -154,6 +154,7 @@ class SimHost:
             "info": self.info,
             "fault": self.fault,
             "check_store": self.check_store,
+            "watch_count": self.watch_count,
             "stop": self.stop,
         }
 
@@ -358,6 +359,13 @@ class SimHost:
             return self._describe(self.hypervisor.get(domid))
         except HvNoSuchDomain:
             raise NoSuchDomain("no domain %d" % domid) from None
+
+    def watch_count(self, path: Any = None) -> int:
+        """How many watches are set exactly on C{path} (absolute or
+        special): lets a test wait until a client has set its watch."""
+        if not isinstance(path, str) or not path.startswith(("/", "@")):
+            raise BadRequest("path must be an absolute path or a special watch, got %r" % (path,))
+        return self.store.watch_count(path)
 
     def check_store(self) -> List[str]:
         """What is inconsistent in the xenstore tree (``Store.check``):

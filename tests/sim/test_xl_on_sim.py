@@ -38,6 +38,7 @@ class XlTestCase(CreateTestCase):
         if ok:
             self.assertEqual(code, 0, "xl %s failed (%d): %s" % (" ".join(map(str, args)), code,
                                                                 err.decode(errors="replace")))
+            self.assertNotIn(b"is not simulated", err, "xl %s hit a stub" % (args,))
         return out.decode(), err.decode(), code
 
     def xl_config(self, name: str, type: str = "pv") -> str:

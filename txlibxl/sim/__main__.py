@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> None:
 
         die_with_parent(args.parent_pid, reactor=_reactor)
     _start_logging(args.log_level)
-    from .host import serve
+    from .host_process import serve
 
     async def main(reactor) -> None:
         # task.react calls us before the reactor runs, that is before its

@@ -32,7 +32,7 @@ docs: build
 	$(VENV)/bin/sphinx-build -q -E -W --keep-going -b html docs docs/_build/html
 
 build: .stamp-venv
-	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test,docs,bench]'
+	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test,docs,bench,amqp]'
 
 .stamp-venv: .stamp-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

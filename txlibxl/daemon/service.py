@@ -27,6 +27,10 @@ How it works
   the new watch, marked reconciled; a shutdown already published is not
   published again (libxl's new watch repeats it, and it is dropped).
 * Records are numbered from 1 (``seq``) across sessions, without gaps.
+* :meth:`LibxlEventsService.request_snapshot` publishes a ``snapshot``
+  record listing the host's domains, at once if a session is open, else
+  right after the next session's first scan (a sink that needs one when
+  it starts asks before the service starts).
 
 What can be lost: what libxl cannot tell afterwards.  A domain that shut
 down *and* died while the service was recovering gets only its
@@ -52,7 +56,7 @@ from txlibxl.watches import WatchCancelled, WatchEnded
 
 from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare
 from .metrics import Metrics
-from .records import EventRecord
+from .records import EventRecord, SnapshotDomain
 from .recovery import Backoff
 from .sinks import IEventSink, IHostStatus
 
@@ -120,6 +124,8 @@ class LibxlEventsService(Service):
         :class:`~txlibxl._libxl.xenstore.XenstoreConnection`.
     :param liveness_interval: seconds between checks of the xenstore
         connection (a lost connection gives no other sign).
+    :param host_name: the ``host`` of every record (this machine's host
+        name by default).
     """
 
     name = "libxl-events"
@@ -139,6 +145,7 @@ class LibxlEventsService(Service):
         open_context: Optional[Callable[[Any], Any]] = None,
         open_xenstore: Optional[Callable[[], Any]] = None,
         liveness_interval: float = 1.0,
+        host_name: Optional[str] = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -147,6 +154,14 @@ class LibxlEventsService(Service):
         if not rescan_interval > 0:
             raise ValueError(f"rescan_interval must be positive, not {rescan_interval!r}")
         self.reactor = reactor
+        if host_name is None:
+            import socket
+
+            host_name = socket.gethostname()
+        if not host_name:
+            raise ValueError("host_name must not be empty")
+        self.host_name = host_name
+        self._snapshot_wanted = False
         self.sinks: List[Any] = []
         for sink in sinks:
             self.add_sink(sink)
@@ -335,6 +350,8 @@ class LibxlEventsService(Service):
             self._log.info("libxl context reopened; watching {n} domains", n=self._watched_count())
         else:
             self._log.info("libxl-events running; watching {n} domains", n=self._watched_count())
+        if self._snapshot_wanted:
+            self._publish_snapshot()
         ready, self._session_ready = self._session_ready, []
         for d in ready:
             d.callback(None)
@@ -544,12 +561,40 @@ class LibxlEventsService(Service):
 
     # -- publishing ----------------------------------------------------------
 
+    def request_snapshot(self) -> None:
+        """
+        Publish a ``snapshot`` record (the domains the service follows, as
+        ``list_domains`` has them; every sink gets it): now if a session is open, else once the next one has scanned
+        the host.  Requests made meanwhile give one snapshot.  Safe to
+        call from a sink's ``publish`` (the snapshot follows in a later
+        turn).
+        """
+        if self._snapshot_wanted:
+            return
+        self._snapshot_wanted = True
+        if self.state is State.RUNNING:
+            self.reactor.callLater(0, self._publish_snapshot)
+
+    def _publish_snapshot(self) -> None:
+        if not self._snapshot_wanted or self.state is not State.RUNNING:
+            return
+        self._snapshot_wanted = False
+        rows = self.domains()["domains"]
+        domains = tuple(
+            SnapshotDomain(row["domid"], row["uuid"], row["name"], row["state"], row["shutdown_reason"])
+            for row in rows
+            if (row["domid"], row["uuid"]) in self.tracked
+        )
+        self._emit(
+            EventRecord(seq=self.seq + 1, time=self.reactor.seconds(), type="snapshot", domid=None, uuid=None,
+                        host=self.host_name, domains=domains)
+        )
+
     def _publish(
         self, kind: str, dom: TrackedDomain, *, reason: Optional[str] = None, vdev: Optional[str] = None, reconciled: bool = False
     ) -> EventRecord:
-        self.seq += 1
         record = EventRecord(
-            seq=self.seq,
+            seq=self.seq + 1,
             time=self.reactor.seconds(),
             type=kind,
             domid=dom.domid,
@@ -558,8 +603,14 @@ class LibxlEventsService(Service):
             reason=reason,
             vdev=vdev,
             reconciled=reconciled,
+            host=self.host_name,
         )
-        self.metrics.count("txlibxl_events_total", kind)
+        return self._emit(record)
+
+    def _emit(self, record: EventRecord) -> EventRecord:
+        """Give C{record} (numbered ``seq + 1``) to every sink, in order."""
+        self.seq = record.seq
+        self.metrics.count("txlibxl_events_total", record.type)
         for sink in self.sinks:
             try:
                 sink.publish(record)

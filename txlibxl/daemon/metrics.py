@@ -5,7 +5,7 @@ text exposition format (version 0.0.4): :class:`Metrics`.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
 
@@ -42,8 +42,21 @@ class Metrics:
     }
 
     def __init__(self) -> None:
+        self._HELP = dict(self._HELP)
+        self._LABELS = dict(self._LABELS)
         self._counters: Dict[str, Counter] = {name: Counter() for name in self._HELP}
         self._gauges: List[Tuple[str, str, Callable[[], float]]] = []
+
+    def counter(self, name: str, help: str, label: Optional[str] = None) -> None:
+        """
+        Add counter C{name} (a sink's own, say), labelled by C{label} if
+        given; counting it before this is an error.
+        """
+        if name not in self._HELP:
+            self._HELP[name] = help
+            self._counters[name] = Counter()
+            if label is not None:
+                self._LABELS[name] = label
 
     def count(self, name: str, label: str = "", amount: int = 1) -> None:
         """Add C{amount} to counter C{name} (one of the names above) for C{label}."""

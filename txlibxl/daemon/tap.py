@@ -18,6 +18,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
+from .sinks.amqp_options import AMQP_PARAMETERS, check_amqp_options, make_amqp_sink
+
 __all__ = ["Options", "makeService", "ListeningService", "xen_available", "NO_XEN_MESSAGE"]
 
 _log = Logger(namespace="txlibxl.daemon.tap")
@@ -80,7 +82,7 @@ class Options(usage.Options):
         ["max-backoff", None, "30", "Longest wait, in seconds, between attempts to reopen libxl.", float],
         ["libxl-log-level", None, "warn", "Least severe libxl log level logged: " + ", ".join(LOG_LEVELS) + "."],
         ["ready-file", None, None, "Write a JSON file with the pid and bound addresses once running."],
-    ]
+    ] + AMQP_PARAMETERS
     compData = usage.Completions(
         optActions={
             "output": usage.CompleteFiles(),
@@ -158,7 +160,8 @@ class Options(usage.Options):
                 raise usage.UsageError("--simulate-rundir needs --simulate")
             if not xen_available():
                 raise usage.UsageError(NO_XEN_MESSAGE.format(markers=" and ".join(XEN_MARKERS)))
-        if not self["listen"] and self["output"] is None:
+        check_amqp_options(self)
+        if not self["listen"] and self["output"] is None and self["amqp"] is None:
             self["output"] = "-"
 
 
@@ -286,8 +289,10 @@ def makeService(options: Options) -> MultiService:
         backoff=Backoff(maximum=max(0.1, float(options["max-backoff"]))),
         host=runner,
         log_level=options["libxl-log-level"],
+        host_name=options["host-name"],
     )
     top = MultiService()
+    make_amqp_sink(options, events, top)
     events.setServiceParent(top)
     if options["output"] is not None:
         try:

@@ -16,7 +16,12 @@ dropped.  One whose ``prev`` is ``last`` is the next record: delivered.
 One whose ``prev`` is beyond ``last`` came early (a message before it was
 lost and will be resent): it is held until the chain reaches it, at most
 ``hold`` messages per host; past that the chain gives up on the missing
-ones, counts them as ``missing`` and delivers what it holds.  Memory per
+ones, counts them as ``missing`` and delivers what it holds.  The first
+message seen from a host starts its chain, whatever its ``prev``: a
+consumer reading from the middle of the stream cannot know what came
+before (so a host's very first message must not be overtaken by its
+second, which a publisher's single ordered channel ensures unless the
+broker nacks the first and takes the second).  Memory per
 host is one integer, plus what is held, which is nothing unless a message
 was lost and not yet resent.
 """

@@ -100,8 +100,8 @@ def check_exactly_once(test: TestCase, got: List[Dict[str, Any]], daemons: Seque
     return len(truth), len(got)
 
 
-class FleetTests(TestCase):
-    """The fault runs; each test storms all three hosts and breaks one thing mid-storm."""
+class _FleetCase(TestCase):
+    """Three hosts, their daemons and a consumer on the shared cluster."""
 
     timeout = 420
     ROUNDS = 6
@@ -174,8 +174,15 @@ class FleetTests(TestCase):
         await self.consumer.child.stop()
         result = check_exactly_once(self, self.consumer.records(), self.daemons, may_have_more)
         elapsed = time.monotonic() - self.started
+        import json
+
+        with open(os.path.join(self.consumer.dir, "state", "checkpoint.json")) as f:
+            chains = json.load(f)["chains"]
+        repeats = sum(c["repeats"] for c in chains.values())
+        missing = sum(c["missing"] for c in chains.values())
+        self.assertEqual(missing, 0, "the consumer gave up waiting for records")
         print(f"\n{self.name}: {result[0]} records from {len(self.daemons)} hosts, consumer holds {result[1]}, "
-              f"{elapsed:.1f} s; replication listeners on the wildcard address: {len(replication)}")
+              f"{repeats} repeats dropped, {elapsed:.1f} s; replication listeners on the wildcard address: {len(replication)}")
         return result
 
     async def mid_storm(self, delay: float = 2.0) -> Any:
@@ -183,7 +190,10 @@ class FleetTests(TestCase):
         await task.deferLater(reactor, delay, lambda: None)
         return storms
 
-    # -- the tests -----------------------------------------------------------
+
+
+class FleetTests(_FleetCase):
+    """The fault runs; each test storms all three hosts and breaks one thing mid-storm."""
 
     async def test_a_storm_reaches_the_consumer_exactly_once(self) -> None:
         await self.fleet()
@@ -233,3 +243,42 @@ class FleetTests(TestCase):
         await storms
         await self.finish()
         self.assertGreater(before, 0, "the consumer had read nothing before it was killed")
+        import re
+
+        resumed = re.search(rb"reading stream \S+ on \S+ from (\d+)", self.consumer.child.output)
+        self.assertIsNotNone(resumed, "the restarted consumer did not resume from a stored offset")
+
+
+class LivePageTests(_FleetCase):
+    """The consumer's live page in a real headless browser."""
+
+    async def test_the_page_shows_hosts_and_domains_and_a_new_state_without_a_reload(self) -> None:
+        from .browser import Browser, chromium
+
+        if chromium() is None:
+            raise SkipTest("no chromium here: install Debian's chromium (make check does)")
+        await self.fleet()
+        made = {}
+        for name, host in zip(HOSTS, self.hosts):
+            made[name] = await host.control.create_domains(count=2, prefix=f"{name}-web")
+        await self.until_caught_up()
+        browser = await Browser(os.path.join(self.tmp, "chromium")).start()
+        self.addCleanup(browser.stop)
+        port = self.consumer.address.rsplit(":", 1)[1]
+        await browser.send("Page.navigate", url=f"http://127.0.0.1:{port}/")
+        await browser.wait_for("document.querySelectorAll('section.host').length === 3")
+        await browser.wait_for("document.querySelectorAll('tr.domain').length === 6")
+        hosts = await browser.evaluate("Array.from(document.querySelectorAll('section.host')).map(s => s.dataset.host)")
+        self.assertEqual(hosts, list(HOSTS))
+        names = await browser.evaluate("Array.from(document.querySelectorAll('tr.domain td:nth-child(2)')).map(t => t.textContent)")
+        self.assertEqual(sorted(names), sorted(d["name"] for ds in made.values() for d in ds))
+        await browser.evaluate("window.notReloaded = true")
+        target = made["xen2"][1]
+        await self.hosts[1].control.shutdown(target["domid"], "poweroff")
+        row = f"document.querySelector('section.host[data-host=\"xen2\"] tr.domain[data-uuid=\"{target['uuid']}\"]')"
+        await browser.wait_for(f"{row} && {row}.dataset.state === 'shutdown'")
+        self.assertIn("poweroff", await browser.evaluate(f"{row}.textContent"))
+        self.assertTrue(await browser.evaluate("window.notReloaded === true"), "the page was reloaded")
+        await browser.screenshot(os.path.join(self.tmp, "fleet-page.png"))
+        print(f"\nscreenshot: {os.path.join(self.tmp, 'fleet-page.png')}")
+        await self.finish()

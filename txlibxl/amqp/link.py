@@ -34,6 +34,13 @@ class BrokerLink:
     :param on_lost: ``on_lost(reason)`` when a ready channel is lost
         (never after :meth:`stop`).
     :param name: what the logs call this link.
+    :param open_timeout: seconds an attempt (TCP, the AMQP handshake,
+        the channel and ``on_ready``) may take before it is abandoned for
+        the next node.
+    :param heartbeat: AMQP heartbeat seconds.  Generous: a daemon whose
+        reactor is busy with a storm of thousands of domains must not be
+        taken for dead by the broker (a dead peer on loopback or a LAN is
+        seen by TCP long before).
     """
 
     def __init__(
@@ -47,7 +54,8 @@ class BrokerLink:
         first_delay: float = 0.1,
         max_delay: float = 5.0,
         connect_timeout: float = 5.0,
-        heartbeat: int = 10,
+        open_timeout: float = 30.0,
+        heartbeat: int = 60,
     ) -> None:
         if not url.nodes:
             raise ValueError("a broker URL with no node")
@@ -61,6 +69,7 @@ class BrokerLink:
         self._max_delay = max_delay
         self._delay = first_delay
         self._timeout = connect_timeout
+        self._open_timeout = open_timeout
         self._params = url.connection_parameters(heartbeat)
         self._next = 0
         self._stopping = False
@@ -132,8 +141,10 @@ class BrokerLink:
         self._timer = None
         node = self.url.nodes[self._next % len(self.url.nodes)]
         self._next += 1
-        self._attempt = defer.ensureDeferred(self._open(node))
-        self._attempt.addErrback(self._failed, node)
+        attempt = self._attempt = defer.ensureDeferred(self._open(node))
+        timer = self._reactor.callLater(self._open_timeout, attempt.cancel)
+        attempt.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+        attempt.addErrback(self._failed, node)
 
     async def _open(self, node: BrokerAddress) -> None:
         from pika.adapters.twisted_connection import TwistedProtocolConnection
@@ -165,8 +176,10 @@ class BrokerLink:
 
     def _failed(self, failure: Failure, node: BrokerAddress) -> None:
         self._attempt = None
-        if self._stopping or failure.check(defer.CancelledError):
+        if self._stopping:
             return
+        if failure.check(defer.CancelledError):
+            failure = Failure(TimeoutError(f"no working channel within {self._open_timeout} s"))
         delay = self._delay
         self._delay = min(self._max_delay, self._delay * 2)
         self._log.warn(

@@ -37,10 +37,12 @@ class BrokerLink:
     :param open_timeout: seconds an attempt (TCP, the AMQP handshake,
         the channel and ``on_ready``) may take before it is abandoned for
         the next node.
-    :param heartbeat: AMQP heartbeat seconds.  Generous: a daemon whose
-        reactor is busy with a storm of thousands of domains must not be
-        taken for dead by the broker (a dead peer on loopback or a LAN is
-        seen by TCP long before).
+    :param heartbeat: AMQP heartbeat seconds: how long the peer may seem
+        silent before the connection is taken for dead.  A process whose
+        reactor is busy for long (the daemon runs libxl on its reactor
+        thread, and a storm of a thousand new domains on a loaded machine
+        kept it busy for minutes) needs a generous one; a crashed broker
+        or client is seen by TCP at once anyway.
     """
 
     def __init__(

@@ -162,6 +162,7 @@ class LibxlEventsService(Service):
             raise ValueError("host_name must not be empty")
         self.host_name = host_name
         self._snapshot_wanted = False
+        self._scan_queued = False
         self.sinks: List[Any] = []
         for sink in sinks:
             self.add_sink(sink)
@@ -419,6 +420,15 @@ class LibxlEventsService(Service):
         d.addErrback(lambda f: self._log.failure("recovering", f))
 
     def _xenstore_fired(self, path: str, token: str) -> None:
+        # One scan for all the firings read together: a storm of N new
+        # domains fires @introduceDomain N times in one read, and a scan
+        # per firing made it N scans of N domains without a reactor turn.
+        if self.state is State.RUNNING and not self._scan_queued:
+            self._scan_queued = True
+            self.reactor.callLater(0, self._queued_scan)
+
+    def _queued_scan(self) -> None:
+        self._scan_queued = False
         if self.state is State.RUNNING:
             self._guarded_scan()
 

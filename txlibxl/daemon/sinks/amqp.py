@@ -107,7 +107,9 @@ class AMQPSink(Service):
         self._resume_below = max(0, min(spool.capacity - 1, int(spool.capacity * resume)))
         self._drain_timeout = drain_timeout
         self.metrics = metrics if metrics is not None else Metrics()
-        self._link = link_factory(reactor, url, self._ready, self._lost, name="amqp-sink")
+        # The daemon's reactor runs libxl: a storm can keep it from
+        # answering heartbeats for minutes (see BrokerLink).
+        self._link = link_factory(reactor, url, self._ready, self._lost, name="amqp-sink", heartbeat=600)
         self._sync = LoopingCall(self._sync_spool)
         self._sync.clock = reactor
         self._sync_interval = sync_interval

@@ -11,7 +11,9 @@ until the consumer has written every record the daemons wrote, the records
 per second that makes, the destroy phase on its own (from the burst to
 the consumer's last death), and the CPU seconds (user + system, from
 ``/proc``) of the broker nodes, the publishers, the simulated hosts and
-the consumer over the run.  The results go to
+the consumer over the run; then a fresh consumer reads the whole stream
+again from its start (``replay``: the reading side with nothing upstream
+limiting it, process start-up included).  The results go to
 ``benchmarks/results/fleet.json`` (``docs/performance.rst`` shows them).
 
 A benchmark, not a test: run it on a quiet machine, once.  It needs
@@ -110,6 +112,16 @@ async def run(reactor: Any, domains: int, window: int) -> Dict[str, Any]:
         end = await caught_up()
         after = {k: cpu_seconds(v) for k, v in groups().items()}
         records = len(consumer.records())
+        # The stream read again from the start by a fresh consumer: what
+        # the reading side does when nothing upstream limits it.
+        replayer = Consumer(os.path.join(tmp, "replay"), cluster.url((2, 3, 1)), "bench")
+        replay_start = time.monotonic()
+        await replayer.start()
+        while len(replayer.records()) < records:
+            await task.deferLater(reactor, 0.05, lambda: None)
+        replay_s = time.monotonic() - replay_start
+        replay_cpu = cpu_seconds([replayer.child.transport.pid])
+        await replayer.child.stop(grace=10)
         return {
             "schema": 1,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -124,6 +136,9 @@ async def run(reactor: Any, domains: int, window: int) -> Dict[str, Any]:
             "destroy_phase_s": round(end - burst, 3),
             "destroy_records_per_s": round(len(HOSTS) * domains / (end - burst), 1),
             "cpu_s": {k: round(after[k] - before[k], 2) for k in after},
+            "replay_s": round(replay_s, 3),
+            "replay_records_per_s": round(records / replay_s, 1),
+            "replay_consumer_cpu_s": round(replay_cpu, 2),
         }
     finally:
         if consumer is not None and consumer.child is not None:

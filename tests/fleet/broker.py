@@ -7,7 +7,7 @@ It installs nothing: it runs Debian's ``rabbitmq-server`` (installed by
 directories, one shared Erlang cookie and one private ``epmd``, every
 listener on 127.0.0.1 but the stream replication listeners (see
 :meth:`BrokerCluster.non_loopback_sockets`).  Nodes after the first join
-the first through classic peer discovery.  :meth:`BrokerCluster.stop`
+the first through classic peer discovery, once it has booted.  :meth:`BrokerCluster.stop`
 leaves no process behind.
 
 Everything here blocks (``subprocess``): use it from ``setUpClass`` /
@@ -281,15 +281,22 @@ class BrokerCluster:
     # -- life ----------------------------------------------------------------
 
     def start(self, timeout: float = 120.0) -> "BrokerCluster":
-        """Start every node in parallel; return once all have booted and joined."""
+        """
+        Start the first node, then the others in parallel; return once all
+        have booted and joined.  (Started all at once, a joiner can check
+        its schema while the first node is still enabling its feature
+        flags, and stop with ``schema_integrity_check_failed``: seen here.)
+        """
         try:
             epmd = _epmd_binary()
             self._epmd = subprocess.Popen([epmd, "-address", "127.0.0.1", "-port", str(self.epmd_port)],
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL, start_new_session=True)
-            for node in self.nodes:
+            self.nodes[0].start()
+            self.nodes[0].wait_ready(timeout)
+            for node in self.nodes[1:]:
                 node.start()
-            for node in self.nodes:
+            for node in self.nodes[1:]:
                 node.wait_ready(timeout)
             self.wait_clustered(timeout)
         except BaseException:

@@ -14,6 +14,11 @@ from typing import Any, Dict, List, Optional, Sequence
 from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import ProcessProtocol
 
+def reactor_name() -> str:
+    """The test's reactor as twistd names it: epoll, poll, select, asyncio."""
+    return type(reactor).__module__.rsplit(".", 1)[-1].replace("reactor", "")
+
+
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TWISTD = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
 
@@ -107,7 +112,7 @@ class Daemon:
     def args(self) -> List[str]:
         run = self.runs
         args = TWISTD + [
-            "-n", "--pidfile=", "--logfile", os.path.join(self.dir, f"twistd-{run}.log"),
+            "-n", "--pidfile=", f"--reactor={reactor_name()}", "--logfile", os.path.join(self.dir, f"twistd-{run}.log"),
             "libxl-events", "--host-name", self.name, "--amqp", self.url,
             "--amqp-stream", self.stream, "--amqp-exchange", self.exchange,
             "--amqp-spool", os.path.join(self.dir, "spool"),
@@ -169,7 +174,7 @@ class Consumer:
         ready = os.path.join(self.dir, f"ready-{self.runs}.json")
         args = [sys.executable, "-m", "txlibxl.fleet", "--amqp", self.url, "--stream", self.stream,
                 "--state-dir", os.path.join(self.dir, "state"), "--output", self.output,
-                "--listen", "tcp:0:interface=127.0.0.1", "--ready-file", ready]
+                "--listen", "tcp:0:interface=127.0.0.1", "--ready-file", ready, "--reactor", reactor_name()]
         self.child = spawn("consumer", args, environment(), self.dir)
         info = await wait_for_file(ready, self.child)
         self.address = info["listen"]

@@ -7,12 +7,14 @@ mid-storm (the node leading the stream, a daemon, the consumer), the
 consumer ends with every record exactly once, each host's in order, none
 missing.
 
-The cluster is started once for the class (about 15 s) and stopped after
-its last test; each test has a stream and an exchange of its own.  These
-tests run under the epoll reactor only: the daemons and the consumer are
-separate processes on their own reactors, so another reactor in the test
-process would test nothing new, and three more cluster start-ups and
-storms would cost CI about eight minutes.
+The cluster is started once per test process (about 15 s) and stopped
+when it exits; each test has a stream and an exchange of its own.  The
+daemons and the consumer run on the test's reactor.  Under epoll every
+test runs (about two minutes in all); under the other reactors only the
+storm without faults does, which shows the sink and the consumer working
+on that reactor: the fault runs exercise the broker and the processes,
+not the reactor, and would add some six minutes of CI under the three
+other reactors.
 """
 from __future__ import annotations
 
@@ -27,13 +29,11 @@ from twisted.trial.unittest import SkipTest, TestCase
 from txlibxl.testing.simhost import start_simulated_host
 
 from .broker import BrokerCluster, BrokerUnavailable, broker_available
-from .processes import Consumer, Daemon, state_dir_supported, storm
+from .processes import Consumer, Daemon, reactor_name, state_dir_supported, storm
 
 HOSTS = ("xen1", "xen2", "xen3")
 
 
-def _reactor_name() -> str:
-    return type(reactor).__module__.rsplit(".", 1)[-1]
 
 
 class _SharedCluster:
@@ -106,9 +106,12 @@ class _FleetCase(TestCase):
     timeout = 420
     ROUNDS = 6
 
+    #: Tests that also run under the reactors other than epoll.
+    every_reactor = ("test_a_storm_reaches_the_consumer_exactly_once",)
+
     def setUp(self) -> None:
-        if _reactor_name() != "epollreactor":
-            raise SkipTest("the fleet tests run under the epoll reactor only (see the module docstring)")
+        if reactor_name() != "epoll" and self.id().rsplit(".", 1)[-1] not in self.every_reactor:
+            raise SkipTest("the fault runs and the page run under the epoll reactor only (see the module docstring)")
         self.cluster = _SharedCluster.get()
         self.name = self.id().rsplit(".", 1)[-1][5:40]
         self.tmp = os.path.abspath(self.mktemp())

@@ -29,11 +29,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hold-seconds", type=float, default=30.0,
                    help="longest wait for a host's missing message before going on without it (30)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warn", "error"))
+    p.add_argument("--reactor", help="a Twisted reactor name (epoll, poll, select, asyncio); the default one otherwise")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    if args.reactor:
+        from twisted.application.reactors import NoSuchReactor, installReactor
+
+        try:
+            installReactor(args.reactor)
+        except NoSuchReactor:
+            print(f"txlibxl.fleet: no reactor named {args.reactor!r}", file=sys.stderr)
+            return 2
     from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner,
                                 textFileLogObserver)
 

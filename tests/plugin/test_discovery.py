@@ -77,3 +77,162 @@ class CdromTests(TestCase):
 
     def test_a_domain_without_disks_has_no_cdrom(self) -> None:
         self.assertEqual(cdrom_vdevs(_Store({}), 4), [])
+
+
+# -- the service against a fake host: what is new, and when ------------------
+
+from twisted.internet import defer  # noqa: E402
+from twisted.internet.testing import MemoryReactorClock  # noqa: E402
+from zope.interface import implementer  # noqa: E402
+
+from txlibxl.daemon.service import LibxlEventsService  # noqa: E402
+from txlibxl.daemon.sinks import IEventSink  # noqa: E402
+
+
+class _Watch:
+    active = True
+
+    def next_event(self) -> defer.Deferred:
+        return defer.Deferred()
+
+    def cancel(self) -> None:
+        self.active = False
+
+
+class _Context:
+    failed = None
+
+    def __init__(self, host: "_Host") -> None:
+        self.host = host
+
+    def list_domains(self) -> list:
+        return list(self.host.domains)
+
+    def watch_domain(self, domid: int) -> _Watch:
+        return _Watch()
+
+    def close(self) -> defer.Deferred:
+        return defer.succeed(None)
+
+
+class _Xenstore:
+    """A libxenstore connection: watches set, firings queued until read."""
+
+    def __init__(self) -> None:
+        self.watched: set = set()
+        self.queue: list = []
+        import os
+
+        self._pipe = os.pipe()
+
+    def fileno(self) -> int:
+        return self._pipe[0]
+
+    def watch(self, path: str, token: str) -> None:
+        self.watched.add(path)
+        self.queue.append((path, token))  # xenstored fires a new watch once
+
+    def unwatch(self, path: str, token: str) -> None:
+        self.watched.discard(path)
+
+    def fire(self, path: str) -> None:
+        self.queue.append((path, path))
+
+    def read_watches(self) -> list:
+        fired, self.queue = self.queue, []
+        return fired
+
+    def directory(self, path: str) -> list:
+        return []
+
+    def read(self, path: str) -> None:
+        return None
+
+    def close(self) -> None:
+        import os
+
+        for fd in self._pipe:
+            os.close(fd)
+
+
+class _Host:
+    def __init__(self) -> None:
+        self.domains = [info(0, "00000000-0000-0000-0000-000000000000", "Domain-0")]
+
+
+@implementer(IEventSink)
+class _Records:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.records: list = []
+
+    def publish(self, record: Any) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        pass
+
+
+def being_built(domid: int, uuid: str, name: Optional[str] = None) -> DomainInfo:
+    import attr
+
+    return attr.evolve(info(domid, uuid, name), running=False, paused=True)
+
+
+class DiscoveryLatencyTests(TestCase):
+    """
+    A new domain is published on the @introduceDomain firing itself, in
+    whatever state it is then (paused, nameless while being built), not
+    at the next rescan.
+    """
+
+    def start(self, domains: Optional[DomainFilter] = None) -> Any:
+        self.clock = MemoryReactorClock()
+        self.host = _Host()
+        self.xs = _Xenstore()
+        self.sink = _Records()
+        service = LibxlEventsService(
+            self.clock,
+            [self.sink],
+            domains=domains,
+            rescan_interval=5.0,
+            open_context=lambda reactor: _Context(self.host),
+            open_xenstore=lambda: self.xs,
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.service = service
+        return service
+
+    def introduce(self, domain: DomainInfo) -> None:
+        self.host.domains.append(domain)
+        self.xs.fire("@introduceDomain")
+        self.service._watcher.check()
+
+    def test_a_paused_nameless_domain_is_new_at_once_and_gets_its_name_when_written(self) -> None:
+        self.start()
+        self.introduce(being_built(7, "u7"))
+        self.assertEqual([(r.type, r.domid, r.name) for r in self.sink.records], [("new", 7, None)])
+        self.assertIn("/local/domain/7/name", self.xs.watched)
+        self.host.domains[-1] = attr_evolve(self.host.domains[-1], name="web1")
+        self.xs.fire("/local/domain/7/name")
+        self.service._watcher.check()  # no clock advance: no rescan
+        self.assertEqual(self.service.tracked[(7, "u7")].name, "web1")
+        self.assertNotIn("/local/domain/7/name", self.xs.watched)
+
+    def test_a_name_filter_decides_on_a_nameless_domain_as_its_name_is_written(self) -> None:
+        self.start(DomainFilter.parse("web1"))
+        self.introduce(being_built(7, "u7"))
+        self.assertEqual(self.sink.records, [])
+        self.assertIn("/local/domain/7/name", self.xs.watched)
+        self.host.domains[-1] = attr_evolve(self.host.domains[-1], name="web1")
+        self.xs.fire("/local/domain/7/name")
+        self.service._watcher.check()
+        self.assertEqual([(r.type, r.domid, r.name) for r in self.sink.records], [("new", 7, "web1")])
+
+
+def attr_evolve(value: Any, **changes: Any) -> Any:
+    import attr
+
+    return attr.evolve(value, **changes)

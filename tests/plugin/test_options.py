@@ -11,6 +11,7 @@ from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
 from txlibxl.daemon import tap
+from txlibxl.daemon.startup import StartupError
 
 
 def parse(*args: str) -> tap.Options:
@@ -37,7 +38,23 @@ class OptionTests(TestCase):
 
     def test_listen_is_repeatable(self) -> None:
         options = parse("--simulate", "--listen", "tcp:0", "--listen", "unix:/tmp/x.sock")
-        self.assertEqual(options["listen"], ["tcp:0", "unix:/tmp/x.sock"])
+        self.assertEqual(options["listen"], ["tcp:0", "unix:/tmp/x.sock:mode=600"])
+
+    def test_a_unix_socket_is_private_unless_its_endpoint_gives_a_mode(self) -> None:
+        self.assertEqual(parse("--simulate", "--listen", "unix:/tmp/x.sock")["listen"], ["unix:/tmp/x.sock:mode=600"])
+        self.assertEqual(
+            parse("--simulate", "--listen", "unix:/tmp/x.sock:mode=660")["listen"], ["unix:/tmp/x.sock:mode=660"]
+        )
+        self.assertEqual(parse("--simulate", "--listen", "tcp:0")["listen"], ["tcp:0"])
+
+    def test_listen_group_is_a_known_group_for_a_unix_socket(self) -> None:
+        import grp
+
+        name = grp.getgrgid(os.getegid()).gr_name
+        options = parse("--simulate", "--listen", "unix:/tmp/x.sock", "--listen-group", name)
+        self.assertEqual(options["listen-gid"], os.getegid())
+        self.assertRaises(usage.UsageError, parse, "--simulate", "--listen", "unix:/tmp/x.sock", "--listen-group", "no-such-group-here")
+        self.assertRaises(usage.UsageError, parse, "--simulate", "--listen", "tcp:0", "--listen-group", name)
 
     def test_a_bad_endpoint_is_a_usage_error(self) -> None:
         e = self.assertRaises(usage.UsageError, parse, "--simulate", "--listen", "nonsense:1")
@@ -103,6 +120,34 @@ class MakeServiceTests(TestCase):
         self.assertEqual([s.description for s in listeners], ["tcp:0:interface=127.0.0.1", "tcp:0"])
         self.assertIsNotNone(events.host)
 
-    def test_an_output_file_that_cannot_be_opened_is_a_usage_error(self) -> None:
+    def test_an_output_file_that_cannot_be_opened_is_a_startup_error(self) -> None:
         options = parse("--simulate", "--output", "/nonexistent-dir/events.jsonl")
-        self.assertRaises(usage.UsageError, tap.makeService, options)
+        e = self.assertRaises(StartupError, tap.makeService, options)
+        self.assertIn("/nonexistent-dir/events.jsonl", str(e))
+
+    def test_the_listeners_start_before_the_events_service(self) -> None:
+        options = parse("--simulate", "--listen", "tcp:0:interface=127.0.0.1")
+        top = tap.makeService(options)
+        self.assertEqual(
+            [type(s).__name__ for s in top], ["ListeningService", "LibxlEventsService"]
+        )
+
+
+class ReadyFileTests(TestCase):
+    def test_a_ready_file_that_cannot_be_written_later_is_a_failure(self) -> None:
+        from twisted.internet import defer
+
+        class Events:
+            def when_running(self) -> defer.Deferred:
+                return defer.succeed(None)
+
+        directory = self.mktemp()
+        os.mkdir(directory)
+        path = os.path.join(directory, "ready.json")
+        tap.ReadyFileService.check_writable(path)
+        os.rmdir(directory)
+        failures: List[str] = []
+        service = tap.ReadyFileService(path, Events(), [], None, on_failure=failures.append)
+        service.startService()
+        self.assertEqual(len(failures), 1)
+        self.assertIn("cannot write the ready file", failures[0])

@@ -9,6 +9,8 @@ import io
 import json
 from typing import Any, Dict, List
 
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import TestCase
 from twisted.web.server import NOT_DONE_YET
@@ -91,6 +93,26 @@ class JSONLinesTests(TestCase):
         with open(path) as f:
             self.assertEqual(f.read().splitlines()[0], "earlier")
 
+    def test_a_closed_pipe_ends_the_sink_once(self) -> None:
+        import os
+
+        from txlibxl.daemon.sinks import SinkClosed
+
+        read, write = os.pipe()
+        os.close(read)
+        sink = JSONLinesSink(open(write, "wb", buffering=0), description="the pipe")
+        e = self.assertRaises(SinkClosed, sink.publish, record(1))
+        self.assertEqual(str(e), "the pipe was closed (Broken pipe)")
+        self.assertTrue(sink.closed)
+        sink.publish(record(2))  # nothing more, no error
+        sink.close()
+
+    def test_a_binary_stream_gets_utf8_lines(self) -> None:
+        out = io.BytesIO()
+        sink = JSONLinesSink(out, owns_stream=False)
+        sink.publish(record(1))
+        self.assertEqual(json.loads(out.getvalue().decode("utf-8"))["seq"], 1)
+
     def test_nothing_is_written_after_close(self) -> None:
         out = io.StringIO()
         sink = JSONLinesSink(out, owns_stream=False)
@@ -102,6 +124,8 @@ class JSONLinesTests(TestCase):
 class _Status:
     def __init__(self) -> None:
         self.healthy = True
+        self.registry = CollectorRegistry()
+        Gauge("txlibxl_up", "Up.", registry=self.registry).set(1)
 
     def domains(self) -> Dict[str, Any]:
         return {"domains": [{"domid": 1}]}
@@ -109,12 +133,22 @@ class _Status:
     def health(self) -> Dict[str, Any]:
         return {"healthy": self.healthy}
 
-    def metrics_text(self) -> str:
-        return "txlibxl_up 1\n"
+
+
+class StreamingRequest(DummyRequest):
+    """A DummyRequest that keeps a push producer as a real request does (DummyRequest loops on it)."""
+
+    producer: Any = None
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
 
 
 def get(sink: HTTPSink, path: bytes, headers: Dict[bytes, bytes] = {}, args: Dict[bytes, List[bytes]] = {}) -> Any:
-    request = DummyRequest(path.strip(b"/").split(b"/"))
+    request = StreamingRequest(path.strip(b"/").split(b"/"))
     for name, value in headers.items():
         request.requestHeaders.setRawHeaders(name, [value])
     request.args = dict(args)
@@ -182,6 +216,23 @@ class HTTPSinkTests(TestCase):
     def test_a_bad_last_event_id_is_a_400(self) -> None:
         request = get(self.sink, b"/events", {b"last-event-id": b"soon"})
         self.assertEqual(request.responseCode, 400)
+        self.assertEqual(
+            json.loads(b"".join(request.written)),
+            {"error": "the Last-Event-ID header must be a sequence number (an integer >= 0), not 'soon'"},
+        )
+
+    def test_a_negative_since_is_a_400_naming_the_parameter(self) -> None:
+        request = get(self.sink, b"/events", args={b"since": [b"-5"]})
+        self.assertEqual(request.responseCode, 400)
+        self.assertIn("the since parameter", json.loads(b"".join(request.written))["error"])
+
+    def test_head_answers_like_get_without_a_body(self) -> None:
+        request = DummyRequest([b"healthz"])
+        request.method = b"HEAD"
+        resource = self.sink.root.getChildWithDefault(b"healthz", request)
+        self.assertEqual(resource.render(request), b"")
+        self.assertEqual(request.responseCode, 200)
+        self.assertEqual(request.responseHeaders.getRawHeaders(b"content-length"), [b"%d" % len(b'{"healthy": true}\n')])
 
     def test_streams_get_a_heartbeat_comment(self) -> None:
         request = get(self.sink, b"/events")
@@ -213,13 +264,44 @@ class HTTPSinkTests(TestCase):
 
     def test_metrics_is_prometheus_text(self) -> None:
         request = get(self.sink, b"/metrics")
-        self.assertEqual(b"".join(request.written), b"txlibxl_up 1\n")
+        self.assertIn(b"txlibxl_up 1.0\n", b"".join(request.written))
         self.assertTrue(request.responseHeaders.getRawHeaders(b"content-type")[0].startswith(b"text/plain; version=0.0.4"))
+
+    def test_metrics_is_openmetrics_when_asked(self) -> None:
+        request = get(self.sink, b"/metrics", {b"accept": b"application/openmetrics-text; version=1.0.0"})
+        self.assertTrue(b"".join(request.written).endswith(b"# EOF\n"))
+
+    def test_a_slow_client_gets_its_records_when_it_catches_up(self) -> None:
+        request = get(self.sink, b"/events")
+        client = request.producer
+        client.pauseProducing()
+        self.sink.publish(record(1))
+        self.sink.publish(record(2))
+        self.assertEqual((events_of(request), self.sink.queue_depth()), ([], 2))
+        client.resumeProducing()
+        self.assertEqual([e["id"] for e in events_of(request)], ["1", "2"])
+        self.assertEqual(self.sink.queue_depth(), 0)
+
+    def test_a_client_further_behind_than_the_buffer_is_dropped(self) -> None:
+        request = get(self.sink, b"/events")
+        request.producer.pauseProducing()
+        for seq in range(1, 5):  # the ring holds 3
+            self.sink.publish(record(seq))
+        self.assertEqual((self.sink.clients, self.sink.queue_depth()), (0, 0))
 
     def test_format_event_is_one_sse_block(self) -> None:
         text = format_event(record(7)).decode()
         self.assertTrue(text.startswith("id: 7\nevent: death\ndata: {"))
         self.assertTrue(text.endswith("}\n\n"))
+
+
+def samples(metrics: Metrics) -> Dict[Any, float]:
+    """Every sample of the exposition, parsed: (name, labels) -> value."""
+    found: Dict[Any, float] = {}
+    for family in text_string_to_metric_families(metrics.render()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
 
 
 class MetricsTests(TestCase):
@@ -228,22 +310,44 @@ class MetricsTests(TestCase):
         metrics.count("txlibxl_events_total", "death")
         metrics.count("txlibxl_events_total", "death")
         metrics.count("txlibxl_disasters_total")
-        text = metrics.render().splitlines()
-        self.assertIn('txlibxl_events_total{type="death"} 2', text)
-        self.assertIn("txlibxl_disasters_total 1", text)
-        self.assertIn("# TYPE txlibxl_events_total counter", text)
+        found = samples(metrics)
+        self.assertEqual(found[("txlibxl_events_total", (("type", "death"),))], 2)
+        self.assertEqual(found[("txlibxl_disasters_total", ())], 1)
+        self.assertEqual(metrics.value("txlibxl_events_total", "death"), 2)
 
     def test_gauges_are_read_at_render_time(self) -> None:
         metrics = Metrics()
         value = [1]
         metrics.gauge("txlibxl_watched_domains", "Domains.", lambda: value[0])
+        metrics.labelled_gauge("txlibxl_sink_queue_depth", "Depth.", "sink", lambda: {"http": value[0] * 2})
         value[0] = 5
-        self.assertIn("txlibxl_watched_domains 5", metrics.render().splitlines())
+        found = samples(metrics)
+        self.assertEqual(found[("txlibxl_watched_domains", ())], 5)
+        self.assertEqual(found[("txlibxl_sink_queue_depth", (("sink", "http"),))], 10)
+
+    def test_latency_is_a_histogram_by_type(self) -> None:
+        metrics = Metrics()
+        metrics.observe_latency("death", 0.0002)
+        metrics.observe_latency("death", 0.3)
+        found = samples(metrics)
+        self.assertEqual(found[("txlibxl_event_latency_seconds_count", (("type", "death"),))], 2)
+        self.assertEqual(found[("txlibxl_event_latency_seconds_bucket", (("le", "0.00025"), ("type", "death")))], 1)
 
     def test_label_values_are_escaped(self) -> None:
         metrics = Metrics()
         metrics.count("txlibxl_sink_errors_total", 'a"b')
-        self.assertIn('txlibxl_sink_errors_total{sink="a\\"b"} 1', metrics.render().splitlines())
+        self.assertEqual(samples(metrics)[("txlibxl_sink_errors_total", (("sink", 'a"b'),))], 1)
+
+    def test_each_service_has_a_registry_of_its_own(self) -> None:
+        from prometheus_client import REGISTRY
+
+        a, b = Metrics(), Metrics()
+        a.count("txlibxl_disasters_total")
+        self.assertEqual((a.value("txlibxl_disasters_total"), b.value("txlibxl_disasters_total")), (1, 0))
+        self.assertIsNone(REGISTRY.get_sample_value("txlibxl_disasters_total"))
+
+    def test_the_process_collector_is_there(self) -> None:
+        self.assertIn("process_cpu_seconds_total", {name for name, _ in samples(Metrics())})
 
 
 class BackoffTests(TestCase):

@@ -47,17 +47,20 @@ def _twistd_module_exists() -> None:
 
 
 class _Output(ProcessProtocol):
-    """A child's output and its end."""
+    """A child's output (both streams, and standard error alone) and its end."""
 
     def __init__(self) -> None:
         self.output = b""
+        self.stderr = b""
         self.ended: defer.Deferred = defer.Deferred()
         self.status: Any = None
 
     def outReceived(self, data: bytes) -> None:
         self.output = (self.output + data)[-200000:]
 
-    errReceived = outReceived
+    def errReceived(self, data: bytes) -> None:
+        self.stderr = (self.stderr + data)[-200000:]
+        self.outReceived(data)
 
     def processEnded(self, reason: Any) -> None:
         self.status = reason.value
@@ -66,15 +69,21 @@ class _Output(ProcessProtocol):
 
 async def _run(args: List[str], timeout: float = 60.0) -> Tuple[Any, str]:
     """Run a command to its end: (its exit reason, its output)."""
+    proto = await _run_protocol(args, timeout)
+    return proto.status, proto.output.decode("utf-8", "replace")
+
+
+async def _run_protocol(args: List[str], timeout: float = 60.0, path: str = CHECKOUT) -> _Output:
+    """Run a command to its end (killed after C{timeout} seconds)."""
     proto = _Output()
-    reactor.spawnProcess(proto, args[0], args, env=_environment(), path=CHECKOUT)
+    reactor.spawnProcess(proto, args[0], args, env=_environment(), path=path)
     timer = reactor.callLater(timeout, lambda: proto.transport.signalProcess("KILL"))
     try:
         await proto.ended
     finally:
         if timer.active():
             timer.cancel()
-    return proto.status, proto.output.decode("utf-8", "replace")
+    return proto
 
 
 class SSEReader(Protocol):
@@ -126,6 +135,17 @@ class SSEReader(Protocol):
         self.end = reason
         if not self.done.called:
             self.done.callback(None)
+
+
+async def metric_samples(text: str) -> Dict[Any, float]:
+    """The exposition parsed by prometheus_client: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: Dict[Any, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
 
 
 def _deaths(n: int) -> Any:
@@ -306,14 +326,21 @@ class EventStreamTests(TestCase):
         self.assertEqual((code, health["healthy"], health["status"]), (200, True, "running"))
         response = await plugin.get("/metrics")
         self.assertTrue(response.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain"))
-        metrics = (await response.text()).splitlines()
-        self.assertIn('txlibxl_events_total{type="new"} 2', metrics)
-        self.assertIn("txlibxl_watched_domains 2", metrics)
-        self.assertIn("txlibxl_disasters_total 0", metrics)
-        self.assertIn("txlibxl_up 1", metrics)
-        for name in ("txlibxl_osevent_fds", "txlibxl_osevent_timers", "txlibxl_reconnects_total"):
-            self.assertTrue(any(line.startswith(name + " ") for line in metrics), name)
-        self.assertTrue(any(line.startswith('txlibxl_libxl_calls_total{call="libxl_list_domain"}') for line in metrics))
+        metrics = await metric_samples(await response.text())
+        self.assertEqual(metrics[("txlibxl_events_total", (("type", "new"),))], 2)
+        self.assertEqual(metrics[("txlibxl_events_total", (("type", "death"),))], 0)
+        self.assertEqual(metrics[("txlibxl_watched_domains", ())], 2)
+        self.assertEqual(metrics[("txlibxl_disasters_total", ())], 0)
+        self.assertEqual(metrics[("txlibxl_up", ())], 1)
+        self.assertEqual(metrics[("txlibxl_event_latency_seconds_count", (("type", "new"),))], 2)
+        self.assertEqual(metrics[("txlibxl_event_latency_seconds_bucket", (("le", "+Inf"), ("type", "new")))], 2)
+        self.assertGreater(metrics[("txlibxl_osevent_fds", ())], 0)
+        self.assertEqual(metrics[("txlibxl_sink_queue_depth", (("sink", "http"),))], 0)
+        self.assertEqual(metrics[("txlibxl_sink_queue_depth", (("sink", "jsonl"),))], 0)
+        for name in ("txlibxl_osevent_timers", "txlibxl_osevent_fd_registrations", "txlibxl_libxl_children",
+                     "txlibxl_reconnects_total", "process_cpu_seconds_total", "process_open_fds"):
+            self.assertIn(name, {n for n, _ in metrics}, name)
+        self.assertGreater(metrics[("txlibxl_libxl_calls_total", (("call", "libxl_list_domain"),))], 0)
 
     async def test_a_stream_resumes_after_its_last_event_id(self) -> None:
         plugin = await PluginProcess(self).start()
@@ -378,9 +405,9 @@ class RecoveryTests(TestCase):
             sorted(summary[len(expected):]),
             sorted([("death", name, None, False) for name in ("crashed", "later", "newcomer")]),
         )
-        metrics = (await (await plugin.get("/metrics")).text()).splitlines()
-        self.assertIn("txlibxl_disasters_total 1", metrics)
-        self.assertIn("txlibxl_reconnects_total 1", metrics)
+        metrics = await metric_samples(await (await plugin.get("/metrics")).text())
+        self.assertEqual(metrics[("txlibxl_disasters_total", ())], 1)
+        self.assertEqual(metrics[("txlibxl_reconnects_total", ())], 1)
 
 
 class StopTests(TestCase):
@@ -412,6 +439,327 @@ class StopTests(TestCase):
             self.fail("the simulated host outlived twistd")
 
 
+def _gone(pid: int) -> bool:
+    """Whether C{pid} has exited (a zombie nobody reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
+
+
+class KillTests(TestCase):
+    timeout = 120
+
+    async def test_sigkill_leaves_no_simulated_host_behind(self) -> None:
+        plugin = await PluginProcess(self).start()
+        await plugin.control.disconnect()
+        plugin.control = None
+        host = plugin.host["pid"]
+        self.assertFalse(_gone(host))
+        plugin.proto.transport.signalProcess("KILL")
+        await plugin.proto.ended
+        for _ in range(200):
+            if _gone(host):
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        else:
+            self.fail("the simulated host outlived twistd killed with SIGKILL")
+
+
+class _HeadReader(ProcessProtocol):
+    """Reads C{lines} lines of the child's standard output, then closes it, as ``| head`` does."""
+
+    def __init__(self, lines: int) -> None:
+        self.wanted = lines
+        self.lines: List[bytes] = []
+        self._buffer = b""
+        self.closed: defer.Deferred = defer.Deferred()
+        self.ended: defer.Deferred = defer.Deferred()
+        self.status: Any = None
+
+    def outReceived(self, data: bytes) -> None:
+        if self.closed.called:
+            return
+        self._buffer += data
+        while b"\n" in self._buffer and len(self.lines) < self.wanted:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            self.lines.append(line)
+        if len(self.lines) >= self.wanted:
+            self.transport.closeChildFD(1)
+            self.closed.callback(None)
+
+    def processEnded(self, reason: Any) -> None:
+        self.status = reason.value
+        self.ended.callback(reason.value)
+
+
+class ClosedOutputTests(TestCase):
+    """A closed standard output ends the JSON lines sink: one log line, no traceback."""
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        _twistd_module_exists()
+        self.tmp = tempfile.mkdtemp(prefix="txlx-head-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.log = os.path.join(self.tmp, "twistd.log")
+
+    async def head(self, *extra: str) -> _HeadReader:
+        proto = _HeadReader(3)
+        args = TWISTD + ["-n", "--pidfile=", "--logfile", self.log, "libxl-events", "--simulate", "demo",
+                         "--output", "-", *extra]
+        reactor.spawnProcess(proto, args[0], args, env=_environment(), path=self.tmp)
+        self.addCleanup(lambda: proto.ended.called or proto.transport.signalProcess("KILL"))
+        await proto.closed.addTimeout(60, reactor)
+        return proto
+
+    def read_log(self) -> str:
+        with open(self.log, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    async def test_the_only_sink_closed_stops_the_daemon(self) -> None:
+        proto = await self.head()
+        reason = await proto.ended.addTimeout(30, reactor)
+        log = self.read_log()
+        self.assertEqual(getattr(reason, "exitCode", None), 0, log)
+        self.assertEqual([json.loads(line)["seq"] for line in proto.lines], [1, 2, 3])
+        self.assertNotIn("Traceback", log)
+        ended = [line for line in log.splitlines() if "sink has ended" in line]
+        self.assertEqual(len(ended), 1, log)
+        self.assertIn("standard output was closed (Broken pipe); no sink left, stopping", ended[0])
+
+    async def test_with_other_sinks_the_daemon_goes_on(self) -> None:
+        ready = os.path.join(self.tmp, "ready.json")
+        proto = await self.head("--listen", "tcp:0:interface=127.0.0.1", "--ready-file", ready)
+        for _ in range(400):
+            if "sink has ended" in self.read_log():
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        with open(ready) as f:
+            base = "http://" + json.load(f)["listen"][0].split(":", 1)[1]
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        response = await treq.get(base + "/healthz", pool=pool)
+        self.assertEqual(response.code, 200)
+        await response.text()
+        await pool.closeCachedConnections()
+        self.assertFalse(proto.ended.called)
+        log = self.read_log()
+        self.assertNotIn("Traceback", log)
+        [ended] = [line for line in log.splitlines() if "sink has ended" in line]
+        self.assertIn("the other sinks go on", ended)
+        proto.transport.signalProcess("TERM")
+        await proto.ended
+
+
+class UnixSocketTests(TestCase):
+    """The HTTP endpoints have no authentication: a unix socket is private by default."""
+
+    timeout = 120
+
+    def socket_path(self) -> str:
+        directory = tempfile.mkdtemp(prefix="txlx-sock-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, directory, True)
+        return os.path.join(directory, "events.sock")
+
+    async def test_a_unix_socket_is_created_0600(self) -> None:
+        import stat
+
+        path = self.socket_path()
+        await PluginProcess(self, extra=("--listen", f"unix:{path}")).start()
+        mode = os.stat(path).st_mode
+        self.assertTrue(stat.S_ISSOCK(mode))
+        self.assertEqual(stat.S_IMODE(mode), 0o600)
+
+    async def test_a_mode_and_a_group_open_it_to_that_group(self) -> None:
+        import grp
+        import stat
+
+        others = [g for g in grp.getgrall() if g.gr_gid != os.getegid()]
+        if os.geteuid() != 0 or not others:
+            raise SkipTest("giving a socket to another group needs root and another group")
+        group = others[0]
+        path = self.socket_path()
+        plugin = await PluginProcess(
+            self, extra=("--listen", f"unix:{path}:mode=660", "--listen-group", group.gr_name)
+        ).start()
+        info = os.stat(path)
+        self.assertEqual((stat.S_IMODE(info.st_mode), info.st_gid), (0o660, group.gr_gid))
+        self.assertIn(f"unix:{path}", plugin.info["listen"])
+
+
+class LogTests(TestCase):
+    """What operators read in the log: no debug lines, no request per scrape, each thing said once."""
+
+    timeout = 120
+
+    async def test_by_default_no_debug_no_access_log_and_head_is_quiet(self) -> None:
+        plugin = await PluginProcess(self).start()
+        for path in ("/healthz", "/metrics", "/domains"):
+            await (await plugin.get(path)).text()
+        response = await treq.head(plugin.base + "/healthz", pool=plugin.pool)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(await response.content(), b"")
+        get = await plugin.get("/healthz")
+        body = await get.content()
+        self.assertEqual(response.headers.getRawHeaders(b"content-length"), [b"%d" % len(body)])
+        await plugin.terminate()
+        log = plugin.log()
+        self.assertNotIn("#debug]", log)
+        self.assertNotIn('"GET /metrics', log)
+        self.assertNotIn("HEAD request", log)
+        self.assertNotIn("Starting factory <twisted.web.server.Site", log)
+
+    async def test_log_level_debug_and_access_log_bring_them_back(self) -> None:
+        plugin = await PluginProcess(self, extra=("--log-level", "debug", "--access-log")).start()
+        await (await plugin.get("/metrics")).text()
+        await plugin.terminate()
+        log = plugin.log()
+        self.assertIn("#debug]", log)
+        self.assertIn('"GET /metrics HTTP/1.1" 200', log)
+
+    async def test_a_lost_xenstored_is_said_once_and_libxl_once(self) -> None:
+        plugin = await PluginProcess(self).start()
+        await plugin.control.fault("xenstored_die")
+        for _ in range(200):
+            _, health = await plugin.get_json("/healthz")
+            if not health["healthy"]:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        await task.deferLater(reactor, 0.5, lambda: None)  # a few reconnection attempts
+        await plugin.control.fault("xenstored_restart")
+        for _ in range(200):
+            _, health = await plugin.get_json("/healthz")
+            if health["healthy"]:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        await plugin.terminate()
+        log = plugin.log()
+        self.assertEqual(log.count("lost the xenstore connection"), 1, log)
+        self.assertIn("cannot connect to xenstore", log)  # libxl's own word, once a line
+        self.assertNotIn("libxl: libxl:", log)
+
+    async def test_a_negative_since_is_a_400_naming_the_parameter(self) -> None:
+        plugin = await PluginProcess(self).start()
+        code, body = await plugin.get_json("/events?since=-5")
+        self.assertEqual(code, 400)
+        self.assertEqual(body, {"error": "the since parameter must be a sequence number (an integer >= 0), not '-5'"})
+
+
+class SequenceAcrossRestartsTests(TestCase):
+    """With --state-dir, seq goes on across restarts and is never reused after a SIGKILL."""
+
+    timeout = 180
+
+    async def run_once(self, state: str, kill: bool, expect_new: int = 1) -> List[int]:
+        plugin = await PluginProcess(self, extra=("--state-dir", state)).start()
+        stream = await plugin.stream()
+        await plugin.control.create_domain(name=f"dom{len(os.listdir(os.path.dirname(state)))}")
+        events = await stream.wait_for(lambda ev: sum(1 for e in ev if e["event"] == "new") >= expect_new)
+        await plugin.control.disconnect()
+        plugin.control = None
+        if kill:
+            plugin.proto.transport.signalProcess("KILL")
+            await plugin.proto.ended
+        else:
+            await plugin.terminate()
+        return [int(e["id"]) for e in events]
+
+    async def test_seq_goes_on_after_a_stop_and_skips_ahead_after_a_kill(self) -> None:
+        state = os.path.join(tempfile.mkdtemp(prefix="txlx-state-", dir="/tmp"), "state")
+        self.addCleanup(shutil.rmtree, os.path.dirname(state), True)
+        first = await self.run_once(state, kill=False)
+        second = await self.run_once(state, kill=True)
+        third = await self.run_once(state, kill=False)
+        self.assertEqual(first, [1])
+        self.assertEqual(second, [2])  # a clean stop leaves no gap
+        self.assertGreater(third[0], 2)  # the killed run's block is never reused
+        self.assertEqual(third, [1002])
+        self.assertEqual(stat_mode(state), 0o700)
+
+    async def test_a_resume_from_an_earlier_run_is_told_of_the_gap(self) -> None:
+        state = os.path.join(tempfile.mkdtemp(prefix="txlx-state-", dir="/tmp"), "state")
+        self.addCleanup(shutil.rmtree, os.path.dirname(state), True)
+        await self.run_once(state, kill=False)
+        plugin = await PluginProcess(self, extra=("--state-dir", state)).start()
+        await plugin.control.create_domain(name="later")
+        resumed = await plugin.stream(headers={"Last-Event-ID": ["1"]})
+        events = await resumed.wait_for(lambda ev: any(e["event"] == "new" for e in ev))
+        self.assertEqual([(e["event"], e.get("id")) for e in events], [("new", "2")])
+
+
+def stat_mode(path: str) -> int:
+    import stat
+
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def hotplug_cdrom_nodes(domid: int, uuid: str, name: str, vdev: str) -> List[Tuple[str, str]]:
+    """
+    The xenstore nodes libxl writes when it adds CD-ROM C{vdev} to a running
+    domain (frontend, backend, libxl's copy), as the simulator lays them out.
+    """
+    from txlibxl.sim.toolstack import DiskSpec, DomainSpec, devices_of, domain_layout
+
+    spec = DomainSpec.from_args({"disks": [{"vdev": vdev, "cdrom": True}]}, name=name)
+    devices = devices_of(domid, spec)
+    [disk] = [d for d in devices if d.kind == "vbd"]
+    prefixes = (disk.frontend, disk.backend, disk.libxl)
+    return [
+        (node.path, node.value)
+        for node in domain_layout(domid, uuid, spec, devices)
+        if any(node.path == p or node.path.startswith(p + "/") for p in prefixes)
+    ]
+
+
+class DiscoveryTests(TestCase):
+    timeout = 120
+
+    async def test_a_paused_domain_is_new_at_once_not_at_the_rescan(self) -> None:
+        plugin = await PluginProcess(self, extra=("--rescan-interval", "60")).start()
+        stream = await plugin.stream()
+        dom = await plugin.control.create_domain(name="built", paused=True)
+        events = await stream.wait_for(lambda ev: any(e["event"] == "new" for e in ev), timeout=3)
+        self.assertEqual([(e["data"]["domid"], e["data"]["name"]) for e in events], [(dom["domid"], "built")])
+
+
+class HotplugCdromTests(TestCase):
+    timeout = 120
+
+    async def xenstore_write(self, plugin: PluginProcess, pairs: List[Tuple[str, str]]) -> None:
+        args = ["/usr/bin/xenstore-write"] + [x for pair in pairs for x in pair]
+        proto = _Output()
+        env = {"XENSTORED_PATH": plugin.host["xenstored"], "PATH": "/usr/bin:/bin"}
+        reactor.spawnProcess(proto, args[0], args, env=env)
+        reason = await proto.ended
+        self.assertIsNone(getattr(reason, "exitCode", None) or None, proto.output)
+
+    async def test_a_cdrom_added_after_its_domain_is_armed_is_watched_for_ejects(self) -> None:
+        if not os.path.exists("/usr/bin/xenstore-write"):
+            raise SkipTest("xenstore-write (xenstore-utils) is not installed")
+        plugin = await PluginProcess(self, extra=("--disk-eject",)).start()
+        stream = await plugin.stream()
+        dom = await plugin.control.create_domain(name="late-cd")
+        await stream.wait_for(lambda ev: any(e["event"] == "new" for e in ev))
+        # libxl adds the drive (xl block-attach), then the guest ejects its
+        # medium: QEMU writes the frontend's eject node.
+        nodes = hotplug_cdrom_nodes(dom["domid"], dom["uuid"], "late-cd", "hdc")
+        await self.xenstore_write(plugin, nodes)
+        for _ in range(100):
+            code, domains = await plugin.get_json("/domains")
+            [row] = [r for r in domains["domains"] if r["name"] == "late-cd"]
+            if row["cdroms"]:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(row["cdroms"], ["hdc"])
+        frontend = [p for p, _ in nodes if p.startswith("/local/domain/") and p.endswith("/device-type")][0]
+        await self.xenstore_write(plugin, [(frontend.rsplit("/", 1)[0] + "/eject", "eject")])
+        events = await stream.wait_for(lambda ev: any(e["event"] == "disk_eject" for e in ev), timeout=10)
+        [eject] = [e["data"] for e in events if e["event"] == "disk_eject"]
+        self.assertEqual((eject["domid"], eject["vdev"]), (dom["domid"], "hdc"))
+
+
 class CommandLineTests(TestCase):
     timeout = 120
 
@@ -423,9 +771,23 @@ class CommandLineTests(TestCase):
     async def test_a_bad_option_is_a_usage_error_not_a_traceback(self) -> None:
         _twistd_module_exists()
         reason, output = await _run(TWISTD + ["-n", "--pidfile=", "libxl-events", "--simulate", "--listen", "nonsense:1"])
-        self.assertEqual(getattr(reason, "exitCode", None), 1)
+        self.assertEqual(getattr(reason, "exitCode", None), 2)
         self.assertIn("--listen 'nonsense:1' is not a usable endpoint", output)
         self.assertNotIn("Traceback", output)
+
+    async def test_a_usage_error_is_one_line_and_a_pointer_to_help_not_the_usage(self) -> None:
+        _twistd_module_exists()
+        proto = await _run_protocol(TWISTD + ["-n", "--pidfile=", "libxl-events", "--simulate", "--no-such-option"])
+        self.assertEqual(getattr(proto.status, "exitCode", None), 2)
+        lines = proto.stderr.decode().splitlines()
+        self.assertEqual(
+            lines,
+            [
+                "twistd libxl-events: option --no-such-option not recognized",
+                "Try 'twistd libxl-events --help' for the options.",
+            ],
+        )
+        self.assertEqual(proto.output, proto.stderr)  # nothing on standard output
 
     async def test_without_xen_or_simulate_it_exits_at_once_saying_how_to_simulate(self) -> None:
         from txlibxl.daemon.tap import xen_available
@@ -438,3 +800,84 @@ class CommandLineTests(TestCase):
         self.assertIn("no Xen here", output)
         self.assertIn("--simulate", output)
         self.assertNotIn("Traceback", output)
+
+
+class StartupFailureTests(TestCase):
+    """
+    Start-up either succeeds or the process ends with a non-zero status
+    and one line saying why (systemd sees the failure).
+    """
+
+    timeout = 120
+
+    def setUp(self) -> None:
+        _twistd_module_exists()
+        self.tmp = tempfile.mkdtemp(prefix="txlx-startup-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.log = os.path.join(self.tmp, "twistd.log")
+
+    async def twistd(self, *args: str, logfile: bool = False) -> _Output:
+        log = ["--logfile", self.log] if logfile else []
+        return await _run_protocol(TWISTD + ["-n", "--pidfile=", *log, "libxl-events", *args], path=self.tmp)
+
+    def critical_lines(self, text: str) -> List[str]:
+        return [line for line in text.splitlines() if "#critical]" in line]
+
+    async def test_a_port_already_taken_ends_the_process_before_the_simulated_host_starts(self) -> None:
+        import socket
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proto = await self.twistd("--simulate", "--listen", f"tcp:{port}:interface=127.0.0.1")
+        output = proto.output.decode()
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1, output)
+        [line] = self.critical_lines(output)
+        self.assertIn(f"cannot listen on tcp:{port}:interface=127.0.0.1: Address already in use", line)
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("simulated host", output)
+
+    async def test_with_a_logfile_the_line_is_in_the_log_and_on_stderr(self) -> None:
+        import socket
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proto = await self.twistd("--simulate", "--listen", f"tcp:{port}:interface=127.0.0.1", logfile=True)
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1)
+        with open(self.log) as f:
+            [line] = self.critical_lines(f.read())
+        self.assertIn("Address already in use", line)
+        self.assertEqual(
+            proto.stderr.decode().splitlines(),
+            [f"twistd libxl-events: cannot listen on tcp:{port}:interface=127.0.0.1: Address already in use"],
+        )
+
+    async def test_a_ready_file_that_cannot_be_written_ends_the_process(self) -> None:
+        proto = await self.twistd("--simulate", "--ready-file", os.path.join(self.tmp, "no-such-dir", "ready.json"))
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1)
+        [line] = proto.stderr.decode().splitlines()
+        self.assertIn("--ready-file", line)
+        self.assertIn("No such file or directory", line)
+
+    async def test_an_output_that_cannot_be_opened_is_one_line_not_a_traceback(self) -> None:
+        proto = await self.twistd("--simulate", "--output", "/nonexistent-dir/x.jsonl")
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1)
+        self.assertEqual(
+            proto.output.decode().splitlines(),
+            ["twistd libxl-events: --output '/nonexistent-dir/x.jsonl': No such file or directory"],
+        )
+
+    async def test_an_unexpected_start_up_error_exits_non_zero_with_one_line(self) -> None:
+        # The simulated host refuses a run directory too long for its sockets.
+        rundir = os.path.join(self.tmp, "x" * 120)
+        proto = await self.twistd("--simulate", "--simulate-rundir", rundir)
+        output = proto.output.decode()
+        self.assertEqual(getattr(proto.status, "exitCode", None), 1, output)
+        [line] = self.critical_lines(output)
+        self.assertIn("cannot start: ValueError: run directory", line)
+        self.assertNotIn("Traceback", output)  # at debug level, for developers

@@ -15,7 +15,7 @@ import attr
 
 from txlibxl.events import DomainInfo
 
-__all__ = ["DomainKey", "TrackedDomain", "DomainFilter", "Changes", "compare", "cdrom_vdevs"]
+__all__ = ["DomainKey", "TrackedDomain", "DomainFilter", "Changes", "compare", "cdrom_vdevs", "vbd_path", "name_path"]
 
 DomainKey = Tuple[int, str]
 
@@ -86,6 +86,14 @@ class DomainFilter:
     def everything(self) -> bool:
         return not self.domids and not self.names
 
+    def undecided(self, info: DomainInfo) -> bool:
+        """
+        Whether the filter cannot tell yet: it names domains, and this one
+        is not picked by its domid and has no name (yet: a domain being
+        built may be introduced before its name is written).
+        """
+        return bool(self.names) and info.domid != 0 and info.domid not in self.domids and info.name is None
+
     def wants(self, info: DomainInfo) -> bool:
         """Whether the domain is to be followed."""
         if info.domid == 0:
@@ -128,6 +136,11 @@ def compare(
     return Changes(new=new, present=present, gone=gone)
 
 
+def vbd_path(domid: int) -> str:
+    """Where libxl keeps its copy of domain C{domid}'s disks' backends."""
+    return f"/libxl/{domid}/device/vbd"
+
+
 def cdrom_vdevs(xenstore: Any, domid: int) -> List[str]:
     """
     The vdevs of domain C{domid}'s CD-ROM drives, from the copy of each
@@ -135,7 +148,7 @@ def cdrom_vdevs(xenstore: Any, domid: int) -> List[str]:
     (``dev`` and ``device-type``), read through C{xenstore} (a
     :class:`~txlibxl._libxl.xenstore.XenstoreConnection`).
     """
-    base = f"/libxl/{domid}/device/vbd"
+    base = vbd_path(domid)
     vdevs = []
     for devid in xenstore.directory(base):
         if xenstore.read(f"{base}/{devid}/device-type") != "cdrom":
@@ -144,3 +157,8 @@ def cdrom_vdevs(xenstore: Any, domid: int) -> List[str]:
         if vdev:
             vdevs.append(vdev)
     return sorted(vdevs)
+
+
+def name_path(domid: int) -> str:
+    """The xenstore node holding domain C{domid}'s name."""
+    return f"/local/domain/{domid}/name"

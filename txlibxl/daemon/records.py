@@ -147,9 +147,9 @@ def format_time(seconds: float) -> str:
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class EventRecord:
     """
-    One published event.  ``seq`` numbers records from 1 in the order they
-    were published, without gaps, for the life of the service (recoveries
-    included).  ``reconciled`` is true for what the service found by
+    One published event.  ``seq`` numbers records in the order they were
+    published; the daemon never uses a number twice for a state directory
+    (:mod:`txlibxl.daemon.sequence`), though it may skip some after a crash.  ``reconciled`` is true for what the service found by
     comparing the host with what it knew after a recovery (a domain that
     died, or appeared, while it was not watching) rather than saw happen.
     ``host`` names the host the service follows; ``domains`` is set for a

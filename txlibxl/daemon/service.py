@@ -26,7 +26,10 @@ How it works
   reconciled ``new``; a shutdown that happened meanwhile is reported by
   the new watch, marked reconciled; a shutdown already published is not
   published again (libxl's new watch repeats it, and it is dropped).
-* Records are numbered from 1 (``seq``) across sessions, without gaps.
+* Records are numbered (``seq``) by a sequence: in memory from 1 by
+  default; the daemon's :class:`~txlibxl.daemon.sequence.SequenceStore`
+  keeps the numbers in a state directory so that none is ever reused,
+  across restarts and crashes.
 * :meth:`LibxlEventsService.request_snapshot` publishes a ``snapshot``
   record listing the host's domains, at once if a session is open, else
   right after the next session's first scan (a sink that needs one when
@@ -40,12 +43,14 @@ seen.
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Dict, List, Optional, Sequence
+import errno
+from time import perf_counter
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -54,11 +59,13 @@ from txlibxl.events import DiskEject, DomainDeath, DomainInfo, DomainShutdown
 from txlibxl.loop.reactor_xenstore import XenstoreError, XenstoreWatcher
 from txlibxl.watches import WatchCancelled, WatchEnded
 
-from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare
+from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare, name_path, vbd_path
 from .metrics import Metrics
-from .records import EventRecord, SnapshotDomain
+from .records import EVENT_TYPES, EventRecord, SnapshotDomain
+from .sequence import MemorySequence
 from .recovery import Backoff
-from .sinks import IEventSink, IHostStatus
+from .sinks import IEventSink, IHostStatus, SinkClosed
+from .startup import StartupError
 
 __all__ = ["LibxlEventsService", "State"]
 
@@ -87,6 +94,14 @@ def _state_of(info: DomainInfo) -> str:
     if info.blocked:
         return "blocked"
     return "running"
+
+
+def _vbd_watch_domid(token: str) -> Optional[int]:
+    """The domid of a disk-list watch's token (``/libxl/<domid>/device/vbd``), else ``None``."""
+    parts = token.split("/")
+    if len(parts) == 5 and parts[1] == "libxl" and parts[3:] == ["device", "vbd"] and parts[2].isdigit():
+        return int(parts[2])
+    return None
 
 
 def _default_context(reactor: Any, log_level: str) -> Any:
@@ -126,6 +141,15 @@ class LibxlEventsService(Service):
         connection (a lost connection gives no other sign).
     :param host_name: the ``host`` of every record (this machine's host
         name by default).
+    :param on_failure: called with one line when the service cannot start
+        (the simulated host did not start, an unexpected error); by
+        default the line is logged and the reactor stopped.  The daemon
+        passes :meth:`txlibxl.daemon.startup.ProcessExit.fail`, which also
+        makes the process exit non-zero.
+    :param sequence: where ``seq`` numbers come from (``next()``, ``last``,
+        ``close()``): a :class:`~txlibxl.daemon.sequence.SequenceStore`, or
+        by default numbers from 1 kept in memory.  It is closed when the
+        service stops.
     """
 
     name = "libxl-events"
@@ -146,6 +170,8 @@ class LibxlEventsService(Service):
         open_xenstore: Optional[Callable[[], Any]] = None,
         liveness_interval: float = 1.0,
         host_name: Optional[str] = None,
+        on_failure: Optional[Callable[[str], None]] = None,
+        sequence: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -163,6 +189,7 @@ class LibxlEventsService(Service):
         self.host_name = host_name
         self._snapshot_wanted = False
         self._scan_queued = False
+        self._scan_again = False
         self.sinks: List[Any] = []
         for sink in sinks:
             self.add_sink(sink)
@@ -174,9 +201,11 @@ class LibxlEventsService(Service):
         self._open_context = open_context or (lambda r: _default_context(r, log_level))
         self._open_xenstore = open_xenstore or _default_xenstore
         self._liveness_interval = liveness_interval
+        self._on_failure = on_failure or self._log_and_stop
         self.metrics = Metrics()
         self.state = State.STOPPED
-        self.seq = 0
+        self._sequence = sequence if sequence is not None else MemorySequence()
+        self._published = 0
         self.recoveries = 0
         self.tracked: Dict[DomainKey, TrackedDomain] = {}
         self._ctx: Any = None
@@ -186,12 +215,26 @@ class LibxlEventsService(Service):
         self._starting: Optional[defer.Deferred] = None
         self._session_ready: List[defer.Deferred] = []
         self._last_snapshot: List[DomainInfo] = []
+        self._name_watches: Set[int] = set()
         self.metrics.gauge("txlibxl_watched_domains", "Domains followed by a live watch.", self._watched_count)
         self.metrics.gauge("txlibxl_watched_cdroms", "CD-ROM drives watched for ejects.", self._cdrom_count)
         self.metrics.gauge("txlibxl_last_sequence", "The seq of the last record published.", lambda: self.seq)
         self.metrics.gauge("txlibxl_up", "1 when a libxl context is open and healthy.", lambda: int(self.state is State.RUNNING))
         self.metrics.gauge("txlibxl_osevent_fds", "File descriptors libxl has registered in the reactor.", lambda: self._osevent_stat("fds"))
         self.metrics.gauge("txlibxl_osevent_timers", "Timers libxl has registered in the reactor.", lambda: self._osevent_stat("timers"))
+        self.metrics.gauge(
+            "txlibxl_osevent_fd_registrations",
+            "fd registrations libxl holds in the reactor (several may share an fd).",
+            lambda: self._osevent_stat("fd_registrations"),
+        )
+        self.metrics.gauge("txlibxl_libxl_children", "libxl's child processes not reaped yet.", self._children_count)
+        self.metrics.labelled_gauge(
+            "txlibxl_sink_queue_depth",
+            "Records a sink has taken but not yet handed to the OS, by sink.",
+            "sink",
+            self._queue_depths,
+        )
+        self.metrics.start_labels("txlibxl_events_total", EVENT_TYPES)
 
     # -- configuration -------------------------------------------------------
 
@@ -262,6 +305,32 @@ class LibxlEventsService(Service):
         """The metrics, as Prometheus text."""
         return self.metrics.render()
 
+    @property
+    def seq(self) -> int:
+        """The ``seq`` of the last record published (0 before the first ever)."""
+        return self._sequence.last
+
+    @property
+    def registry(self) -> Any:
+        """The ``prometheus_client`` registry of the service's metrics."""
+        return self.metrics.registry
+
+    def _children_count(self) -> int:
+        # The context has no public word for its child reaper yet.
+        reaper = getattr(self._ctx, "_children", None) if self._ctx is not None else None
+        try:
+            return len(reaper.running_children) if reaper is not None else 0
+        except Exception:
+            return 0
+
+    def _queue_depths(self) -> Dict[str, float]:
+        depths: Dict[str, float] = {}
+        for sink in self.sinks:
+            name = getattr(sink, "name", type(sink).__name__)
+            depth = getattr(sink, "queue_depth", None)
+            depths[name] = depths.get(name, 0) + (depth() if callable(depth) else 0)
+        return depths
+
     def _watched_count(self) -> int:
         return sum(1 for dom in self.tracked.values() if dom.watched)
 
@@ -294,10 +363,23 @@ class LibxlEventsService(Service):
     def _start_failed(self, failure: Failure) -> None:
         if failure.check(defer.CancelledError) and self.state is State.STOPPING:
             return
-        self._log.failure("libxl-events could not start", failure)
         self.state = State.STOPPED
+        error = failure.value
+        if isinstance(error, StartupError):
+            reason = str(error)
+        else:
+            # A bug rather than the operator's problem: the traceback at
+            # debug level, for developers; one line for the operator.
+            self._log.failure("libxl-events could not start", failure, level=LogLevel.debug)
+            reason = f"{type(error).__name__}: {error}"
+        self._on_failure(f"cannot start: {reason}")
+
+    def _log_and_stop(self, reason: str) -> None:
+        self._log.critical("libxl-events {reason}", reason=reason)
         if self.reactor.running:
             self.reactor.stop()
+        else:
+            self.reactor.callWhenRunning(self.reactor.stop)
 
     def stopService(self) -> defer.Deferred:
         super().stopService()
@@ -321,8 +403,12 @@ class LibxlEventsService(Service):
                 await self.host.stop()
             except Exception:
                 self._log.failure("stopping the simulated host")
+        try:
+            self._sequence.close()
+        except OSError as e:
+            self._log.error("cannot record the last seq ({error}): the next start skips a block", error=e)
         self.state = State.STOPPED
-        self._log.info("libxl-events stopped after {seq} events", seq=self.seq)
+        self._log.info("libxl-events stopped after {n} events (last seq {seq})", n=self._published, seq=self.seq)
 
     # -- sessions ------------------------------------------------------------
 
@@ -392,6 +478,7 @@ class LibxlEventsService(Service):
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+        self._name_watches = set()
         ctx, self._ctx = self._ctx, None
         for dom in self.tracked.values():
             dom.watch = None
@@ -420,21 +507,39 @@ class LibxlEventsService(Service):
         d.addErrback(lambda f: self._log.failure("recovering", f))
 
     def _xenstore_fired(self, path: str, token: str) -> None:
-        # One scan for all the firings read together: a storm of N new
-        # domains fires @introduceDomain N times in one read, and a scan
-        # per firing made it N scans of N domains without a reactor turn.
-        if self.state is State.RUNNING and not self._scan_queued:
+        if self.state is not State.RUNNING:
+            return
+        domid = _vbd_watch_domid(token)
+        if domid is None and path != "@introduceDomain":
+            self._guarded_scan()
+            return
+        if domid is None:
+            # A storm of N new domains fires @introduceDomain N times in
+            # one read; a scan per firing made it N scans of N domains
+            # without a reactor turn.  The first firing of a turn scans at
+            # once (a new domain is published on its firing); the others
+            # of the same turn give one more scan, at the turn's end.
+            if self._scan_queued:
+                self._scan_again = True
+                return
             self._scan_queued = True
-            self.reactor.callLater(0, self._queued_scan)
+            self.reactor.callLater(0, self._turn_over)
+            self._guarded_scan()
+            return
+        # A domain's disks changed (a CD-ROM hot-plugged or removed).
+        for dom in list(self.tracked.values()):
+            if dom.domid == domid and not dom.dead and dom.watched:
+                self._arm_ejects(dom)
 
-    def _queued_scan(self) -> None:
+    def _turn_over(self) -> None:
         self._scan_queued = False
-        if self.state is State.RUNNING:
+        again, self._scan_again = self._scan_again, False
+        if again and self.state is State.RUNNING:
             self._guarded_scan()
 
     def _xenstore_lost(self, error: XenstoreError) -> None:
         self._watcher = None  # it stopped itself
-        self._session_failed(error)
+        self._session_failed(f"lost the xenstore connection: {error}")
 
     def _periodic_scan(self) -> None:
         if self._ctx is not None and self._ctx.failed is not None:
@@ -462,6 +567,7 @@ class LibxlEventsService(Service):
         session after a recovery.
         """
         ctx = self._ctx
+        started = perf_counter()
         snapshot = self._call("libxl_list_domain", ctx.list_domains)
         self._last_snapshot = snapshot
         changes = compare(self.tracked, snapshot, self.filter)
@@ -471,7 +577,7 @@ class LibxlEventsService(Service):
             del self.tracked[dom.key]
             if not dom.dead:
                 dom.dead = True
-                self._publish("death", dom, reconciled=True)
+                self._publish("death", dom, reconciled=True, received=started)
         for dom, info in changes.present:
             if dom.name is None and info.name is not None:
                 dom.name = info.name
@@ -482,8 +588,33 @@ class LibxlEventsService(Service):
         for info in changes.new:
             dom = TrackedDomain(info.domid, info.uuid, info.name)
             self.tracked[dom.key] = dom
-            self._publish("new", dom, reconciled=reconciling)
+            self._publish("new", dom, reconciled=reconciling, received=started)
             self._arm(dom, info, reconciling)
+        self._follow_names(snapshot)
+
+    def _follow_names(self, snapshot: Sequence[DomainInfo]) -> None:
+        """
+        Watch the name node of every domain whose name is not known yet (a
+        domain being built): a followed one gets its name for its next
+        records, and one the filter could not decide on is decided, as
+        soon as the name is written rather than at the next rescan.
+        """
+        if self._watcher is None:
+            return
+        nameless = {dom.domid for dom in self.tracked.values() if dom.name is None and not dom.dead}
+        nameless.update(
+            info.domid for info in snapshot if (info.domid, info.uuid) not in self.tracked and self.filter.undecided(info)
+        )
+        for domid in sorted(nameless - self._name_watches):
+            try:
+                self._call("xs_watch", self._watcher.watch, name_path(domid))
+            except XenstoreError as e:
+                self._log.warn("cannot watch domain {domid}'s name: {error}", domid=domid, error=e)
+                continue
+            self._name_watches.add(domid)
+        for domid in sorted(self._name_watches - nameless):
+            self._watcher.unwatch(name_path(domid))
+            self._name_watches.discard(domid)
 
     def _arm(self, dom: TrackedDomain, info: DomainInfo, reconciling: bool) -> None:
         ctx = self._ctx
@@ -503,14 +634,38 @@ class LibxlEventsService(Service):
             return
         self._follow(dom, dom.watch)
         if self.disk_eject and self._watcher is not None:
+            self._watch_disks(dom)
             self._arm_ejects(dom)
 
+    def _watch_disks(self, dom: TrackedDomain) -> None:
+        """Watch the domain's disk list, to arm CD-ROMs hot-plugged later."""
+        if self._watcher is None:
+            return
+        try:
+            self._call("xs_watch", self._watcher.watch, vbd_path(dom.domid))
+        except XenstoreError as e:
+            self._log.warn("cannot watch domain {domid}'s disks: {error}", domid=dom.domid, error=e)
+
+    def _unwatch_disks(self, dom: TrackedDomain) -> None:
+        if self._watcher is not None and not any(
+            d.domid == dom.domid and d is not dom and not d.dead for d in self.tracked.values()
+        ):
+            self._watcher.unwatch(vbd_path(dom.domid))
+
     def _arm_ejects(self, dom: TrackedDomain) -> None:
+        """Watch each CD-ROM of C{dom} not watched yet; forget those that are gone."""
+        if self._watcher is None or self._ctx is None:
+            return
         try:
             vdevs = self._call("xs_read", cdrom_vdevs, self._watcher.connection, dom.domid)
         except XenstoreError as e:
-            self._log.warn("cannot list domain {domid}'s CD-ROMs: {error}", domid=dom.domid, error=e)
-            return
+            if getattr(e, "errno", None) == errno.ENOENT:
+                vdevs = []  # no disk (yet, or any more)
+            else:
+                self._log.warn("cannot list domain {domid}'s CD-ROMs: {error}", domid=dom.domid, error=e)
+                return
+        for vdev in [v for v in dom.ejects if v not in vdevs]:
+            dom.ejects.pop(vdev).cancel()
         for vdev in vdevs:
             if vdev in dom.ejects:
                 continue
@@ -528,7 +683,7 @@ class LibxlEventsService(Service):
         ctx = self._ctx
 
         def got(event: Any) -> None:
-            self._handle(dom, watch, event)
+            self._handle(dom, watch, event, perf_counter())
             watch.next_event().addCallbacks(got, ended)
 
         def ended(failure: Failure) -> None:
@@ -542,7 +697,7 @@ class LibxlEventsService(Service):
 
         watch.next_event().addCallbacks(got, ended)
 
-    def _handle(self, dom: TrackedDomain, watch: Any, event: Any) -> None:
+    def _handle(self, dom: TrackedDomain, watch: Any, event: Any, received: float) -> None:
         current = self.tracked.get(dom.key) is dom
         if isinstance(event, DomainShutdown):
             if not current or dom.dead:
@@ -554,7 +709,7 @@ class LibxlEventsService(Service):
             dom.skip_repeat = None
             reconciled, dom.reconcile_next_shutdown = dom.reconcile_next_shutdown, False
             dom.shutdown_reported = reason
-            self._publish("shutdown", dom, reason=reason, reconciled=reconciled)
+            self._publish("shutdown", dom, reason=reason, reconciled=reconciled, received=received)
         elif isinstance(event, DomainDeath):
             if dom.dead:
                 return
@@ -564,10 +719,12 @@ class LibxlEventsService(Service):
             for eject in dom.ejects.values():
                 eject.cancel()
             dom.ejects = {}
-            self._publish("death", dom)
+            if self.disk_eject:
+                self._unwatch_disks(dom)
+            self._publish("death", dom, received=received)
         elif isinstance(event, DiskEject):
             if current and not dom.dead:
-                self._publish("disk_eject", dom, vdev=event.vdev or getattr(watch, "vdev", None))
+                self._publish("disk_eject", dom, vdev=event.vdev or getattr(watch, "vdev", None), received=received)
 
     # -- publishing ----------------------------------------------------------
 
@@ -595,16 +752,40 @@ class LibxlEventsService(Service):
             for row in rows
             if (row["domid"], row["uuid"]) in self.tracked
         )
+        try:
+            seq = self._sequence.next()
+        except OSError as e:
+            self._on_failure(f"cannot number a snapshot record: {e}")
+            raise
+        self._published += 1
         self._emit(
-            EventRecord(seq=self.seq + 1, time=self.reactor.seconds(), type="snapshot", domid=None, uuid=None,
+            EventRecord(seq=seq, time=self.reactor.seconds(), type="snapshot", domid=None, uuid=None,
                         host=self.host_name, domains=domains)
         )
 
     def _publish(
-        self, kind: str, dom: TrackedDomain, *, reason: Optional[str] = None, vdev: Optional[str] = None, reconciled: bool = False
+        self,
+        kind: str,
+        dom: TrackedDomain,
+        *,
+        reason: Optional[str] = None,
+        vdev: Optional[str] = None,
+        reconciled: bool = False,
+        received: Optional[float] = None,
     ) -> EventRecord:
+        """
+        Number C{dom}'s event, give it to every sink, and count it;
+        C{received} is when it reached the service (``perf_counter``), the
+        start of its latency.
+        """
+        try:
+            seq = self._sequence.next()
+        except OSError as e:
+            self._on_failure(f"cannot number record {kind} of domain {dom.domid}: {e}")
+            raise
+        self._published += 1
         record = EventRecord(
-            seq=self.seq + 1,
+            seq=seq,
             time=self.reactor.seconds(),
             type=kind,
             domid=dom.domid,
@@ -615,19 +796,40 @@ class LibxlEventsService(Service):
             reconciled=reconciled,
             host=self.host_name,
         )
-        return self._emit(record)
+        return self._emit(record, received)
 
-    def _emit(self, record: EventRecord) -> EventRecord:
-        """Give C{record} (numbered ``seq + 1``) to every sink, in order."""
-        self.seq = record.seq
+    def _emit(self, record: EventRecord, received: Optional[float] = None) -> EventRecord:
+        """Give C{record} to every sink, in order, and count it."""
         self.metrics.count("txlibxl_events_total", record.type)
-        for sink in self.sinks:
+        for sink in list(self.sinks):
             try:
                 sink.publish(record)
+            except SinkClosed as e:
+                self._sink_closed(sink, e)
             except Exception:
                 self.metrics.count("txlibxl_sink_errors_total", getattr(sink, "name", type(sink).__name__))
                 self._log.failure("the {sink} sink failed to take record {seq}", sink=getattr(sink, "name", sink), seq=record.seq)
+        if received is not None:
+            self.metrics.observe_latency(record.type, perf_counter() - received)
         return record
+
+    def _sink_closed(self, sink: Any, why: SinkClosed) -> None:
+        """C{sink} has ended: forget it; with no sink left, stop."""
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+        try:
+            sink.close()
+        except Exception:
+            pass
+        name = getattr(sink, "name", type(sink).__name__)
+        if self.sinks:
+            self._log.warn(
+                "the {sink} sink has ended: {why}; the other sinks go on", sink=name, why=why
+            )
+            return
+        self._log.warn("the {sink} sink has ended: {why}; no sink left, stopping", sink=name, why=why)
+        if self.reactor.running:
+            self.reactor.stop()
 
     def _call(self, name: str, function: Callable[..., Any], *args: Any) -> Any:
         """Call C{function}, counting it (and its failure) as C{name}."""

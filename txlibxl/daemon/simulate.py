@@ -15,6 +15,8 @@ from typing import Any, Callable, Optional
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from .startup import StartupError
+
 from txlibxl.testing.scenarios import scenario_path, shipped_scenarios
 
 __all__ = ["SimulatedHostRunner", "shipped_scenarios", "scenario_path"]
@@ -44,8 +46,21 @@ class SimulatedHostRunner:
         from txlibxl.testing.simhost import start_simulated_host
 
         d = start_simulated_host(self._reactor, rundir=self.rundir, scenario=self.scenario)
-        d.addCallback(self._started)
+        d.addCallbacks(self._started, self._not_started)
         return d
+
+    def _not_started(self, failure: Any) -> None:
+        from txlibxl.testing.errors import SimulatedHostError
+
+        if not failure.check(SimulatedHostError):
+            return failure
+        error = failure.value
+        # The first line of the message, and the host's last word.
+        summary = str(error).split("\n", 1)[0]
+        tail = [line for line in (getattr(error, "stderr_tail", "") or "").splitlines() if line.strip()]
+        if tail:
+            summary += f"; it said: {tail[-1].strip()}"
+        raise StartupError(f"the simulated host did not start: {summary}")
 
     def _started(self, host: Any) -> None:
         from txlibxl.testing.inprocess import use_simulated_host

@@ -2,25 +2,45 @@
 ``twistd libxl-events``: its options and how its services fit together.
 
 :class:`Options` parses the command line; :func:`makeService` builds a
-``MultiService`` holding the :class:`~txlibxl.daemon.service.LibxlEventsService`,
-one listening service per ``--listen`` endpoint, and the ``--ready-file``
-writer.  The plugin file ``twisted/plugins/txlibxl_events.py`` only names
-this module.
+:class:`DaemonService` holding one listening service per ``--listen``
+endpoint, the :class:`~txlibxl.daemon.service.LibxlEventsService` and the
+``--ready-file`` writer.  The plugin file
+``twisted/plugins/txlibxl_events.py`` only names this module.
+
+Start-up either succeeds or ends the process with a non-zero status and
+one line saying why: see :mod:`txlibxl.daemon.startup`.  What can be
+checked before the reactor runs is checked in :func:`makeService` (the
+output file is opened, the ready file's directory is tried); the
+listeners bind in ``privilegedStartService``, before the events service
+starts, so that a port already taken stops the daemon before it starts a
+simulated host or opens libxl.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence
+import re
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
+from .logs import LOG_LEVELS as DAEMON_LOG_LEVELS
 from .sinks.amqp_options import AMQP_PARAMETERS, check_amqp_options, make_amqp_sink
+from .startup import EXIT_FAILURE, NoXenError, ProcessExit, StartupError, usage_failed
 
-__all__ = ["Options", "makeService", "ListeningService", "xen_available", "NO_XEN_MESSAGE"]
+__all__ = [
+    "Options",
+    "makeService",
+    "DaemonService",
+    "ListeningService",
+    "ReadyFileService",
+    "xen_available",
+    "NO_XEN_MESSAGE",
+]
 
 _log = Logger(namespace="txlibxl.daemon.tap")
 
@@ -72,6 +92,7 @@ class Options(usage.Options):
 
     optFlags = [
         ["disk-eject", None, "Also watch every CD-ROM drive for ejects."],
+        ["access-log", None, "Log every HTTP request (none are logged by default)."],
     ]
     optParameters = [
         ["output", "o", None, "Write events as JSON lines to this file ('-' for standard output)."],
@@ -81,13 +102,18 @@ class Options(usage.Options):
         ["buffer", None, "10000", "Records kept for resuming /events from Last-Event-ID.", int],
         ["max-backoff", None, "30", "Longest wait, in seconds, between attempts to reopen libxl.", float],
         ["libxl-log-level", None, "warn", "Least severe libxl log level logged: " + ", ".join(LOG_LEVELS) + "."],
+        ["log-level", None, "info", "Least severe level written to twistd's log: " + ", ".join(DAEMON_LOG_LEVELS) + "."],
         ["ready-file", None, None, "Write a JSON file with the pid and bound addresses once running."],
+        ["state-dir", None, None, "Where seq is kept, never to be reused (default: " + "/var/lib/txlibxl-events; with --simulate, a temporary directory)."],
+        ["listen-group", None, None, "Give the unix: sockets to this group (with mode=660 in the endpoint, its members may connect)."],
     ] + AMQP_PARAMETERS
     compData = usage.Completions(
         optActions={
             "output": usage.CompleteFiles(),
             "simulate-rundir": usage.CompleteDirs(),
+            "state-dir": usage.CompleteDirs(),
             "libxl-log-level": usage.CompleteList(LOG_LEVELS),
+            "log-level": usage.CompleteList(DAEMON_LOG_LEVELS),
         }
     )
 
@@ -100,6 +126,7 @@ class Options(usage.Options):
         """
         Serve HTTP on this Twisted endpoint (repeatable):
         tcp:8080:interface=127.0.0.1, unix:/run/txlibxl.sock, ssl:8443:privateKey=...
+        A unix: socket is created mode 0600 unless the endpoint says mode=.
         """
         self["listen"].append(description)
 
@@ -120,7 +147,13 @@ class Options(usage.Options):
                 if arg == "--simulate" and (i + 1 == len(args) or args[i + 1].startswith("-")):
                     args[i] = "--simulate="
             options = args
-        super().parseOptions(options)
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if getattr(self, "parent", None) is None:
+                raise  # not parsed by twistd: the caller reports it
+            # twistd would print its whole usage text before the error.
+            raise usage_failed(e, EXIT_FAILURE if isinstance(e, NoXenError) else 2) from None
 
     def postOptions(self) -> None:
         from twisted.internet import reactor
@@ -129,15 +162,31 @@ class Options(usage.Options):
         for name in ("rescan-interval", "max-backoff"):
             _positive(name, self[name])
         _positive("buffer", self["buffer"], int)
+        if self["log-level"] not in DAEMON_LOG_LEVELS:
+            raise usage.UsageError(
+                f"--log-level must be one of {', '.join(DAEMON_LOG_LEVELS)}, not {self['log-level']!r}"
+            )
         if self["libxl-log-level"] not in LOG_LEVELS:
             raise usage.UsageError(
                 f"--libxl-log-level must be one of {', '.join(LOG_LEVELS)}, not {self['libxl-log-level']!r}"
             )
+        self["listen"] = [private_unix_endpoint(d) for d in self["listen"]]
         for description in self["listen"]:
             try:
                 serverFromString(reactor, description)
             except (ValueError, TypeError, KeyError) as e:
                 raise usage.UsageError(f"--listen {description!r} is not a usable endpoint: {e}")
+        self["listen-gid"] = None
+        if self["listen-group"] is not None:
+            import grp
+
+            try:
+                group = self["listen-group"]
+                self["listen-gid"] = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise usage.UsageError(f"--listen-group: no group {self['listen-group']!r}")
+            if not any(_is_unix(d) for d in self["listen"]):
+                raise usage.UsageError("--listen-group needs a --listen unix: endpoint")
         if self["domains"] is not None:
             from .discovery import DomainFilter
 
@@ -159,10 +208,37 @@ class Options(usage.Options):
             if self["simulate-rundir"] is not None:
                 raise usage.UsageError("--simulate-rundir needs --simulate")
             if not xen_available():
-                raise usage.UsageError(NO_XEN_MESSAGE.format(markers=" and ".join(XEN_MARKERS)))
+                raise NoXenError(NO_XEN_MESSAGE.format(markers=" and ".join(XEN_MARKERS)))
         check_amqp_options(self)
         if not self["listen"] and self["output"] is None and self["amqp"] is None:
             self["output"] = "-"
+
+
+def _fail_by_logging(reason: str) -> None:
+    _log.critical("{reason}", reason=reason)
+
+
+#: The mode of a ``unix:`` listening socket whose endpoint gives none:
+#: only the daemon's own user may connect.
+PRIVATE_SOCKET_MODE = "600"
+
+
+def _is_unix(description: str) -> bool:
+    return description.split(":", 1)[0].strip().lower() == "unix"
+
+
+def private_unix_endpoint(description: str) -> str:
+    """
+    C{description}, with ``mode=600`` added if it is a ``unix:`` endpoint
+    that names no mode (Twisted's default is 0666: anyone on the host).
+    """
+    if not _is_unix(description):
+        return description
+    # Parameters are separated by unescaped colons (Twisted's endpoint syntax).
+    params = re.split(r"(?<!\\):", description)[1:]
+    if any(p.strip().startswith("mode=") for p in params):
+        return description
+    return f"{description}:mode={PRIVATE_SOCKET_MODE}"
 
 
 class ListeningService(Service):
@@ -170,13 +246,27 @@ class ListeningService(Service):
     Listens with C{factory} on the endpoint C{description} while running;
     :attr:`address` is the bound address as an endpoint string
     (``tcp:127.0.0.1:8080``, ``unix:/run/x.sock``) once listening.
+
+    It binds in ``privilegedStartService`` (before twistd sheds privileges
+    with ``--uid``, and before any other service starts).  A failure to
+    bind is given to C{on_failure} as one line.
     """
 
-    def __init__(self, reactor: Any, description: str, factory: Any) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        description: str,
+        factory: Any,
+        on_failure: Callable[[str], None] = _fail_by_logging,
+        group: Optional[int] = None,
+    ) -> None:
         self._reactor = reactor
         self.description = description
+        self._group = group
         self._factory = factory
+        self._on_failure = on_failure
         self._port: Any = None
+        self._binding: Optional[defer.Deferred] = None
         self.address: Optional[str] = None
         self._listening: List[defer.Deferred] = []
 
@@ -188,12 +278,29 @@ class ListeningService(Service):
         self._listening.append(d)
         return d
 
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
     def startService(self) -> None:
+        super().startService()
+        self._listen()
+
+    def _listen(self) -> None:
         from twisted.internet.endpoints import serverFromString
 
-        super().startService()
-        d = serverFromString(self._reactor, self.description).listen(self._factory)
-        d.addCallbacks(self._bound, self._failed)
+        if self._binding is not None:
+            return
+        # A unix socket is bound with the mode its endpoint gives, but
+        # chmod'ed only after bind(): bind it under a umask that lets no one
+        # else in meanwhile.
+        previous = os.umask(0o177) if _is_unix(self.description) else None
+        try:
+            self._binding = serverFromString(self._reactor, self.description).listen(self._factory)
+        finally:
+            if previous is not None:
+                os.umask(previous)
+        self._binding.addCallbacks(self._bound, self._failed)
 
     def _bound(self, port: Any) -> None:
         self._port = port
@@ -201,41 +308,90 @@ class ListeningService(Service):
         if getattr(host, "type", None) in ("TCP", "TCP6"):
             self.address = f"tcp:{host.host}:{host.port}"
         else:
-            self.address = f"unix:{getattr(host, 'name', host)}"
+            path = getattr(host, "name", host)
+            if isinstance(path, bytes):
+                path = path.decode()
+            self.address = f"unix:{path}"
+            if self._group is not None:
+                try:
+                    os.chown(path, -1, self._group)
+                except OSError as e:
+                    self._port = None
+                    port.stopListening()
+                    self._failed(Failure(e))
+                    return
         _log.info("libxl-events HTTP listening on {address}", address=self.address)
         waiting, self._listening = self._listening, []
         for d in waiting:
             d.callback(self.address)
 
     def _failed(self, failure: Any) -> None:
-        _log.failure("cannot listen on {description}", failure, description=self.description)
         waiting, self._listening = self._listening, []
         for d in waiting:
             d.errback(failure)
-        from twisted.internet import reactor
-
-        if reactor.running:
-            reactor.stop()
+        self._on_failure(f"cannot listen on {self.description}: {_reason(failure.value)}")
 
     def stopService(self) -> Any:
         super().stopService()
+        self._binding = None
         port, self._port = self._port, None
         if port is not None:
             return port.stopListening()
         return None
 
 
+def _reason(error: BaseException) -> str:
+    """An exception as the end of one line: its message, or its type."""
+    from twisted.internet.error import CannotListenError
+
+    if isinstance(error, CannotListenError) and isinstance(error.socketError, BaseException):
+        return _reason(error.socketError)
+    if isinstance(error, OSError) and error.strerror:
+        text = error.strerror
+        if error.filename:
+            text = f"{error.filename}: {text}"
+        return text
+    text = str(error).strip()
+    # twisted.internet.error.CannotListenError: "Couldn't listen on any:8080: [Errno 98] ..."
+    return text or type(error).__name__
+
+
 class ReadyFileService(Service):
     """
     Writes C{path} (JSON: ``pid``, ``listen``, ``simulate_rundir``) once the
     events service runs and every listener is bound; removes it on stop.
+    A file that cannot be written is a failure (given to C{on_failure}):
+    whatever waits for it would wait forever.
     """
 
-    def __init__(self, path: str, events: Any, listeners: List[ListeningService], runner: Any) -> None:
+    def __init__(
+        self,
+        path: str,
+        events: Any,
+        listeners: List[ListeningService],
+        runner: Any,
+        on_failure: Callable[[str], None] = _fail_by_logging,
+    ) -> None:
         self.path = path
         self._events = events
         self._listeners = listeners
         self._runner = runner
+        self._on_failure = on_failure
+
+    @staticmethod
+    def check_writable(path: str) -> None:
+        """
+        Try to write (and remove) the temporary file next to C{path}.
+
+        :raises StartupError: it cannot be written.
+        """
+        temporary = path + ".tmp"
+        try:
+            with open(temporary, "w", encoding="utf-8"):
+                pass
+            os.unlink(temporary)
+        except OSError as e:
+            raise StartupError(f"--ready-file {path!r}: cannot write there: {e.strerror or e}") from None
 
     def startService(self) -> None:
         super().startService()
@@ -244,7 +400,8 @@ class ReadyFileService(Service):
             consumeErrors=True,
         )
         d.addCallback(self._write)
-        d.addErrback(lambda f: _log.failure("not writing the ready file", f))
+        # A listener that failed has said so already.
+        d.addErrback(lambda f: None)
 
     def _write(self, _: Any) -> None:
         if not self.running:
@@ -255,9 +412,12 @@ class ReadyFileService(Service):
             "simulate_rundir": self._runner.rundir if self._runner is not None else None,
         }
         temporary = self.path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(info, f)
-        os.replace(temporary, self.path)
+        try:
+            with open(temporary, "w", encoding="utf-8") as f:
+                json.dump(info, f)
+            os.replace(temporary, self.path)
+        except OSError as e:
+            self._on_failure(f"cannot write the ready file {self.path!r}: {_reason(e)}")
 
     def stopService(self) -> None:
         super().stopService()
@@ -267,15 +427,130 @@ class ReadyFileService(Service):
             pass
 
 
+class DaemonService(MultiService):
+    """
+    The daemon's top service: its children are started in order (the
+    listeners, the events service, the ready-file writer) unless start-up
+    has already failed (:attr:`exit`), in which case nothing more starts
+    and the reactor stops.
+
+    :ivar exit: the :class:`~txlibxl.daemon.startup.ProcessExit` every
+        start-up failure goes to.
+    """
+
+    def __init__(self, exit: ProcessExit, log_observer: Any = None) -> None:
+        super().__init__()
+        self.exit = exit
+        self._log_observer = log_observer
+
+    def setServiceParent(self, parent: Any) -> Any:
+        """
+        Join C{parent}; if it is twistd's application, give it the
+        daemon's log observer (:func:`txlibxl.daemon.logs.twistd_observer`).
+        """
+        result = super().setServiceParent(parent)
+        if self._log_observer is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, self._log_observer)
+        return result
+
+    def privilegedStartService(self) -> None:
+        for service in self:
+            service.privilegedStartService()
+            if self.exit.failed:
+                return
+
+    def startService(self) -> None:
+        if self.exit.failed:
+            # Not started: the reactor stops as soon as it runs.
+            Service.startService(self)
+            return
+        Service.startService(self)
+        for service in self:
+            try:
+                service.startService()
+            except Exception as e:
+                _log.failure("starting {service}", service=getattr(service, "name", None) or service)
+                self.exit.fail(f"cannot start: {type(e).__name__}: {_reason(e)}")
+            if self.exit.failed:
+                return
+
+    def stopService(self) -> Any:
+        # Stop only what was started (in reverse order), as MultiService does.
+        started = [service for service in self if service.running or isinstance(service, ListeningService)]
+        Service.stopService(self)
+        deferreds = [defer.maybeDeferred(service.stopService) for service in reversed(started)]
+        return defer.DeferredList(deferreds)
+
+
 def makeService(options: Options) -> MultiService:
-    """The services for C{options}: see the module docstring."""
+    """
+    The services for C{options}: see the module docstring.
+
+    Under twistd (the options have a ``parent``), a :class:`StartupError`
+    here becomes one line on standard error and exit status 1; called
+    otherwise (a test, an application), it is raised.
+    """
     from twisted.internet import reactor
 
+    under_twistd = getattr(options, "parent", None) is not None
+    exit = ProcessExit(reactor, echo_to_stderr=under_twistd and _logs_elsewhere(options.parent))
+    try:
+        top = _make_service(options, reactor, exit)
+    except StartupError as e:
+        if not under_twistd:
+            raise
+        raise usage_failed(e, EXIT_FAILURE) from None
+    if under_twistd:
+        exit.install()
+    return top
+
+
+def _logs_elsewhere(server_options: Any) -> bool:
+    """Whether twistd logs somewhere other than standard output or error."""
+    try:
+        logfile = server_options.get("logfile")
+        return bool(server_options.get("syslog")) or bool(logfile and logfile != "-") or not server_options.get(
+            "nodaemon"
+        )
+    except Exception:
+        return False
+
+
+#: Where ``seq`` is kept on a real host.
+DEFAULT_STATE_DIR = "/var/lib/txlibxl-events"
+
+
+def _sequence_store(options: Options) -> Any:
+    """The ``--state-dir`` store; a temporary one for ``--simulate`` without it."""
+    from .sequence import SequenceStore
+
+    if options["state-dir"] is not None:
+        return SequenceStore(options["state-dir"])
+    if options["simulate"] is not None:
+        import tempfile
+
+        return SequenceStore(tempfile.mkdtemp(prefix="txlibxl-events-state-"), remove=True)
+    return SequenceStore(DEFAULT_STATE_DIR)
+
+
+def _add_output(events: Any, options: Options) -> None:
+    from .sinks.jsonl import JSONLinesSink
+
+    if options["output"] is not None:
+        try:
+            events.add_sink(JSONLinesSink.to_path(options["output"]))
+        except OSError as e:
+            raise StartupError(f"--output {options['output']!r}: {e.strerror or e}") from None
+
+
+def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonService:
     from .recovery import Backoff
     from .service import LibxlEventsService
     from .sinks.http import HTTPSink
-    from .sinks.jsonl import JSONLinesSink
 
+    sequence = _sequence_store(options)
     runner = None
     if options["simulate"] is not None:
         from .simulate import SimulatedHostRunner
@@ -290,24 +565,36 @@ def makeService(options: Options) -> MultiService:
         host=runner,
         log_level=options["libxl-log-level"],
         host_name=options["host-name"],
+        on_failure=exit.fail,
+        sequence=sequence,
     )
-    top = MultiService()
-    make_amqp_sink(options, events, top)
-    events.setServiceParent(top)
-    if options["output"] is not None:
-        try:
-            events.add_sink(JSONLinesSink.to_path(options["output"]))
-        except OSError as e:
-            raise usage.UsageError(f"--output {options['output']!r}: {e}")
+    try:
+        if options["ready-file"]:
+            ReadyFileService.check_writable(options["ready-file"])
+        amqp = make_amqp_sink(options, events, sequence.directory)
+        _add_output(events, options)
+    except StartupError:
+        sequence.close()
+        raise
+    observer = None
+    if getattr(options, "parent", None) is not None:
+        from .logs import twistd_observer
+
+        observer = twistd_observer(options.parent, options["log-level"])
+    top = DaemonService(exit, observer)
+    if amqp is not None:
+        amqp.setServiceParent(top)
     listeners: List[ListeningService] = []
     if options["listen"]:
-        http = HTTPSink(reactor, events, buffer=int(options["buffer"]))
+        http = HTTPSink(reactor, events, buffer=int(options["buffer"]), access_log=bool(options["access-log"]))
         events.add_sink(http)
         site = http.site()
         for description in options["listen"]:
-            listener = ListeningService(reactor, description, site)
+            group = options["listen-gid"] if _is_unix(description) else None
+            listener = ListeningService(reactor, description, site, on_failure=exit.fail, group=group)
             listener.setServiceParent(top)
             listeners.append(listener)
+    events.setServiceParent(top)
     if options["ready-file"]:
-        ReadyFileService(options["ready-file"], events, listeners, runner).setServiceParent(top)
+        ReadyFileService(options["ready-file"], events, listeners, runner, on_failure=exit.fail).setServiceParent(top)
     return top

@@ -56,7 +56,9 @@ class XenstoreWatcher:
     :param on_fire: called as ``on_fire(path, token)`` for each firing.
         xenstored fires every new watch once when it is set.
     :param on_lost: called once with the :class:`XenstoreError` when the
-        connection breaks.
+        connection breaks; reporting it is the owner's business (the
+        watcher logs it at debug level only, so that two watchers of one
+        process do not both say it).
     """
 
     _log = Logger()
@@ -112,6 +114,28 @@ class XenstoreWatcher:
         self._reactor.addReader(self._pipe)
         self._liveness.start(self._interval, now=False)
 
+    def watch(self, path: str) -> None:
+        """
+        Also watch C{path} (its token is the path itself), once started.
+
+        :raises XenstoreError: the watch could not be set.
+        """
+        if (path, path) in self._watches:
+            return
+        self._conn.watch(path, path)
+        self._watches.append((path, path))
+
+    def unwatch(self, path: str) -> None:
+        """Stop watching C{path} (set with :meth:`watch`); nothing if it is not watched."""
+        if (path, path) not in self._watches:
+            return
+        self._watches.remove((path, path))
+        if not self._stopped:
+            try:
+                self._conn.unwatch(path, path)
+            except XenstoreError as e:
+                self._log.debug("unwatching {path}: {error}", path=path, error=e)
+
     def check(self) -> None:
         """
         Hand every queued firing to C{on_fire}; notice a lost connection.
@@ -134,7 +158,7 @@ class XenstoreWatcher:
                 return
 
     def _lost(self, error: XenstoreError) -> None:
-        self._log.warn("lost the xenstore connection: {error}", error=error)
+        self._log.debug("lost the xenstore connection: {error}", error=error)
         self.stop()
         self._on_lost(error)
 

@@ -3,8 +3,10 @@
 
 Sub-commands (see ``--help`` of each):
 
-``run --rundir DIR [--scenario FILE] [--log-level info|debug]``
-    Run the host process (see ``notes/sim-host-protocol.md``).
+``run --rundir DIR [--scenario FILE] [--log-level info|debug] [--parent-pid PID]``
+    Run the host process (see ``notes/sim-host-protocol.md``); with
+    ``--parent-pid``, it exits when that process, its parent, is gone
+    (:mod:`txlibxl.sim.lifeline`).
 ``ctl --rundir DIR OP [key=value ...]``
     Send one control op to a running host and print its JSON result
     (exit status 1 and the error on stderr if the host refuses it).
@@ -62,9 +64,16 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rundir", required=True, help="directory for the sockets, host.json and root/")
     parser.add_argument("--scenario", help="a scenario file to play from the start")
     parser.add_argument("--log-level", default="info", choices=("info", "debug"))
+    parser.add_argument("--parent-pid", type=int, help="exit when this process (the host's parent) is gone")
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.parent_pid is not None:
+        from twisted.internet import reactor as _reactor
+
+        from .lifeline import die_with_parent
+
+        die_with_parent(args.parent_pid, reactor=_reactor)
     _start_logging(args.log_level)
     from .host import serve
 

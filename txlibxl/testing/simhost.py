@@ -343,7 +343,9 @@ def start_simulated_host(
             f"(at most {_MAX_SOCKET_PATH - len(_LONGEST_SOCKET) - 1} bytes)"
         )
 
-    args = [sys.executable, "-m", "txlibxl.sim", "run", "--rundir", rundir]
+    # The host dies with this process, even one killed with SIGKILL that
+    # never gets to stop it (txlibxl.sim.lifeline).
+    args = [sys.executable, "-m", "txlibxl.sim", "run", "--rundir", rundir, "--parent-pid", str(os.getpid())]
     if scenario is not None:
         args += ["--scenario", scenario]
     if log_level is not None:

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from zope.interface import Attribute, Interface
 
-__all__ = ["IEventSink", "IHostStatus"]
+__all__ = ["IEventSink", "IHostStatus", "SinkClosed"]
+
+
+class SinkClosed(Exception):
+    """
+    Raised by :meth:`IEventSink.publish` when the sink has ended for good
+    (its output was closed by the other side); the message says why.  The
+    service stops publishing to it, and stops altogether if it was its
+    only sink.
+    """
 
 
 class IEventSink(Interface):
@@ -27,7 +36,9 @@ class IEventSink(Interface):
         Take C{record} (an :class:`~txlibxl.daemon.records.EventRecord`).  Called
         on the reactor thread, once per record, in ``seq`` order.  Must not
         block; an exception is logged and counted, and the record still
-        goes to the other sinks.
+        goes to the other sinks.  :class:`SinkClosed` says that the sink has
+        ended: it gets no more records (its ``close`` has been called, or
+        it closed itself).
         """
 
     def close():  # type: ignore[no-untyped-def]
@@ -35,6 +46,9 @@ class IEventSink(Interface):
         The service is stopping: flush, tell clients, release resources.
         May return a Deferred that fires when done.  No ``publish`` follows.
         """
+
+    # Optional: ``queue_depth()``, the records taken but not yet handed to
+    # the OS, for the ``txlibxl_sink_queue_depth`` gauge (0 if absent).
 
 
 class IHostStatus(Interface):
@@ -49,5 +63,4 @@ class IHostStatus(Interface):
     def health():  # type: ignore[no-untyped-def]
         """A JSON-able dict whose boolean ``healthy`` says whether all is well."""
 
-    def metrics_text():  # type: ignore[no-untyped-def]
-        """The Prometheus text exposition of the metrics."""
+    registry = Attribute("The ``prometheus_client`` registry behind ``/metrics``.")

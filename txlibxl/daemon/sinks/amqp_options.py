@@ -70,21 +70,25 @@ def check_amqp_options(options: Any) -> None:
         )
     except ValueError as e:
         raise usage.UsageError(f"--amqp: {e}")
-    spool = options["amqp-spool"]
-    if spool is None and options.get("state-dir"):
-        spool = os.path.join(options["state-dir"], "amqp-spool")
-    if spool is None:
-        raise usage.UsageError("--amqp needs a directory for its spool of unconfirmed records: --amqp-spool DIR")
-    options["amqp-spool"] = os.path.abspath(spool)
+    if options["amqp-spool"] is not None:
+        if options.get("simulate") is not None and options.get("state-dir") is None:
+            raise usage.UsageError(
+                "--amqp-spool with --simulate needs --state-dir too: a spool that outlives the process needs a seq "
+                "that does (without either, both are temporary)"
+            )
+        options["amqp-spool"] = os.path.abspath(options["amqp-spool"])
 
 
-def make_amqp_sink(options: Any, events: Any, parent: Any) -> Optional[Any]:
+def make_amqp_sink(options: Any, events: Any, state_dir: str) -> Optional[Any]:
     """
     The AMQP sink of checked C{options} (or ``None`` without ``--amqp``),
-    added to C{events} (first of its sinks, so that a record is spooled
-    before any other sink has it) and started as a child of C{parent}.
+    added to C{events} first of its sinks, so that a record is spooled
+    before any other sink has it.  Its spool is ``--amqp-spool``, by
+    default ``amqp-spool`` in C{state_dir} (where the seq is kept: the two
+    must live and die together).  The caller makes it a child service of
+    the daemon's, so that it connects when the daemon starts.
 
-    :raises usage.UsageError: the spool cannot be opened.
+    :raises StartupError: the spool cannot be opened.
     """
     if options["amqp"] is None:
         return None
@@ -93,14 +97,16 @@ def make_amqp_sink(options: Any, events: Any, parent: Any) -> Optional[Any]:
     from .amqp import AMQPSink
     from .spool import Spool
 
+    from ..startup import StartupError
+
+    directory = options["amqp-spool"] or os.path.join(state_dir, "amqp-spool")
     try:
-        spool = Spool(options["amqp-spool"], capacity=int(options["amqp-spool-size"]))
+        spool = Spool(directory, capacity=int(options["amqp-spool-size"]))
     except (OSError, ValueError) as e:
-        raise usage.UsageError(f"--amqp-spool {options['amqp-spool']!r}: {e}")
+        raise StartupError(f"--amqp-spool {directory!r}: {e}") from None
     sink = AMQPSink(
         reactor, options["amqp-url"], spool, options["amqp-topology"], window=int(options["amqp-window"]),
         metrics=events.metrics, resync=events.request_snapshot,
     )
     events.sinks.insert(0, sink)
-    sink.setServiceParent(parent)
     return sink

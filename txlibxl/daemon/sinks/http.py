@@ -8,6 +8,8 @@ Resources (``twisted.web``), served on every ``--listen`` endpoint:
     ``id:`` its ``seq``, ``event:`` its ``type``, ``data:`` its JSON.  A
     client that sends ``Last-Event-ID`` (browsers do when they reconnect),
     or asks ``/events?since=N``, first gets every record after that one
+    (one that is not an integer >= 0 gets a 400 naming the header or the
+    parameter)
     still in the ring buffer; if some are no longer there, a ``gap`` event
     (``data: {"missed": N, "first_available": S}``) says so first.  Without
     either, the stream starts with the next record.  A comment line is sent
@@ -18,23 +20,26 @@ Resources (``twisted.web``), served on every ``--listen`` endpoint:
     JSON: the host's domains (see
     :meth:`~txlibxl.daemon.service.LibxlEventsService.domains`).
 ``GET /metrics``
-    Prometheus text (see :mod:`txlibxl.daemon.metrics`).
+    Prometheus text, or OpenMetrics if the client asks for it (see
+    :mod:`txlibxl.daemon.metrics`).
 ``GET /healthz``
     JSON health; ``200`` while a libxl context is open, ``503`` otherwise.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, List, Optional, Set
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional
 
 from twisted.internet import defer, task
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 from zope.interface import implementer
 
-from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import render as render_metrics
 from ..records import EventRecord
 from . import IEventSink, IHostStatus
 from .ring import RecordRing
@@ -54,6 +59,47 @@ def _json(request: Request, body: Any, code: int = 200) -> bytes:
     return json.dumps(body, sort_keys=True).encode() + b"\n"
 
 
+class _HeadLikeGet(Resource):
+    """
+    ``HEAD`` answers what ``GET`` would, without the body (twisted.web
+    otherwise renders the body and logs that it ate it).
+    """
+
+    isLeaf = True
+
+    def render_HEAD(self, request: Request) -> bytes:
+        body = self.render_GET(request)
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return b""
+
+
+class BadResumePoint(ValueError):
+    """A resume point that is no sequence number; the message names where it came from."""
+
+
+def resume_point(request: Request) -> Optional[int]:
+    """
+    The ``seq`` a stream resumes after: the ``Last-Event-ID`` header, else
+    the ``since`` query parameter; ``None`` for neither.
+
+    :raises BadResumePoint: it is not an integer >= 0.
+    """
+    text: Optional[bytes] = request.getHeader(b"last-event-id")
+    name = "the Last-Event-ID header"
+    if text is None and b"since" in request.args:
+        text, name = request.args[b"since"][0], "the since parameter"
+    if text is None or not text.strip():
+        return None
+    shown = text.decode("utf-8", "replace")
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise BadResumePoint(f"{name} must be a sequence number (an integer >= 0), not {shown!r}")
+    return value
+
+
 class _EventStream(Resource):
     isLeaf = True
 
@@ -61,20 +107,29 @@ class _EventStream(Resource):
         super().__init__()
         self._sink = sink
 
-    def render_GET(self, request: Request) -> Any:
-        last: Optional[bytes] = request.getHeader(b"last-event-id")
-        if last is None and b"since" in request.args:
-            last = request.args[b"since"][0]
-        since: Optional[int] = None
-        if last is not None and last.strip():
-            try:
-                since = int(last)
-                if since < 0:
-                    raise ValueError
-            except ValueError:
-                return _json(request, {"error": f"Last-Event-ID must be a sequence number, not {last!r}"}, 400)
+    def _refused(self, request: Request) -> Optional[bytes]:
+        try:
+            resume_point(request)
+        except BadResumePoint as e:
+            return _json(request, {"error": str(e)}, 400)
         if self._sink.closed:
             return _json(request, {"error": "the service is stopping"}, 503)
+        return None
+
+    def render_HEAD(self, request: Request) -> bytes:
+        refused = self._refused(request)
+        if refused is not None:
+            request.setHeader(b"content-length", b"%d" % len(refused))
+            return b""
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        return b""
+
+    def render_GET(self, request: Request) -> Any:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        since = resume_point(request)
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-accel-buffering", b"no")
@@ -90,8 +145,7 @@ class _EventStream(Resource):
         return NOT_DONE_YET
 
 
-class _Domains(Resource):
-    isLeaf = True
+class _Domains(_HeadLikeGet):
 
     def __init__(self, status: Any) -> None:
         super().__init__()
@@ -101,20 +155,22 @@ class _Domains(Resource):
         return _json(request, self._status.domains())
 
 
-class _Metrics(Resource):
-    isLeaf = True
+class _Metrics(_HeadLikeGet):
 
     def __init__(self, status: Any) -> None:
         super().__init__()
         self._status = status
 
     def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", METRICS_CONTENT_TYPE.encode())
-        return self._status.metrics_text().encode()
+        # Rendered here, on the reactor thread, where the gauges' state lives
+        # (prometheus_client.twisted's resource collects in a thread pool).
+        accept = request.getHeader(b"accept")
+        body, content_type = render_metrics(self._status.registry, accept.decode("latin-1") if accept else None)
+        request.setHeader(b"content-type", content_type.encode("latin-1"))
+        return body
 
 
-class _Health(Resource):
-    isLeaf = True
+class _Health(_HeadLikeGet):
 
     def __init__(self, status: Any) -> None:
         super().__init__()
@@ -123,6 +179,54 @@ class _Health(Resource):
     def render_GET(self, request: Request) -> bytes:
         health = self._status.health()
         return _json(request, health, 200 if health.get("healthy") else 503)
+
+
+@implementer(IPushProducer)
+class _Client:
+    """
+    One ``/events`` stream, as the producer of its response: while its
+    connection's buffer is full (the transport paused it), records wait in
+    L{pending}; past the ring's capacity the client is dropped.
+    """
+
+    def __init__(self, sink: "HTTPSink", request: Request) -> None:
+        self.sink = sink
+        self.request = request
+        self.paused = False
+        self.pending: Deque[bytes] = deque()
+
+    def send(self, data: bytes) -> None:
+        if self.paused:
+            self.pending.append(data)
+            if len(self.pending) > self.sink.ring.capacity:
+                self.sink._too_slow(self)
+            return
+        self.request.write(data)
+
+    def flush(self) -> None:
+        while self.pending:
+            self.request.write(self.pending.popleft())
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while self.pending and not self.paused:
+            self.request.write(self.pending.popleft())
+
+    def stopProducing(self) -> None:
+        self.pending.clear()
+
+
+class _Site(Site):
+    def __init__(self, root: Resource, access_log: bool) -> None:
+        super().__init__(root)
+        self._access_log = access_log
+
+    def log(self, request: Request) -> None:
+        if self._access_log:
+            super().log(request)
 
 
 @implementer(IEventSink)
@@ -139,17 +243,20 @@ class HTTPSink:
     name = "http"
     _log = Logger()
 
-    def __init__(self, reactor: Any, status: Any, buffer: int = 10000, heartbeat: float = 15.0) -> None:
+    def __init__(
+        self, reactor: Any, status: Any, buffer: int = 10000, heartbeat: float = 15.0, access_log: bool = False
+    ) -> None:
         if not heartbeat > 0:
             raise ValueError(f"heartbeat must be positive, not {heartbeat!r}")
         self.ring = RecordRing(buffer)
         self.closed = False
-        self._clients: Set[Request] = set()
+        self._clients: Dict[Request, _Client] = {}
         self._reactor = reactor
         self._status = status
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
         self._heartbeat_interval = heartbeat
+        self.access_log = access_log
         root = Resource()
         root.putChild(b"events", _EventStream(self))
         root.putChild(b"domains", _Domains(status))
@@ -163,22 +270,38 @@ class HTTPSink:
         return len(self._clients)
 
     def site(self) -> Site:
-        """A ``twisted.web`` Site serving the resources."""
-        site = Site(self.root)
+        """
+        A ``twisted.web`` Site serving the resources; it logs each request
+        (combined log format, to the log) only with C{access_log}.
+        """
+        site = _Site(self.root, self.access_log)
         site.displayTracebacks = False
+        site.noisy = False
         return site
 
     def _add(self, request: Request) -> None:
-        self._clients.add(request)
-        request.notifyFinish().addBoth(lambda _: self._clients.discard(request))
+        client = _Client(self, request)
+        self._clients[request] = client
+        request.registerProducer(client, True)
+        request.notifyFinish().addBoth(lambda _: self._forget(request))
         if not self._heartbeat.running:
             self._heartbeat.start(self._heartbeat_interval, now=False)
 
+    def _forget(self, request: Request) -> None:
+        client = self._clients.pop(request, None)
+        if client is not None:
+            client.pending.clear()
+
     def _beat(self) -> None:
-        for request in list(self._clients):
-            request.write(b": keepalive\n\n")
+        for client in list(self._clients.values()):
+            if not client.paused:
+                client.request.write(b": keepalive\n\n")
         if not self._clients and self._heartbeat.running:
             self._heartbeat.stop()
+
+    def queue_depth(self) -> int:
+        """Records waiting for slow ``/events`` clients to take them."""
+        return sum(len(client.pending) for client in self._clients.values())
 
     def publish(self, record: EventRecord) -> None:
         if self.closed:
@@ -186,8 +309,20 @@ class HTTPSink:
         self.ring.append(record)
         if self._clients:
             data = format_event(record)
-            for request in list(self._clients):
-                request.write(data)
+            for client in list(self._clients.values()):
+                client.send(data)
+
+    def _too_slow(self, client: "_Client") -> None:
+        self._log.warn(
+            "an /events client fell {n} records behind; closing its stream (it can resume from Last-Event-ID)",
+            n=len(client.pending),
+        )
+        self._clients.pop(client.request, None)
+        client.pending.clear()
+        channel = getattr(client.request, "channel", None)
+        transport = getattr(channel, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
 
     def close(self) -> defer.Deferred:
         """
@@ -201,12 +336,16 @@ class HTTPSink:
         if self._heartbeat.running:
             self._heartbeat.stop()
         clients: List[Request] = list(self._clients)
+        for client in self._clients.values():
+            client.flush()
         self._clients.clear()
         transports = []
         for request in clients:
             try:
                 channel = getattr(request, "channel", None)
                 request.write(b'event: shutdown\ndata: {"reason": "the service is stopping"}\n\n')
+                if getattr(request, "producer", None) is not None:
+                    request.unregisterProducer()
                 request.finish()
                 if channel is not None and channel.transport is not None:
                     transports.append(channel.transport)

@@ -49,8 +49,9 @@ class RecordRing:
         The records after C{last_seen} (a client's ``Last-Event-ID``), and
         how many records it missed that the ring no longer holds (0 when
         the resume is complete).  A C{last_seen} beyond the newest record
-        (a client of an earlier run of the service, whose numbering started
-        again) gets the whole ring, with no count of missed records.
+        (a client of a service whose state directory was lost, so that its
+        numbering started again) gets the whole ring, with no count of
+        missed records.
         """
         if last_seen > self.last_seq:
             return list(self._records), 0

@@ -203,6 +203,11 @@ class FleetTests(_FleetCase):
         await self.storms()
         total, _ = await self.finish()
         self.assertGreater(total, 3 * self.ROUNDS * 40 * 2)
+        first = {}
+        for record in self.consumer.records():
+            first.setdefault(record["host"], record)
+        self.assertEqual({h: (r["type"], r["domains"]) for h, r in first.items()},
+                         {h: ("snapshot", []) for h in HOSTS}, "each host starts with a snapshot of its domains")
 
     async def test_killing_the_stream_leader_loses_and_repeats_nothing(self) -> None:
         await self.fleet()

@@ -22,7 +22,7 @@ demo: build
 
 test: build docs check test-xen
 
-check: build
+check: build .stamp-fleet-deps
 	@set -e; for r in $(REACTORS); do \
 	  echo "=== trial --reactor=$$r $(TESTS)"; \
 	  $(TRIAL) --reactor=$$r $(TESTS); \
@@ -32,7 +32,7 @@ docs: build
 	$(VENV)/bin/sphinx-build -q -E -W --keep-going -b html docs docs/_build/html
 
 build: .stamp-venv
-	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test,docs,bench]'
+	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test,docs,bench,amqp]'
 
 .stamp-venv: .stamp-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,27 @@ build: .stamp-venv
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	touch $@
+
+# The fleet tests (tests/fleet) run real RabbitMQ nodes on loopback and the
+# live page in headless Chromium.  The packaged RabbitMQ service is not
+# used: where installing it started one (systemd), it is stopped and
+# disabled, since it would listen on every interface.  If they cannot be
+# installed, those tests are SKIPPED and say why.
+FLEET_APT_PACKAGES = rabbitmq-server chromium
+
+.stamp-fleet-deps:
+	@missing=$$(for p in $(FLEET_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; } \
+	    || echo "could not install $$missing"; \
+	  if command -v systemctl >/dev/null && systemctl is-active --quiet rabbitmq-server 2>/dev/null; then \
+	    echo "stopping the packaged rabbitmq-server service (the tests run their own nodes on loopback)"; \
+	    $$SUDO systemctl disable --now rabbitmq-server || true; \
+	  fi; \
+	fi; \
 	touch $@
 
 # Real Xen 4.17 and a Debian dom0 under QEMU (docs/real-xen.rst): the base

@@ -7,7 +7,11 @@ Each layer imports only the layers below it (``docs/concepts.rst``):
 * the binding (``txlibxl._libxl``) imports no event loop;
 * the event-loop side (``txlibxl.loop``) knows no events, watches or
   contexts;
-* the library (everything but ``txlibxl.daemon``) imports no daemon;
+* the library (everything but ``txlibxl.daemon``) imports no daemon, no
+  broker client and no fleet;
+* the fleet's consumer (``txlibxl.fleet``) imports nothing of the libxl
+  side, and the AMQP plumbing both ends share (``txlibxl.amqp``) imports
+  neither end;
 * the plugin file imports nothing heavy.
 
 Every ``import`` statement counts, also those inside functions (a lazy
@@ -137,7 +141,8 @@ class LayerTests(TestCase):
         """
         The checks below look at real modules: each layer has some.
         """
-        for layer in ("txlibxl.sim", "txlibxl._libxl", "txlibxl.loop", "txlibxl.daemon", "txlibxl.testing"):
+        for layer in ("txlibxl.sim", "txlibxl._libxl", "txlibxl.loop", "txlibxl.daemon", "txlibxl.testing",
+                      "txlibxl.fleet", "txlibxl.amqp"):
             self.assertTrue([m for m in self.graph if _within(m, layer)], layer)
         self.assertIn("txlibxl._libxl.loader", self.graph["txlibxl.context"])
 
@@ -173,8 +178,20 @@ class LayerTests(TestCase):
         """
         for layer in ("txlibxl.context", "txlibxl.watches", "txlibxl.events", "txlibxl.errors",
                       "txlibxl.interfaces", "txlibxl._libxl", "txlibxl.loop", "txlibxl.testing"):
-            self.assertImportsNone(layer, ("txlibxl.daemon", "twisted.web", "pika"),
+            self.assertImportsNone(layer, ("txlibxl.daemon", "twisted.web", "pika", "txlibxl.amqp", "txlibxl.fleet"),
                                    f"{layer} imports the daemon's side")
+
+    def test_the_fleet_imports_nothing_of_the_libxl_side(self) -> None:
+        """
+        ``python -m txlibxl.fleet`` runs where there is no libxl: it
+        reads the broker, not the host.
+        """
+        self.assertImportsNone("txlibxl.fleet", CLIENT_SIDE + ("txlibxl.sim",),
+                               "the fleet consumer imports the libxl side")
+
+    def test_the_shared_amqp_plumbing_imports_neither_end(self) -> None:
+        self.assertImportsNone("txlibxl.amqp", CLIENT_SIDE + ("txlibxl.sim", "txlibxl.fleet"),
+                               "txlibxl.amqp imports one of the ends it serves")
 
     def test_the_package_itself_imports_nothing_of_its_own(self) -> None:
         """

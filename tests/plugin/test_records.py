@@ -10,13 +10,21 @@ from typing import Any, Dict
 from twisted.trial.unittest import TestCase
 
 from txlibxl.events import DiskEject, Disk, DomainDeath, DomainShutdown, ShutdownReason
-from txlibxl.daemon.records import EVENT_SCHEMA, SCHEMA_VERSION, EventRecord, SchemaViolation, check_record, format_time
+from txlibxl.daemon.records import (
+    EVENT_SCHEMA,
+    SCHEMA_VERSION,
+    EventRecord,
+    SchemaViolation,
+    SnapshotDomain,
+    check_record,
+    format_time,
+)
 
 UUID = "0bd1d1a2-54c8-4d5e-8b7a-1f4f1c6e2a10"
 
 
 def record(**fields: Any) -> EventRecord:
-    base: Dict[str, Any] = dict(seq=1, time=1700000000.25, type="death", domid=3, uuid=UUID, name="web1")
+    base: Dict[str, Any] = dict(seq=1, time=1700000000.25, type="death", domid=3, uuid=UUID, name="web1", host="xen1")
     base.update(fields)
     return EventRecord(**base)
 
@@ -41,6 +49,19 @@ class RecordTests(TestCase):
             record(name=None),
         ):
             check_record(json.loads(r.to_json()))
+
+    def test_every_record_names_its_host(self) -> None:
+        self.assertEqual(record().as_dict()["host"], "xen1")
+        self.assertIsNone(record().as_dict()["domains"])
+
+    def test_a_snapshot_lists_domains_and_names_no_single_domain(self) -> None:
+        snap = record(type="snapshot", domid=None, uuid=None, name=None,
+                      domains=(SnapshotDomain(3, UUID, "web1", "running"),
+                               SnapshotDomain(4, UUID, None, "shutdown", "crash")))
+        obj = json.loads(snap.to_json())
+        check_record(obj)
+        self.assertEqual(obj["domains"][1], {"domid": 4, "uuid": UUID, "name": None, "state": "shutdown",
+                                             "shutdown_reason": "crash"})
 
     def test_record_types_follow_the_libxl_events(self) -> None:
         self.assertEqual(EventRecord.kind_of(DomainShutdown(1, UUID, ShutdownReason.CRASH)), "shutdown")
@@ -67,7 +88,7 @@ class SchemaCheckTests(TestCase):
         self.assertViolation({"extra": 1})
 
     def test_another_schema_version_is_a_violation(self) -> None:
-        self.assertViolation({"schema": 2})
+        self.assertViolation({"schema": 1})
 
     def test_seq_starts_at_one(self) -> None:
         self.assertViolation({"seq": 0})
@@ -93,6 +114,18 @@ class SchemaCheckTests(TestCase):
         self.assertViolation({"uuid": "not-a-uuid"})
         self.assertViolation({"time": "yesterday"})
 
+    def test_a_record_needs_a_host(self) -> None:
+        self.assertViolation({"host": ""})
+        self.assertViolation({}, remove="host")
+
+    def test_only_a_snapshot_has_domains_and_it_has_no_domid(self) -> None:
+        self.assertViolation({"domains": []})
+        snapshot = {"type": "snapshot", "reason": None, "domid": None, "uuid": None, "name": None, "domains": []}
+        check_record({**self.good(), **snapshot})
+        self.assertRaises(SchemaViolation, check_record, {**self.good(), **snapshot, "domid": 3})
+        self.assertRaises(SchemaViolation, check_record, {**self.good(), **snapshot, "domains": None})
+        self.assertRaises(SchemaViolation, check_record, {**self.good(), **snapshot, "domains": [{"domid": 1}]})
+
     def test_a_non_object_is_a_violation(self) -> None:
         self.assertRaises(SchemaViolation, check_record, [])
 
@@ -101,7 +134,7 @@ class DocumentedSchemaTests(TestCase):
     def test_the_schema_in_the_docs_is_the_one_in_the_code(self) -> None:
         import os
 
-        path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "event-schema-v1.json")
+        path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "event-schema-v2.json")
         if not os.path.exists(path):
             self.skipTest(f"no docs in this installation ({path})")
         with open(path) as f:

@@ -95,6 +95,19 @@ class Metrics:
         if process:
             ProcessCollector(registry=self.registry)
 
+    def counter(self, name: str, help: str, label: Optional[str] = None) -> None:
+        """
+        Add counter C{name} (ending in ``_total``; a sink's own, say),
+        labelled by C{label} if given.  Adding a name twice does nothing.
+        """
+        if name in self._counters:
+            return
+        if not name.endswith("_total"):
+            raise ValueError(f"a counter's name ends in _total, not {name!r}")
+        labels = (label,) if label is not None else ()
+        self._counters[name] = Counter(name[: -len("_total")], help, labels, registry=self.registry)
+        self._labels[name] = labels
+
     def count(self, name: str, label: str = "", amount: int = 1) -> None:
         """Add C{amount} to counter C{name} (one of the names above) for C{label}."""
         counter = self._counters[name]

@@ -30,6 +30,10 @@ How it works
   default; the daemon's :class:`~txlibxl.daemon.sequence.SequenceStore`
   keeps the numbers in a state directory so that none is ever reused,
   across restarts and crashes.
+* :meth:`LibxlEventsService.request_snapshot` publishes a ``snapshot``
+  record listing the host's domains, at once if a session is open, else
+  right after the next session's first scan (a sink that needs one when
+  it starts asks before the service starts).
 
 What can be lost: what libxl cannot tell afterwards.  A domain that shut
 down *and* died while the service was recovering gets only its
@@ -57,7 +61,7 @@ from txlibxl.watches import WatchCancelled, WatchEnded
 
 from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare, name_path, vbd_path
 from .metrics import Metrics
-from .records import EVENT_TYPES, EventRecord
+from .records import EVENT_TYPES, EventRecord, SnapshotDomain
 from .sequence import MemorySequence
 from .recovery import Backoff
 from .sinks import IEventSink, IHostStatus, SinkClosed
@@ -135,6 +139,8 @@ class LibxlEventsService(Service):
         :class:`~txlibxl._libxl.xenstore.XenstoreConnection`.
     :param liveness_interval: seconds between checks of the xenstore
         connection (a lost connection gives no other sign).
+    :param host_name: the ``host`` of every record (this machine's host
+        name by default).
     :param on_failure: called with one line when the service cannot start
         (the simulated host did not start, an unexpected error); by
         default the line is logged and the reactor stopped.  The daemon
@@ -163,6 +169,7 @@ class LibxlEventsService(Service):
         open_context: Optional[Callable[[Any], Any]] = None,
         open_xenstore: Optional[Callable[[], Any]] = None,
         liveness_interval: float = 1.0,
+        host_name: Optional[str] = None,
         on_failure: Optional[Callable[[str], None]] = None,
         sequence: Any = None,
     ) -> None:
@@ -173,6 +180,16 @@ class LibxlEventsService(Service):
         if not rescan_interval > 0:
             raise ValueError(f"rescan_interval must be positive, not {rescan_interval!r}")
         self.reactor = reactor
+        if host_name is None:
+            import socket
+
+            host_name = socket.gethostname()
+        if not host_name:
+            raise ValueError("host_name must not be empty")
+        self.host_name = host_name
+        self._snapshot_wanted = False
+        self._scan_queued = False
+        self._scan_again = False
         self.sinks: List[Any] = []
         for sink in sinks:
             self.add_sink(sink)
@@ -420,6 +437,8 @@ class LibxlEventsService(Service):
             self._log.info("libxl context reopened; watching {n} domains", n=self._watched_count())
         else:
             self._log.info("libxl-events running; watching {n} domains", n=self._watched_count())
+        if self._snapshot_wanted:
+            self._publish_snapshot()
         ready, self._session_ready = self._session_ready, []
         for d in ready:
             d.callback(None)
@@ -491,13 +510,32 @@ class LibxlEventsService(Service):
         if self.state is not State.RUNNING:
             return
         domid = _vbd_watch_domid(token)
+        if domid is None and path != "@introduceDomain":
+            self._guarded_scan()
+            return
         if domid is None:
+            # A storm of N new domains fires @introduceDomain N times in
+            # one read; a scan per firing made it N scans of N domains
+            # without a reactor turn.  The first firing of a turn scans at
+            # once (a new domain is published on its firing); the others
+            # of the same turn give one more scan, at the turn's end.
+            if self._scan_queued:
+                self._scan_again = True
+                return
+            self._scan_queued = True
+            self.reactor.callLater(0, self._turn_over)
             self._guarded_scan()
             return
         # A domain's disks changed (a CD-ROM hot-plugged or removed).
         for dom in list(self.tracked.values()):
             if dom.domid == domid and not dom.dead and dom.watched:
                 self._arm_ejects(dom)
+
+    def _turn_over(self) -> None:
+        self._scan_queued = False
+        again, self._scan_again = self._scan_again, False
+        if again and self.state is State.RUNNING:
+            self._guarded_scan()
 
     def _xenstore_lost(self, error: XenstoreError) -> None:
         self._watcher = None  # it stopped itself
@@ -690,6 +728,41 @@ class LibxlEventsService(Service):
 
     # -- publishing ----------------------------------------------------------
 
+    def request_snapshot(self) -> None:
+        """
+        Publish a ``snapshot`` record (the domains the service follows, as
+        ``list_domains`` has them; every sink gets it): now if a session is open, else once the next one has scanned
+        the host.  Requests made meanwhile give one snapshot.  Safe to
+        call from a sink's ``publish`` (the snapshot follows in a later
+        turn).
+        """
+        if self._snapshot_wanted:
+            return
+        self._snapshot_wanted = True
+        if self.state is State.RUNNING:
+            self.reactor.callLater(0, self._publish_snapshot)
+
+    def _publish_snapshot(self) -> None:
+        if not self._snapshot_wanted or self.state is not State.RUNNING:
+            return
+        self._snapshot_wanted = False
+        rows = self.domains()["domains"]
+        domains = tuple(
+            SnapshotDomain(row["domid"], row["uuid"], row["name"], row["state"], row["shutdown_reason"])
+            for row in rows
+            if (row["domid"], row["uuid"]) in self.tracked
+        )
+        try:
+            seq = self._sequence.next()
+        except OSError as e:
+            self._on_failure(f"cannot number a snapshot record: {e}")
+            raise
+        self._published += 1
+        self._emit(
+            EventRecord(seq=seq, time=self.reactor.seconds(), type="snapshot", domid=None, uuid=None,
+                        host=self.host_name, domains=domains)
+        )
+
     def _publish(
         self,
         kind: str,
@@ -721,8 +794,13 @@ class LibxlEventsService(Service):
             reason=reason,
             vdev=vdev,
             reconciled=reconciled,
+            host=self.host_name,
         )
-        self.metrics.count("txlibxl_events_total", kind)
+        return self._emit(record, received)
+
+    def _emit(self, record: EventRecord, received: Optional[float] = None) -> EventRecord:
+        """Give C{record} to every sink, in order, and count it."""
+        self.metrics.count("txlibxl_events_total", record.type)
         for sink in list(self.sinks):
             try:
                 sink.publish(record)
@@ -732,7 +810,7 @@ class LibxlEventsService(Service):
                 self.metrics.count("txlibxl_sink_errors_total", getattr(sink, "name", type(sink).__name__))
                 self._log.failure("the {sink} sink failed to take record {seq}", sink=getattr(sink, "name", sink), seq=record.seq)
         if received is not None:
-            self.metrics.observe_latency(kind, perf_counter() - received)
+            self.metrics.observe_latency(record.type, perf_counter() - received)
         return record
 
     def _sink_closed(self, sink: Any, why: SinkClosed) -> None:

@@ -29,6 +29,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from .logs import LOG_LEVELS as DAEMON_LOG_LEVELS
+from .sinks.amqp_options import AMQP_PARAMETERS, check_amqp_options, make_amqp_sink
 from .startup import EXIT_FAILURE, NoXenError, ProcessExit, StartupError, usage_failed
 
 __all__ = [
@@ -105,7 +106,7 @@ class Options(usage.Options):
         ["ready-file", None, None, "Write a JSON file with the pid and bound addresses once running."],
         ["state-dir", None, None, "Where seq is kept, never to be reused (default: " + "/var/lib/txlibxl-events; with --simulate, a temporary directory)."],
         ["listen-group", None, None, "Give the unix: sockets to this group (with mode=660 in the endpoint, its members may connect)."],
-    ]
+    ] + AMQP_PARAMETERS
     compData = usage.Completions(
         optActions={
             "output": usage.CompleteFiles(),
@@ -208,7 +209,8 @@ class Options(usage.Options):
                 raise usage.UsageError("--simulate-rundir needs --simulate")
             if not xen_available():
                 raise NoXenError(NO_XEN_MESSAGE.format(markers=" and ".join(XEN_MARKERS)))
-        if not self["listen"] and self["output"] is None:
+        check_amqp_options(self)
+        if not self["listen"] and self["output"] is None and self["amqp"] is None:
             self["output"] = "-"
 
 
@@ -562,12 +564,14 @@ def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonSe
         backoff=Backoff(maximum=max(0.1, float(options["max-backoff"]))),
         host=runner,
         log_level=options["libxl-log-level"],
+        host_name=options["host-name"],
         on_failure=exit.fail,
         sequence=sequence,
     )
     try:
         if options["ready-file"]:
             ReadyFileService.check_writable(options["ready-file"])
+        amqp = make_amqp_sink(options, events, sequence.directory)
         _add_output(events, options)
     except StartupError:
         sequence.close()
@@ -578,6 +582,8 @@ def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonSe
 
         observer = twistd_observer(options.parent, options["log-level"])
     top = DaemonService(exit, observer)
+    if amqp is not None:
+        amqp.setServiceParent(top)
     listeners: List[ListeningService] = []
     if options["listen"]:
         http = HTTPSink(reactor, events, buffer=int(options["buffer"]), access_log=bool(options["access-log"]))

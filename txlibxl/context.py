@@ -35,6 +35,8 @@ import txaio
 from twisted.python import threadable
 
 from . import errors
+from .building import BuildingMixin
+from .devices import DevicesMixin
 from .loop.reactor_children import ReactorChildReaper
 from .events import DomainInfo, domain_info_from_raw, event_from_raw
 from .loop.reactor_osevents import ReactorOSEvents
@@ -88,13 +90,14 @@ class _Subscription:
         self.kind = kind
 
 
-class Context(PowerMixin):
+class Context(BuildingMixin, DevicesMixin, PowerMixin):
     """
     One libxl context, driven by C{reactor}.
 
     Its operations come from one module per concern: the power operations
-    (:mod:`txlibxl.power`), through the machinery of
-    :mod:`txlibxl.operations`.  This module keeps
+    (:mod:`txlibxl.power`), building and changing domains
+    (:mod:`txlibxl.building`), their devices (:mod:`txlibxl.devices`), all
+    through the machinery of :mod:`txlibxl.operations`.  This module keeps
     the context itself: libxl's reports queued and dispatched, watches,
     queries, disaster and teardown.
 

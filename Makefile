@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 TRIAL   = $(PY) -m twisted.trial
 REACTORS ?= select poll epoll asyncio
 TESTS  ?= tests
-APT_PACKAGES = libxen-dev libxenmisc4.17 xenstore-utils gcc make python3-dev python3-venv
+APT_PACKAGES = libxen-dev libxenmisc4.17 xenstore-utils xen-utils-4.17 gcc make python3-dev python3-venv
 
 .PHONY: demo test check docs build deps venv clean bench test-xen bench-smoke
 
@@ -40,13 +40,16 @@ build: .stamp-venv
 	touch $@
 
 # Debian packages: libxenlight and its headers, the xenstore CLIs the
-# conformance tests use, and a C compiler for the binding and the shim.
+# conformance tests use, the real xl (xen-utils-4.17: the second toolstack
+# the simulator is tested against; without a hypervisor its postinst
+# starts nothing), and a C compiler for the binding and the shim.
+# No recommends: xen-utils-4.17 would bring QEMU and GRUB.
 .stamp-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	touch $@
 

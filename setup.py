@@ -17,8 +17,13 @@ setup(
     ext_modules=[
         Extension(
             "txlibxl.sim._xcshim",
-            sources=["txlibxl/sim/shim/xcshim.c"],
-            depends=["txlibxl/sim/shim/xcshim_stubs.inc"],
+            sources=[
+                "txlibxl/sim/shim/xcshim.c",
+                "txlibxl/sim/shim/xcshim_create.c",
+                "txlibxl/sim/shim/xcshim_builder.c",
+                "txlibxl/sim/shim/xcshim_redirect.c",
+            ],
+            depends=["txlibxl/sim/shim/xcshim.h", "txlibxl/sim/shim/xcshim_stubs.inc"],
             extra_compile_args=["-std=gnu11", "-Wall", "-Werror=implicit-function-declaration"],
             libraries=["dl"],
         )

@@ -54,6 +54,37 @@
  *                            first and last of those events (null if none)
  *   sleep SECONDS            run the loop for that long
  *
+ * Domain creation and devices (configurations are libxl's own JSON, as
+ * `xl -N create` prints it and libxl_*_from_json reads it):
+ *
+ *   create CONFIG.json       libxl_domain_create_new with an ao_how and
+ *                            an aop_console_how; a config with no UUID
+ *                            gets a random one first, as xl gives it:
+ *                            {"cmd":"create","rc":RC,"domid":D,
+ *                             "uuid":"...","console_available":B,
+ *                             "console_first":B} (console_first: the
+ *                            console-available report came before the
+ *                            completion)
+ *   disk-add D DISK.json | disk-remove D DISK.json
+ *   nic-add D NIC.json | nic-remove D NIC.json
+ *                            libxl_device_{disk,nic}_{add,remove}, an ao:
+ *                            {"cmd":"disk-add","domid":D,"rc":RC}
+ *   mem-set D KB             libxl_set_memory_target (absolute, enforced)
+ *   vcpu-set D N             libxl_set_vcpuonline (an ao): vCPUs 0..N-1
+ *   rename D NAME            libxl_domain_rename (any old name)
+ *   console-tty D            libxl_primary_console_get_tty:
+ *                            {"cmd":"console-tty","domid":D,"rc":RC,
+ *                             "tty":"..."}
+ *                            (each: {"cmd":...,"domid":D,"rc":RC})
+ *   config D                 libxl_retrieve_domain_configuration (an ao)
+ *                            then libxl_domain_config_to_json:
+ *                            {"cmd":"config","domid":D,"rc":RC,
+ *                             "config":{...}}
+ *
+ * Wherever a command takes a domid, "last" stands for the domid of the
+ * last successful create (so `create C destroy last` can alternate in one
+ * process, as a benchmark creating and destroying domains does).
+ *
  * Benchmark commands (the C baseline of benchmarks/):
  *
  *   quiet                    from now on, events are counted and
@@ -415,6 +446,9 @@ static unsigned long events_seen;      /* since the last wait-events */
 static double first_event_t, last_event_t; /* of those events (0: none) */
 static int failed;                     /* some command reported rc != 0 */
 static int quiet;                      /* count events, do not print them */
+static int validating = 1;             /* checking argv, libxl untouched */
+static uint32_t last_created;          /* domid of the last successful create */
+static int have_created;
 
 /* The generators the commands enabled. */
 static libxl_evgen_domain_death **deaths;
@@ -829,6 +863,242 @@ static void cmd_sleep(double seconds)
 }
 
 /* ------------------------------------------------------------------ */
+/* Creation, devices, configuration                                    */
+
+/* The whole of a file, NUL-terminated (NULL with errno on failure). */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (len < cap - 1) {
+            if (ferror(f)) {
+                free(buf);
+                buf = NULL;
+            }
+            break;
+        }
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    fclose(f);
+    if (buf)
+        buf[len] = 0;
+    return buf;
+}
+
+/* libxl's JSON, pretty-printed, on one line (a JSON string holds no raw
+ * newline, so replacing them keeps the document). */
+static void print_json_inline(const char *json)
+{
+    for (const char *p = json; *p; p++)
+        putchar(*p == '\n' ? ' ' : *p);
+}
+
+/* Run the loop until the ao started with `how` completes. */
+static int wait_op(struct op *op)
+{
+    while (!op->done && !disaster_happened)
+        loop_once(-1);
+    return op->done ? op->rc : ERROR_FAIL;
+}
+
+struct create_progress {
+    struct op *op;
+    int console_available;
+    int console_first;
+};
+
+static void on_console_available(libxl_ctx *c, libxl_event *ev, void *for_callback)
+{
+    struct create_progress *p = for_callback;
+    p->console_available = 1;
+    p->console_first = !p->op->done;
+    libxl_event_free(c, ev);
+}
+
+static void cmd_create(const char *path)
+{
+    struct op op = { "create", 0, 0, 0 };
+    struct create_progress progress = { &op, 0, 0 };
+    libxl_asyncop_how how = { .callback = on_op_done };
+    libxl_asyncprogress_how console_how = {
+        .callback = on_console_available,
+        .for_callback = &progress,
+    };
+    libxl_domain_config cfg;
+    uint32_t domid = (uint32_t)INVALID_DOMID;
+    int rc;
+
+    how.u.for_callback = &op;
+    libxl_domain_config_init(&cfg);
+    char *json = read_file(path);
+    if (!json) {
+        printf("{\"cmd\":\"create\",\"rc\":%d,\"error\":", ERROR_INVAL);
+        json_str(strerror(errno));
+        printf("}\n");
+        failed = 1;
+        libxl_domain_config_dispose(&cfg);
+        return;
+    }
+    rc = libxl_domain_config_from_json(ctx, &cfg, json);
+    free(json);
+    if (rc) {
+        printf("{\"cmd\":\"create\",\"rc\":%d,\"stage\":\"json\"}\n", rc);
+        failed = 1;
+        libxl_domain_config_dispose(&cfg);
+        return;
+    }
+    if (libxl_uuid_is_nil(&cfg.c_info.uuid))
+        libxl_uuid_generate(&cfg.c_info.uuid);
+    rc = libxl_domain_create_new(ctx, &cfg, &domid, &how, &console_how);
+    if (!rc)
+        rc = wait_op(&op);
+    printf("{\"cmd\":\"create\",\"rc\":%d,\"domid\":", rc);
+    if (rc || domid == (uint32_t)INVALID_DOMID)
+        fputs("null", stdout);
+    else
+        printf("%u", domid);
+    printf(",\"uuid\":");
+    json_uuid(&cfg.c_info.uuid);
+    printf(",\"console_available\":%s,\"console_first\":%s}\n",
+           progress.console_available ? "true" : "false",
+           progress.console_first ? "true" : "false");
+    if (rc) {
+        failed = 1;
+    } else {
+        last_created = domid;
+        have_created = 1;
+    }
+    libxl_domain_config_dispose(&cfg);
+}
+
+static void cmd_device(const char *name, uint32_t domid, const char *path)
+{
+    struct op op = { name, domid, 0, 0 };
+    libxl_asyncop_how how = { .callback = on_op_done };
+    int is_disk = !strncmp(name, "disk-", 5), is_add = !!strstr(name, "-add");
+    libxl_device_disk disk;
+    libxl_device_nic nic;
+    int rc;
+
+    how.u.for_callback = &op;
+    libxl_device_disk_init(&disk);
+    libxl_device_nic_init(&nic);
+    char *json = read_file(path);
+    if (!json) {
+        rc = ERROR_INVAL;
+    } else {
+        rc = is_disk ? libxl_device_disk_from_json(ctx, &disk, json)
+                     : libxl_device_nic_from_json(ctx, &nic, json);
+        free(json);
+    }
+    if (!rc) {
+        if (is_disk)
+            rc = is_add ? libxl_device_disk_add(ctx, domid, &disk, &how)
+                        : libxl_device_disk_remove(ctx, domid, &disk, &how);
+        else
+            rc = is_add ? libxl_device_nic_add(ctx, domid, &nic, &how)
+                        : libxl_device_nic_remove(ctx, domid, &nic, &how);
+        if (!rc)
+            rc = wait_op(&op);
+    }
+    printf("{\"cmd\":\"%s\",\"domid\":%u,\"rc\":%d}\n", name, domid, rc);
+    if (rc)
+        failed = 1;
+    libxl_device_disk_dispose(&disk);
+    libxl_device_nic_dispose(&nic);
+}
+
+static void cmd_config(uint32_t domid)
+{
+    struct op op = { "config", domid, 0, 0 };
+    libxl_asyncop_how how = { .callback = on_op_done };
+    libxl_domain_config cfg;
+
+    how.u.for_callback = &op;
+    libxl_domain_config_init(&cfg);
+    int rc = libxl_retrieve_domain_configuration(ctx, domid, &cfg, &how);
+    if (!rc)
+        rc = wait_op(&op);
+    printf("{\"cmd\":\"config\",\"domid\":%u,\"rc\":%d", domid, rc);
+    if (!rc) {
+        char *json = libxl_domain_config_to_json(ctx, &cfg);
+        printf(",\"config\":");
+        if (json)
+            print_json_inline(json);
+        else
+            fputs("null", stdout);
+        free(json);
+    } else {
+        failed = 1;
+    }
+    printf("}\n");
+    libxl_domain_config_dispose(&cfg);
+}
+
+static void print_rc(const char *name, uint32_t domid, int rc)
+{
+    printf("{\"cmd\":\"%s\",\"domid\":%u,\"rc\":%d}\n", name, domid, rc);
+    if (rc)
+        failed = 1;
+}
+
+static void cmd_mem_set(uint32_t domid, long long kb)
+{
+    print_rc("mem-set", domid, libxl_set_memory_target(ctx, domid, kb, 0, 1));
+}
+
+static void cmd_vcpu_set(uint32_t domid, int count)
+{
+    struct op op = { "vcpu-set", domid, 0, 0 };
+    libxl_asyncop_how how = { .callback = on_op_done };
+    libxl_bitmap map;
+    int rc;
+
+    how.u.for_callback = &op;
+    libxl_bitmap_init(&map);
+    rc = libxl_cpu_bitmap_alloc(ctx, &map, count);
+    if (!rc) {
+        for (int v = 0; v < count; v++)
+            libxl_bitmap_set(&map, v);
+        rc = libxl_set_vcpuonline(ctx, domid, &map, &how);
+        if (!rc)
+            rc = wait_op(&op);
+    }
+    libxl_bitmap_dispose(&map);
+    print_rc("vcpu-set", domid, rc);
+}
+
+static void cmd_rename(uint32_t domid, const char *name)
+{
+    print_rc("rename", domid, libxl_domain_rename(ctx, domid, NULL, name));
+}
+
+static void cmd_console_tty(uint32_t domid)
+{
+    char *tty = NULL;
+    int rc = libxl_primary_console_get_tty(ctx, domid, &tty);
+    printf("{\"cmd\":\"console-tty\",\"domid\":%u,\"rc\":%d,\"tty\":", domid, rc);
+    json_str(rc ? NULL : tty);
+    printf("}\n");
+    free(tty);
+    if (rc)
+        failed = 1;
+}
+
+/* ------------------------------------------------------------------ */
 /* Argument parsing and main                                           */
 
 static void usage(const char *why)
@@ -853,6 +1123,13 @@ static uint32_t arg_domid(char **argv, int argc, int i, const char *cmd)
     char *end;
     if (i >= argc)
         usage(cmd);
+    if (!strcmp(argv[i], "last")) {
+        if (!validating && !have_created) {
+            fprintf(stderr, "cclient: %s last: no domain was created\n", cmd);
+            exit(64);
+        }
+        return last_created;
+    }
     unsigned long v = strtoul(argv[i], &end, 10);
     if (*end || v > 0x7fff)
         usage(cmd);
@@ -882,6 +1159,12 @@ static ao_fn op_function(const char *name)
     if (!strcmp(name, "unpause"))
         return libxl_domain_unpause;
     return NULL;
+}
+
+static int device_op(const char *name)
+{
+    return !strcmp(name, "disk-add") || !strcmp(name, "disk-remove")
+        || !strcmp(name, "nic-add") || !strcmp(name, "nic-remove");
 }
 
 /* Check the whole command line before touching libxl. */
@@ -919,6 +1202,27 @@ static void validate(int argc, char **argv)
                 arg_seconds(argv, argc, i++, c);
         } else if (!strcmp(c, "sleep")) {
             arg_seconds(argv, argc, i++, c);
+        } else if (!strcmp(c, "create")) {
+            if (i >= argc)
+                usage("create CONFIG.json");
+            i++;
+        } else if (!strcmp(c, "config") || !strcmp(c, "console-tty")) {
+            arg_domid(argv, argc, i++, c);
+        } else if (!strcmp(c, "mem-set") || !strcmp(c, "vcpu-set")) {
+            arg_domid(argv, argc, i++, c);
+            if (i >= argc || !is_number(argv[i]) || strtod(argv[i], NULL) < 1)
+                usage("mem-set D KB | vcpu-set D N");
+            i++;
+        } else if (!strcmp(c, "rename")) {
+            arg_domid(argv, argc, i++, c);
+            if (i >= argc)
+                usage("rename D NAME");
+            i++;
+        } else if (device_op(c)) {
+            arg_domid(argv, argc, i++, c);
+            if (i >= argc)
+                usage("disk-add|disk-remove|nic-add|nic-remove D DEVICE.json");
+            i++;
         } else {
             fprintf(stderr, "cclient: unknown command %s\n", c);
             usage("unknown command");
@@ -970,6 +1274,7 @@ int main(int argc, char **argv)
     if (argc < 2)
         usage("no command");
     validate(argc, argv);
+    validating = 0;
     setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf));
 
     xentoollog_logger_stdiostream *logger =
@@ -1038,6 +1343,24 @@ int main(int argc, char **argv)
             cmd_unwatch_all();
         } else if (!strcmp(c, "rusage")) {
             cmd_rusage();
+        } else if (!strcmp(c, "create")) {
+            cmd_create(argv[i++]);
+        } else if (!strcmp(c, "config")) {
+            cmd_config(arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "console-tty")) {
+            cmd_console_tty(arg_domid(argv, argc, i++, c));
+        } else if (!strcmp(c, "mem-set")) {
+            uint32_t domid = arg_domid(argv, argc, i++, c);
+            cmd_mem_set(domid, strtoll(argv[i++], NULL, 10));
+        } else if (!strcmp(c, "vcpu-set")) {
+            uint32_t domid = arg_domid(argv, argc, i++, c);
+            cmd_vcpu_set(domid, (int)strtol(argv[i++], NULL, 10));
+        } else if (!strcmp(c, "rename")) {
+            uint32_t domid = arg_domid(argv, argc, i++, c);
+            cmd_rename(domid, argv[i++]);
+        } else if (device_op(c)) {
+            uint32_t domid = arg_domid(argv, argc, i++, c);
+            cmd_device(c, domid, argv[i++]);
         } else if (!strcmp(c, "ops")) {
             const char *op = argv[i++];
             size_t n = 0;

@@ -355,10 +355,9 @@ class UnsimulatedTests(ShimTestCase):
     @inlineCallbacks
     def test_an_unsimulated_function_fails_with_enosys_and_names_itself(self) -> None:
         xch = yield self.open()
-        sched = ctypes.c_int()
-        result, err, said = capture_stderr(self.lib.xc_sched_id, xch, ctypes.byref(sched))
+        result, err, said = capture_stderr(self.lib.xc_domain_set_target, xch, 1, 2)
         self.assertEqual((result, err), (-1, errno.ENOSYS))
-        self.assertEqual(said, b"txlibxl sim shim: xc_sched_id is not simulated\n")
+        self.assertEqual(said, b"txlibxl sim shim: xc_domain_set_target is not simulated\n")
 
     def test_every_xc_function_libxenlight_imports_is_defined_by_the_shim(self) -> None:
         import subprocess
@@ -508,10 +507,19 @@ class HypercallServerTests(TestCase):
     def test_one_clients_garbage_does_not_affect_another(self) -> None:
         bad, bad_transport = self.connect()
         good, good_transport = self.connect()
-        bad.dataReceived(b"\xff" * 20)
+        bad.dataReceived(b"\x7f" * 20)
         good.dataReceived(hypercalls.REQUEST.pack(hypercalls.OP_GETINFOLIST, 0, 1, 0))
         bad.connectionLost(None)
         self.assertEqual(self.replies(bad_transport), [(-errno.ENOSYS, b"")])
+        self.assertEqual(self.replies(good_transport)[0][0], 1)
+
+    def test_an_extended_request_announcing_too_much_drops_only_its_connection(self) -> None:
+        bad, bad_transport = self.connect()
+        good, good_transport = self.connect()
+        bad.dataReceived(b"\xff" * 20)
+        good.dataReceived(hypercalls.REQUEST.pack(hypercalls.OP_GETINFOLIST, 0, 1, 0))
+        self.assertTrue(bad_transport.disconnecting)
+        self.assertEqual(self.replies(bad_transport), [])
         self.assertEqual(self.replies(good_transport)[0][0], 1)
 
     def test_rows_follow_the_hypervisor_after_a_change(self) -> None:

@@ -193,6 +193,22 @@ class OperationTests(_ServerCase):
         await self.expect_error("ENOENT", Op.RELEASE, b"3\0")
         await self.expect_error("EINVAL", Op.RELEASE, b"0\0")
 
+    async def test_introduce_is_refused_when_the_ring_cannot_be_mapped(self) -> None:
+        from txlibxl.sim.store import XenstoreError
+
+        asked = []
+
+        def ring_check(domid: int, port: int) -> None:
+            asked.append((domid, port))
+            if domid == 4:
+                raise XenstoreError("ENOENT", "no such domain")
+
+        self.store._ring_check = ring_check
+        await self.expect_error("ENOENT", Op.INTRODUCE, b"4\0" b"1234\0" b"5\0")
+        self.assertEqual(ok(await self.request(Op.IS_DOMAIN_INTRODUCED, b"4\0")), b"F\0")
+        self.assertEqual(ok(await self.request(Op.INTRODUCE, b"3\0" b"1234\0" b"6\0")), b"OK\0")
+        self.assertEqual(asked, [(4, 5), (3, 6)])
+
     async def test_is_domain_introduced_knows_domid_self(self) -> None:
         self.assertEqual(ok(await self.request(Op.IS_DOMAIN_INTRODUCED, b"32752\0")), b"T\0")
 

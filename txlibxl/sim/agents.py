@@ -19,7 +19,10 @@ The simulated host's actors besides the toolstack: guests, backends, QEMU.
 * :class:`DeviceModel` plays QEMU's CD-ROM eject: it writes ``eject`` into
   the disk frontend's ``eject`` node.
 * :class:`Agents` starts and stops all of these per domain, following the
-  hypervisor: a domain's agents go when it is destroyed.
+  hypervisor: a domain's agents go when it is destroyed.  For a domain a
+  toolstack builds through the hypercall interface it also starts the
+  backends, console and guest drivers of
+  :class:`~txlibxl.sim.built_domains.BuiltDomain`.
 
 Every reaction to a watch happens on a later reactor turn (a
 ``callLater``), never inside the store's write that fired the watch.
@@ -29,6 +32,7 @@ from typing import Any, Dict, List, Optional
 
 from twisted.logger import Logger
 
+from .built_domains import BuiltDomain
 from .errors import BadRequest, NoSuchDomain
 from .hypervisor import DomainChange, ShutdownReason
 from .toolstack import Device, GuestRecord, XENBUS_CLOSED, XENBUS_CLOSING
@@ -277,6 +281,7 @@ class Agents:
         self.backends = BackendAgent(store, reactor)
         self.device_model = DeviceModel(store)
         self._guests: Dict[int, GuestAgent] = {}
+        self._built: Dict[int, BuiltDomain] = {}
         # Faults that apply to guests not created yet are kept per domid.
         self._subscription = hypervisor.subscribe(self._changed)
 
@@ -295,10 +300,32 @@ class Agents:
         agent.start()
         self.backends.attach(record.domid, record.devices)
 
+    def start_built(self, domain) -> None:
+        """A toolstack created C{domain} through the hypercall interface:
+        play its guest, backends and console as it builds it."""
+        self.stop(domain.domid)
+        agent = GuestAgent(self._store, self._hv, self._reactor, domain.domid, domain.type != "pv")
+        self._guests[domain.domid] = agent
+        agent.start()
+        built = self._built[domain.domid] = BuiltDomain(self._store, self._hv, domain.domid)
+        built.start()
+
+    def built(self, domid: int) -> BuiltDomain:
+        """
+        @raise NoSuchDomain: C{domid} is not a domain a toolstack built.
+        """
+        try:
+            return self._built[domid]
+        except KeyError:
+            raise NoSuchDomain("no built domain %r" % (domid,)) from None
+
     def stop(self, domid: int) -> None:
         agent = self._guests.pop(domid, None)
         if agent is not None:
             agent.stop()
+        built = self._built.pop(domid, None)
+        if built is not None:
+            built.stop()
         self.backends.detach(domid)
 
     def stop_all(self) -> None:
@@ -316,9 +343,17 @@ class Agents:
         agent = self._guests.get(domain.domid)
         if what is DomainChange.DESTROYED or what is DomainChange.DYING:
             self.stop(domain.domid)
-        elif agent is None:
+            return
+        built = self._built.get(domain.domid)
+        if built is not None and what in _RUN_CHANGES:
+            built.guest_changed()
+        if agent is None:
             return
         elif what is DomainChange.SHUTDOWN:
             agent.stop()
         elif what is DomainChange.UNPAUSED and not domain.paused:
             agent.unpaused()
+
+
+#: The changes after which a guest may have started or stopped running.
+_RUN_CHANGES = (DomainChange.UNPAUSED, DomainChange.PAUSED, DomainChange.SHUTDOWN)

@@ -13,6 +13,7 @@ and runs until the ``stop`` op or SIGTERM/SIGINT; then it closes every
 connection and removes its sockets.  See ``notes/sim-host-protocol.md``
 for the contract.
 """
+import errno
 import glob
 import importlib.util
 import json
@@ -28,10 +29,12 @@ from . import hypercalls, xenstored
 from .agents import DELAY, IGNORE, Agents
 from .control import ControlServer, Handler, UnknownOp, check_arguments
 from .errors import BadRequest, Conflict, NoSuchDomain
+from .host_root import populate_root
 from .hypervisor import (
     DomainChange,
     HostInfo,
     Hypervisor,
+    HypervisorError,
     InvalidDomainConfig,
     InvalidOperation,
     NoFreeDomid,
@@ -41,7 +44,7 @@ from .hypervisor import (
 from .hypervisor import NoSuchDomain as HvNoSuchDomain
 from .scenario import ScenarioError, ScenarioRunner
 from .scenario import load as load_scenario
-from .store import Store
+from .store import Store, XenstoreError
 from .toolstack import DomainSpec, Toolstack
 
 __all__ = ["SimHost", "serve", "shim_path", "HOST_JSON_VERSION", "READY_PREFIX"]
@@ -82,7 +85,11 @@ class SimHost:
 
     def __init__(self, reactor, memory_kb: int = HOST_MEMORY_KB):
         self.reactor = reactor
-        self.store = Store(schedule=lambda f: reactor.callLater(0, f), domain_exists=self._domain_exists)
+        self.store = Store(
+            schedule=lambda f: reactor.callLater(0, f),
+            domain_exists=self._domain_exists,
+            ring_check=self._ring_check,
+        )
         self.hypervisor = Hypervisor(self.store, host=HostInfo(total_memory_kb=memory_kb))
         self.toolstack = Toolstack(self.store, self.hypervisor)
         self.agents = Agents(self.store, self.hypervisor, reactor)
@@ -104,6 +111,17 @@ class SimHost:
         except HvNoSuchDomain:
             return False
         return True
+
+    def _ring_check(self, domid: int, port: int) -> None:
+        """xenstored's INTRODUCE: can it map the ring and bind the port?"""
+        try:
+            self.hypervisor.xenstore_ring(domid, port)
+        except HypervisorError as e:
+            raise XenstoreError(errno.errorcode.get(e.errno, "EINVAL"), str(e)) from None
+
+    def domain_built(self, domain) -> None:
+        """A toolstack created C{domain} through the hypercall interface."""
+        self.agents.start_built(domain)
 
     def _changed(self, domain, what: DomainChange) -> None:
         if what is DomainChange.DESTROYED:
@@ -133,6 +151,7 @@ class SimHost:
             "list": self.list,
             "info": self.info,
             "fault": self.fault,
+            "check_store": self.check_store,
             "stop": self.stop,
         }
 
@@ -329,14 +348,30 @@ class SimHost:
         return None
 
     def list(self) -> List[Dict[str, Any]]:
-        return [_describe(d) for d in self.hypervisor.domains()]
+        return [self._describe(d) for d in self.hypervisor.domains()]
 
     def info(self, domid: Any = None) -> Dict[str, Any]:
         domid = _domid(domid)
         try:
-            return _describe(self.hypervisor.get(domid))
+            return self._describe(self.hypervisor.get(domid))
         except HvNoSuchDomain:
             raise NoSuchDomain("no domain %d" % domid) from None
+
+    def check_store(self) -> List[str]:
+        """What is inconsistent in the xenstore tree (``Store.check``):
+        empty when all is well.  Walks the whole tree: for tests."""
+        return self.store.check()
+
+    def _describe(self, domain) -> Dict[str, Any]:
+        """L{_describe}, with the name from xenstore for a domain a
+        toolstack built (the hypervisor knows no names)."""
+        name = None
+        if not domain.name:
+            try:
+                name = self.store.read("/local/domain/%d/name" % domain.domid).decode()
+            except XenstoreError:
+                name = None
+        return _describe(domain, name)
 
     def fault(self, kind: Any = None, **args: Any) -> None:
         """Inject a fault; see the protocol for the kinds."""
@@ -422,7 +457,7 @@ def _spec_tail(spec: DomainSpec):
     return (spec.type, spec.memory_kb, spec.vcpus, spec.disks, spec.vifs, spec.paused)
 
 
-def _describe(domain) -> Dict[str, Any]:
+def _describe(domain, name_in_store: Optional[str] = None) -> Dict[str, Any]:
     if domain.dying:
         state = "dying"
     elif domain.shutdown:
@@ -436,7 +471,7 @@ def _describe(domain) -> Dict[str, Any]:
     reason = domain.shutdown_reason
     return {
         "domid": domain.domid,
-        "name": domain.name,
+        "name": domain.name or name_in_store,
         "uuid": str(domain.uuid),
         "type": domain.type,
         "state": state,
@@ -486,8 +521,7 @@ async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=Non
         log.error("{error}", error=str(e))
         return 1
     root = os.path.join(rundir, "root")
-    for sub in ("var/run/xen", "var/lib/xen"):
-        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    populate_root(root)
     paths = {name: os.path.join(rundir, name + ".sock") for name in ("xenstored", "hypercall", "control")}
     for path in paths.values():
         if os.path.exists(path):
@@ -496,7 +530,8 @@ async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=Non
     host = SimHost(reactor)
     ports = []
     host.start_xenstored(paths["xenstored"])
-    ports.append(hypercalls.listen(reactor, host.hypervisor, paths["hypercall"], debug=debug))
+    ports.append(hypercalls.listen(reactor, host.hypervisor, paths["hypercall"], debug=debug,
+                                   on_created=host.domain_built))
     control_factory = ControlServer(host.handlers())
     ports.append(reactor.listenUNIX(paths["control"], control_factory))
 

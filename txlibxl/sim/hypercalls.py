@@ -9,11 +9,23 @@ process using the shim holds one connection, reopened after ``fork``, and
 makes one request at a time; the server answers requests on a connection
 in order.  All integers are little-endian.
 
-Request, 16 bytes: ``uint32 op, uint32 a, uint32 b, uint32 c``.
+Requests come in two forms; both may be mixed on one connection.
 
-Reply: ``int32 status, uint32 length`` followed by ``length`` payload
-bytes.  A negative ``status`` is ``-errno`` (the payload is then empty);
-otherwise its meaning depends on the op.
+*Classic*, 16 bytes: ``uint32 op, uint32 a, uint32 b, uint32 c`` with
+``op < 0x80000000``.
+
+*Extended* (protocol version 1), for requests whose arguments do not fit
+in three words: a 16-byte header ``uint32 op | 0x80000000, uint32
+version, uint32 length, uint32 reserved`` followed by ``length`` bytes of
+arguments (at most ``MAX_PAYLOAD``, 65536: a header announcing more drops
+the connection, since the stream cannot be resynchronised).  A version
+the server does not know gets ``-EPROTO`` and arguments of the wrong size
+``-EINVAL``; the arguments are consumed either way, so the connection
+stays usable.  The classic ops are not available in the extended form.
+
+Reply (both forms): ``int32 status, uint32 length`` followed by
+``length`` payload bytes.  A negative ``status`` is ``-errno`` (the
+payload is then empty); otherwise its meaning depends on the op.
 
 ======  ==================  =====================  ============================
 op      name                arguments              success reply
@@ -28,7 +40,30 @@ op      name                arguments              success reply
 6       HVM_PARAM_GET       a=domid, b=index       payload ``uint64 value``
 7       PHYSINFO            -                      payload ``PHYSINFO`` (below)
 8       VCPU_GETINFO        a=domid, b=vcpu        payload ``VCPU`` (below)
+9       MAX_VCPUS           a=domid, b=count       status 0
+10      EVTCHN_ALLOC        a=domid, b=remote      status = the new port
+        _UNBOUND
 ======  ==================  =====================  ============================
+
+Extended ops (version 1; the op number is shown without the high bit):
+
+======  ==================  ===============================  ==================
+op      name                arguments                        success reply
+======  ==================  ===============================  ==================
+1       CREATEDOMAIN        ``CREATE`` (below)               status = domid
+2       SETMAXMEM           ``<IQ>`` domid, max KiB          status 0
+3       POPULATE            ``<IQ>`` domid, pages            payload ``uint64``
+                                                             first mfn of the
+                                                             domain's memory
+4       GNTTAB_SEED         ``<IQQ>`` domid, console gfn,    status 0
+                            xenstore gfn
+5       HVM_PARAM_SET       ``<IIQ>`` domid, index, value    status 0
+======  ==================  ===============================  ==================
+
+``CREATE`` (``<II16sIIIII>``): requested domid (any value outside 1..0x7fef
+lets the hypervisor choose), ``XEN_DOMCTL_CDF_*`` flags, handle (the
+UUID), max_vcpus, x86 emulation flags, ssidref, cpupool, and a reserved
+word.
 
 ``ROW`` (72 bytes, ``<IIQQQIIII16sI4x``): domid, flags (``XEN_DOMINF_*``
 with the shutdown code in bits 16-23, exactly as Xen's ``getdomaininfo``),
@@ -64,6 +99,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from txlibxl.sim.hypercalls_build import _BuildOpsMixin, _WrongSize, wrong_size_error
 from txlibxl.sim.hypervisor import (
     Domain,
     DomainChange,
@@ -81,6 +117,9 @@ __all__ = [
     "OP_SHUTDOWN",
     "OP_UNPAUSE",
     "OP_VCPU_GETINFO",
+    "EXTENDED",
+    "EXTENDED_VERSION",
+    "MAX_PAYLOAD",
     "HypercallFactory",
     "HypercallProtocol",
     "REQUEST",
@@ -101,6 +140,12 @@ OP_HVM_PARAM_GET = 6
 OP_PHYSINFO = 7
 OP_VCPU_GETINFO = 8
 
+#: The high bit of an extended request's op, its version, and the largest
+#: argument block it may carry.
+EXTENDED = 0x80000000
+EXTENDED_VERSION = 1
+MAX_PAYLOAD = 65536
+
 REQUEST = struct.Struct("<IIII")
 REPLY = struct.Struct("<iI")
 ROW = struct.Struct("<IIQQQIIII16sI4x")
@@ -120,7 +165,7 @@ def encode_row(domain: Domain) -> bytes:
         domain.tot_pages,
         domain.max_pages,
         domain.cpu_time_ns,
-        0 if domain.dying else domain.vcpus,
+        0 if domain.dying else domain.online_vcpus,
         domain.vcpus - 1 if domain.vcpus else _XEN_INVALID_MAX_VCPU_ID,
         domain.ssidref,
         domain.cpupool,
@@ -133,17 +178,23 @@ def _error(code: int) -> bytes:
     return REPLY.pack(-code, 0)
 
 
-class HypercallFactory(Factory):
+class HypercallFactory(Factory, _BuildOpsMixin):
     """
     Serves the shim's protocol for one hypervisor, with a per-domain cache
     of encoded rows kept fresh through :meth:`Hypervisor.subscribe`.
     Call :meth:`close` to drop every connection and stop following the
     hypervisor.
+
+    @param on_created: called with each domain a client creates
+        (``CREATEDOMAIN``), after the hypervisor made it: the host starts
+        the agents of a domain some toolstack builds there.
     """
 
-    def __init__(self, hypervisor: Hypervisor, debug: bool = False) -> None:
+    def __init__(self, hypervisor: Hypervisor, debug: bool = False,
+                 on_created: Optional[Callable[[Domain], object]] = None) -> None:
         self.hypervisor = hypervisor
         self.debug = debug
+        self.on_created = on_created
         self._rows: Dict[int, bytes] = {}
         self.protocols: Set["HypercallProtocol"] = set()
         self._subscription: Optional[int] = hypervisor.subscribe(self._changed)
@@ -157,6 +208,8 @@ class HypercallFactory(Factory):
             OP_PHYSINFO: self._physinfo,
             OP_VCPU_GETINFO: self._vcpu_getinfo,
         }
+        self._ops.update(self._build_ops())
+        self._ext: Dict[int, Callable[[bytes], bytes]] = self._extended_ops()
 
     def buildProtocol(self, addr: object) -> "HypercallProtocol":
         protocol = HypercallProtocol()
@@ -203,6 +256,30 @@ class HypercallFactory(Factory):
             _log.debug(
                 "hypercall op {op} ({a}, {b}, {c}) -> {status}",
                 op=op, a=a, b=b, c=c, status=REPLY.unpack_from(reply)[0],
+            )
+        return reply
+
+    def handle_extended(self, op: int, version: int, payload: bytes) -> bytes:
+        """The complete reply to one extended request (C{op} without the
+        high bit)."""
+        handler = self._ext.get(op)
+        if handler is None:
+            return _error(errno.ENOSYS)
+        if version != EXTENDED_VERSION:
+            return _error(errno.EPROTO)
+        try:
+            reply = handler(payload)
+        except _WrongSize:
+            reply = wrong_size_error()
+        except HypervisorError as e:
+            reply = _error(e.errno)
+        except Exception:
+            _log.failure("extended hypercall op {op} failed", op=op)
+            reply = _error(errno.EIO)
+        if self.debug:
+            _log.debug(
+                "hypercall extended op {op} ({n} bytes) -> {status}",
+                op=op, n=len(payload), status=REPLY.unpack_from(reply)[0],
             )
         return reply
 
@@ -295,14 +372,29 @@ class HypercallProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         buf = self._buffer + data if self._buffer else data
         size = REQUEST.size
-        end = len(buf) - len(buf) % size
-        if end:
-            handle = self.factory.handle
-            replies = [
-                handle(*REQUEST.unpack_from(buf, offset)) for offset in range(0, end, size)
-            ]
+        total = len(buf)
+        handle = self.factory.handle
+        unpack = REQUEST.unpack_from
+        replies = []
+        offset = 0
+        while total - offset >= size:
+            op, a, b, c = unpack(buf, offset)
+            if op & EXTENDED:
+                if b > MAX_PAYLOAD:
+                    self.transport.loseConnection()
+                    self._buffer = b""
+                    return
+                end = offset + size + b
+                if end > total:
+                    break
+                replies.append(self.factory.handle_extended(op & ~EXTENDED, a, buf[offset + size:end]))
+                offset = end
+            else:
+                replies.append(handle(op, a, b, c))
+                offset += size
+        if replies:
             self._send(replies[0] if len(replies) == 1 else b"".join(replies))
-        self._buffer = buf[end:]
+        self._buffer = buf[offset:]
 
     def _send(self, data: bytes) -> None:
         """
@@ -332,7 +424,8 @@ class HypercallProtocol(Protocol):
 
 
 def listen(reactor: object, hypervisor: Hypervisor, socket_path: str,
-           debug: bool = False) -> IListeningPort:
+           debug: bool = False,
+           on_created: Optional[Callable[[Domain], object]] = None) -> IListeningPort:
     """
     Serve C{hypervisor} to shims on the Unix socket C{socket_path}.
 
@@ -340,5 +433,5 @@ def listen(reactor: object, hypervisor: Hypervisor, socket_path: str,
     (a :class:`HypercallFactory`) then closes the open connections and
     detaches from the hypervisor.
     """
-    factory = HypercallFactory(hypervisor, debug=debug)
+    factory = HypercallFactory(hypervisor, debug=debug, on_created=on_created)
     return reactor.listenUNIX(socket_path, factory)  # type: ignore[attr-defined]

@@ -26,7 +26,10 @@ As the C xenstored of Xen 4.17:
 
 Not as the C daemon: ``CONTROL`` knows only ``check`` and ``help``
 (others get ``EINVAL``); ``INTRODUCE`` maps no ring and binds no event
-channel (it takes domids 1..0x7fef only); output to a client that stops
+channel, but asks the store's ``ring_check`` (the hypervisor, on a
+simulated host) whether it could: a domain that does not exist, has no
+granted xenstore ring or no unbound channel ``port`` for dom0 is refused
+(it takes domids 1..0x7fef only); output to a client that stops
 reading is bounded (its requests are no longer read, and past
 ``max_queued`` bytes of queued events the connection is dropped), where
 the C daemon buffers without limit for dom0.
@@ -188,8 +191,11 @@ def _introduce(store: Store, conn: StoreConnection, tx: int, payload: bytes) -> 
     if len(strings) < 3:
         raise XenstoreError("EINVAL", "expected domid, gfn, evtchn")
     domid = _unsigned(strings[0])
-    if _unsigned(strings[2]) == 0:
+    # 4.17 ignores the gfn: it maps the ring through the grant table.
+    port = _unsigned(strings[2])
+    if port == 0:
         raise XenstoreError("EINVAL", "bad event channel")
+    store.check_introduce(domid, port)
     store.introduce(domid)
     return _OK
 

@@ -2,7 +2,7 @@
 
 :class:`Hypervisor` keeps one :class:`Domain` per live domain and changes it
 the way Xen 4.17 does on the corresponding hypercall (``createdomain``,
-``pausedomain``, ``unpausedomain``, ``SCHEDOP_remote_shutdown``,
+``max_vcpus``, ``max_mem``, ``pausedomain``, ``unpausedomain``, ``SCHEDOP_remote_shutdown``,
 ``destroydomain``).  It also plays the part of C xenstored's reaction to the
 ``VIRQ_DOM_EXC`` interrupt that Xen raises, because that is where the
 special watch ``@releaseDomain`` comes from:
@@ -36,6 +36,10 @@ the parts of one object; :mod:`txlibxl.sim.hypercalls` serves it to the
 shim):
 
 * :mod:`.hypervisor`: the :class:`Hypervisor`, its table and hypercalls;
+* :mod:`.domctl`: the hypercalls of building a domain (``createdomain``
+  with the requested domid, type flags and handle, ``max_vcpus``,
+  ``max_mem``, population, event channels, the grant table seed) and what
+  the guest changes later (balloon, vCPUs up and down);
 * :mod:`.check_domains`: xenstored's ``check_domains``, i.e. when
   ``@releaseDomain`` fires;
 * :mod:`.domain`: :class:`Domain`, :class:`HostInfo`,

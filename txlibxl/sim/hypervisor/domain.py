@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import uuid as _uuid
-from typing import Dict, Optional
+from typing import Dict, FrozenSet, Optional, Tuple
 
 import attr
 
@@ -111,6 +111,24 @@ class Domain:
     gpaddr_bits: int = 52
     #: HVM parameters (``HVM_PARAM_*`` index -> value) of an HVM/PVH domain.
     hvm_params: Dict[int, int] = attr.ib(factory=dict)
+    #: The vCPUs the guest has taken down (``VCPUOP_down``); the others of
+    #: ``0 .. vcpus-1`` are up.
+    offline_vcpus: FrozenSet[int] = frozenset()
+    #: Unbound event channels the toolstack allocated in this domain
+    #: (``EVTCHNOP_alloc_unbound``): (port, remote domid), by port.
+    event_channels: Tuple[Tuple[int, int], ...] = ()
+    #: The first machine frame of the domain's memory: frames
+    #: ``mfn_base .. mfn_base + tot_pages - 1`` are its own (0: none yet).
+    mfn_base: int = 0
+    #: The frames the builder seeded the grant table with for the xenstore
+    #: and console rings (``xc_dom_gnttab_seed``), as the guest sees them.
+    xenstore_gfn: Optional[int] = None
+    console_gfn: Optional[int] = None
+
+    @property
+    def online_vcpus(self) -> int:
+        """How many vCPUs are up (``nr_online_vcpus``)."""
+        return self.vcpus - len(self.offline_vcpus)
 
     @property
     def paused(self) -> bool:

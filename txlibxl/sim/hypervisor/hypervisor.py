@@ -16,6 +16,7 @@ import attr
 from twisted.logger import Logger
 
 from .check_domains import _CheckDomainsMixin
+from .domctl import _FIRST_MFN, _DomctlMixin
 from .domain import DOMID_FIRST_RESERVED, Domain, DomainChange, HostInfo, ShutdownReason
 from .errors import (
     DomainExists,
@@ -39,7 +40,7 @@ _DOMAIN_TYPES = ("pv", "pvh", "hvm")
 Subscriber = Callable[[Domain, DomainChange], Any]
 
 
-class Hypervisor(_CheckDomainsMixin):
+class Hypervisor(_CheckDomainsMixin, _DomctlMixin):
     """
     The simulated Xen: a domain table plus xenstored's ``@releaseDomain``
     rules (see :mod:`txlibxl.sim.hypervisor`).
@@ -81,6 +82,7 @@ class Hypervisor(_CheckDomainsMixin):
         self._running_since: Dict[int, float] = {}
         self._subscribers: Dict[int, Subscriber] = {}
         self._next_handle = 0
+        self._next_mfn = _FIRST_MFN
         # xenstored's side: domains whose shutdown it has already announced,
         # and domains to look at on the next VIRQ_DOM_EXC.
         self._shutdown_noticed: Set[int] = set()

@@ -11,17 +11,31 @@ How: the symbol list comes from ``nm -D --undefined-only`` on the two
 libraries; the prototypes come from gcc's ``-aux-info`` dump of
 ``<xenctrl.h>`` and ``<xenguest.h>``, so each stub is defined with exactly
 the installed declaration (the shim includes those headers, so a mismatch
-is a compile error).  Symbols the shim defines itself (found in
-``xcshim.c``) are left out, and so are symbols no installed header
+is a compile error).  Symbols the shim defines itself (found in its
+``xcshim*.c`` files) are left out, and so are symbols no installed header
 declares (libxenctrl's private ones, which only libxenguest's internals
 call); the latter are listed in the generated file's header.
 
+The libxenguest entry points that libxenlight calls (the ``xc_dom_*``
+builder, ``xc_domain_save``/``restore``, ``xc_suspend_*``...) are among
+those symbols: the ones the shim does not serve are stubbed like the
+libxenctrl ones, so no libxenguest code ever runs on the shim's handle
+(which has none of libxenctrl's insides).
+
 Each stub calls ``XCSHIM_NOT_SIMULATED("name")`` (sets errno=ENOSYS and
-says so on stderr) and returns the error value for its type: ``NULL`` for
-pointers, ``false`` for ``_Bool``, nothing for ``void``, ``-1`` otherwise.
+says so on stderr) and returns a failure value its caller can check.  The
+kind of the return type is asked of the compiler (``__builtin_classify_type``
+on the installed declaration), so typedefs are seen through: ``NULL`` for
+every pointer (``xc_cpumap_t`` is ``uint8_t *``: ``(xc_cpumap_t)-1`` would
+be a bogus pointer its caller dereferences), ``false`` for ``_Bool``,
+nothing for ``void``, ``-1`` for signed integers and enums, and for the
+few functions whose documented failure value is another one (an unsigned
+frame number that fails as 0), that value (``FAILURE_VALUES``).  A return
+type of any other kind (a struct by value, a float) stops the generator.
 """
 from __future__ import annotations
 
+import glob
 import os
 import re
 import subprocess
@@ -31,7 +45,7 @@ from typing import Dict, List, Set, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "xcshim_stubs.inc")
-SHIM = os.path.join(HERE, "xcshim.c")
+SHIM_SOURCES = os.path.join(HERE, "xcshim*.c")
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 LIBRARIES = ("libxenlight.so.4.17", "libxenguest.so.4.17")
 HEADERS = ("xenctrl.h", "xenguest.h")
@@ -51,11 +65,73 @@ def imported_symbols() -> Set[str]:
     return names
 
 
+#: Functions whose failure value is not the one their type suggests.
+FAILURE_VALUES = {
+    # libxenctrl returns 0 (no frame) when the exchange fails.
+    "xc_make_page_below_4G": "0",
+}
+
+#: ``__builtin_classify_type`` results (gcc's typeclass.h).
+_VOID, _INTEGER, _ENUMERAL, _BOOLEAN, _POINTER = 0, 1, 3, 4, 5
+
+
 def shim_definitions() -> Set[str]:
-    """Non-static functions named xc_* defined in xcshim.c."""
+    """Non-static functions named xc_* defined in the shim's C files."""
     pattern = re.compile(r"^(?!static\b)[A-Za-z_][\w \*]*?\b(xc_\w+)\(")
-    with open(SHIM) as f:
-        return {m.group(1) for m in map(pattern.match, f) if m}
+    names: Set[str] = set()
+    for path in sorted(glob.glob(SHIM_SOURCES)):
+        with open(path) as f:
+            names.update(m.group(1) for m in map(pattern.match, f) if m)
+    return names
+
+
+def _header_source() -> str:
+    return "#define XC_WANT_COMPAT_MAP_FOREIGN_API 1\n" + "".join(f"#include <{h}>\n" for h in HEADERS)
+
+
+def classify(types: Set[str]) -> Dict[str, Tuple[int, bool]]:
+    """
+    Return type -> (gcc type class, is signed), asked of the compiler: a
+    probe program prints ``__builtin_classify_type`` and the signedness of
+    each type as the installed headers define it.
+    """
+    ordered = sorted(t for t in types if t != "void")
+    lines = [_header_source(), "#include <stdio.h>", "int main(void) {"]
+    for t in ordered:
+        lines.append(
+            f'    printf("%d %d\\n", __builtin_classify_type(*({t} *)0), '
+            f"__builtin_classify_type(*({t} *)0) == 5 ? 0 : (({t})-1 < ({t})0));"
+        )
+    lines += ["    return 0;", "}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "classify.c")
+        exe = os.path.join(tmp, "classify")
+        with open(src, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        subprocess.run(["gcc", "-std=gnu11", "-w", "-o", exe, src], check=True)
+        out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout.split("\n")
+    result: Dict[str, Tuple[int, bool]] = {"void": (_VOID, False)}
+    for t, line in zip(ordered, out):
+        kind, signed = line.split()
+        result[t] = (int(kind), signed == "1")
+    return result
+
+
+def failure_value(name: str, ret: str, kind: Tuple[int, bool]) -> "str | None":
+    """The C expression a stub returns (None: it returns nothing)."""
+    if name in FAILURE_VALUES:
+        return FAILURE_VALUES[name]
+    typeclass, signed = kind
+    if typeclass == _VOID:
+        return None
+    if typeclass == _POINTER:
+        return "NULL"
+    if typeclass == _BOOLEAN:
+        return "false"
+    if typeclass == _ENUMERAL or (typeclass == _INTEGER and signed):
+        return f"({ret})-1"
+    raise SystemExit(f"gen_stubs: no failure value for {name} returning {ret!r} "
+                     f"(type class {typeclass}, signed={signed}): add it to FAILURE_VALUES")
 
 
 def prototypes() -> Dict[str, Tuple[str, List[str]]]:
@@ -64,8 +140,7 @@ def prototypes() -> Dict[str, Tuple[str, List[str]]]:
         src = os.path.join(tmp, "protos.c")
         aux = os.path.join(tmp, "protos.aux")
         with open(src, "w") as f:
-            f.write("#define XC_WANT_COMPAT_MAP_FOREIGN_API 1\n")
-            f.writelines(f"#include <{h}>\n" for h in HEADERS)
+            f.write(_header_source())
         subprocess.run(
             ["gcc", "-std=gnu11", "-fsyntax-only", "-aux-info", aux, src],
             check=True,
@@ -108,21 +183,12 @@ def name_param(ptype: str, index: int) -> str:
     return f"{ptype} {name}"
 
 
-def stub(name: str, ret: str, params: List[str]) -> str:
+def stub(name: str, ret: str, params: List[str], value: "str | None") -> str:
     if params in ([], ["void"]):
         arglist, names = "void", []
     else:
         arglist = ", ".join(name_param(p, i) for i, p in enumerate(params))
         names = [f"p{i}" for i, p in enumerate(params) if p != "..."]
-    value: "str | None"
-    if ret.endswith("*"):
-        value = "NULL"
-    elif ret == "void":
-        value = None
-    elif ret in ("_Bool", "bool"):
-        value = "false"
-    else:
-        value = f"({ret})-1"
     decl = f"{ret}{'' if ret.endswith('*') else ' '}{name}({arglist})"
     body = "".join(f"    (void){n};\n" for n in names)
     body += f'    XCSHIM_NOT_SIMULATED("{name}");\n'
@@ -150,7 +216,8 @@ def generate() -> str:
             line = " *  "
         line += " " + n
     head += [line, " */", ""]
-    body = [stub(n, *protos[n]) for n in stubbed]
+    kinds = classify({protos[n][0] for n in stubbed})
+    body = [stub(n, *protos[n], failure_value(n, protos[n][0], kinds[protos[n][0]])) for n in stubbed]
     return "\n".join(head) + "\n".join(body)
 
 

@@ -10,7 +10,7 @@ hypervisor's destruction of a domain, remove every node the domain owns
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Set
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Set
 
 from .errors import XenstoreError
 from .limits import DOMID_FIRST_RESERVED
@@ -31,6 +31,21 @@ class _DomainsMixin:
     _nodes: Dict[str, _Node]
     _owned: Dict[int, Set[str]]
     _generation: int
+    _ring_check: Optional[Callable[[int, int], None]]
+
+    def check_introduce(self, domid: int, port: int) -> None:
+        """
+        What C{INTRODUCE} checks before it introduces C{domid}: a real
+        domid, and (unless it is introduced already) that its ring can be
+        mapped and event channel C{port} bound, as the store's
+        C{ring_check} says.
+
+        @raise XenstoreError: C{EINVAL}, or what C{ring_check} raised.
+        """
+        self._check_real_domid(domid)
+        if self.is_introduced(domid) or self._ring_check is None:
+            return
+        self._ring_check(domid, port)
 
     def introduce(self, domid: int) -> None:
         """

@@ -63,12 +63,18 @@ class Store(_PathsMixin, _PermissionsMixin, _TreeMixin, _TransactionsMixin, _Wat
         decides whether a permission entry for an unknown domain is
         ignored, as C{xc_domain_getinfo} does in xenstored.  By default
         every domain exists.
+    @param ring_check: C{ring_check(domid, port)} raises L{XenstoreError}
+        when xenstored could not map C{domid}'s ring or bind its event
+        channel C{port}, which an C{INTRODUCE} over the wire needs (see
+        C{check_introduce}).  By default every ring is there.
     """
 
     def __init__(self, schedule: Callable[[Callable[[], None]], None] = lambda f: f(),
                  quotas: Quotas = Quotas(),
-                 domain_exists: Callable[[int], bool] = lambda domid: True) -> None:
+                 domain_exists: Callable[[int], bool] = lambda domid: True,
+                 ring_check: Optional[Callable[[int, int], None]] = None) -> None:
         self._schedule = schedule
+        self._ring_check = ring_check
         self.quotas = quotas
         self._domain_exists = domain_exists
         self._generation = 0

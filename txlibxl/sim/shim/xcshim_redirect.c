@@ -1,0 +1,366 @@
+/*
+ * txlibxl's libxenctrl shim: redirection of the paths compiled into
+ * libxenlight to the simulated host's root.
+ *
+ * libxl keeps its state in files at fixed places (/var/run/xen,
+ * /var/lib/xen) and runs programs from fixed places (the hotplug scripts
+ * in /etc/xen/scripts; later the device model).  txsim_redirect_paths()
+ * patches libxenlight's GOT entries for the file calls and the exec
+ * calls it makes, so that a path under one of the prefixes in
+ * `redirects` goes to the same path under the host's root instead: the
+ * host puts there what libxl should find (its state directories, its
+ * own hotplug scripts).  An RTLD_GLOBAL library cannot interpose libc
+ * for another library, hence the GOT.
+ *
+ * A process that only LD_PRELOADs the shim (xl) gets the redirection from
+ * the constructor below when TXLIBXL_SIM_ROOT is set and libxenlight is
+ * loaded; a process that loads libxenlight later calls
+ * txsim_redirect_paths() itself.
+ */
+#include "xcshim.h"
+
+static char redirect_root[PATH_MAX];
+static size_t redirect_root_len;
+
+/*
+ * The compiled-in prefixes, and where each goes under the root.  A prefix
+ * matches a whole path component (or the whole path): "/run/xen" matches
+ * "/run/xen/domid-history", not "/run/xenfoo".  To run another program
+ * of the host's instead of a compiled-in one (the device model, say),
+ * add its path here and put the program at the same path under the root.
+ */
+static const struct { const char *from, *to; } redirects[] = {
+    /* libxl's state: locks, the domid history, saved configurations. */
+    { "/var/run/xen", "/var/run/xen" },
+    { "/run/xen", "/var/run/xen" },
+    { "/var/lib/xen", "/var/lib/xen" },
+    /* Programs libxl forks and execs: the hotplug scripts. */
+    { "/etc/xen/scripts", "/etc/xen/scripts" },
+};
+
+/*
+ * The path to use instead of `path` (in buf), or `path` itself.  A path
+ * too long to rewrite is passed through (and will fail as it would have).
+ */
+static const char *redirect(const char *path, char *buf)
+{
+    if (!redirect_root_len || !path)
+        return path;
+    for (size_t i = 0; i < sizeof redirects / sizeof redirects[0]; i++) {
+        size_t n = strlen(redirects[i].from);
+        if (strncmp(path, redirects[i].from, n) == 0 && (path[n] == '/' || path[n] == 0)) {
+            int len = snprintf(buf, PATH_MAX, "%s%s%s", redirect_root, redirects[i].to, path + n);
+            return (len > 0 && len < PATH_MAX) ? buf : path;
+        }
+    }
+    return path;
+}
+
+static int w_open(const char *path, int flags, ...)
+{
+    char buf[PATH_MAX];
+    mode_t mode = 0;
+    if (flags & (O_CREAT | O_TMPFILE)) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = va_arg(ap, mode_t);
+        va_end(ap);
+    }
+    return open(redirect(path, buf), flags, mode);
+}
+
+static FILE *w_fopen(const char *path, const char *mode)
+{
+    char buf[PATH_MAX];
+    return fopen(redirect(path, buf), mode);
+}
+
+static int w_rename(const char *from, const char *to)
+{
+    char b1[PATH_MAX], b2[PATH_MAX];
+    return rename(redirect(from, b1), redirect(to, b2));
+}
+
+static int w_unlink(const char *path)
+{
+    char buf[PATH_MAX];
+    return unlink(redirect(path, buf));
+}
+
+static int w_mkdir(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    return mkdir(redirect(path, buf), mode);
+}
+
+static int w_rmdir(const char *path)
+{
+    char buf[PATH_MAX];
+    return rmdir(redirect(path, buf));
+}
+
+static DIR *w_opendir(const char *path)
+{
+    char buf[PATH_MAX];
+    return opendir(redirect(path, buf));
+}
+
+static int w_stat(const char *path, struct stat *st)
+{
+    char buf[PATH_MAX];
+    return stat(redirect(path, buf), st);
+}
+
+static int w_lstat(const char *path, struct stat *st)
+{
+    char buf[PATH_MAX];
+    return lstat(redirect(path, buf), st);
+}
+
+static int w_access(const char *path, int mode)
+{
+    char buf[PATH_MAX];
+    return access(redirect(path, buf), mode);
+}
+
+static int w_glob(const char *pattern, int flags, int (*errfunc)(const char *, int), glob_t *g)
+{
+    char buf[PATH_MAX];
+    return glob(redirect(pattern, buf), flags, errfunc, g);
+}
+
+/* The exec family libxenlight imports: execvp (libxl__exec: hotplug
+ * scripts, helpers, the device model) and execl. */
+static int w_execvp(const char *file, char *const argv[])
+{
+    char buf[PATH_MAX];
+    /* A bare name is looked up in PATH: not a compiled-in path. */
+    return execvp(strchr(file, '/') ? redirect(file, buf) : file, argv);
+}
+
+#define EXECL_MAX_ARGS 64
+
+static int w_execl(const char *path, const char *arg, ...)
+{
+    char buf[PATH_MAX];
+    char *argv[EXECL_MAX_ARGS + 1];
+    int n = 0;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a; a = va_arg(ap, const char *)) {
+        if (n == EXECL_MAX_ARGS) {
+            va_end(ap);
+            errno = E2BIG;
+            return -1;
+        }
+        argv[n++] = (char *)a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    return execv(redirect(path, buf), argv);
+}
+
+static const struct { const char *name; void *wrapper; } wrappers[] = {
+    { "execvp", (void *)w_execvp },
+    { "execl", (void *)w_execl },
+    { "open", (void *)w_open },
+    { "fopen", (void *)w_fopen },
+    { "rename", (void *)w_rename },
+    { "unlink", (void *)w_unlink },
+    { "mkdir", (void *)w_mkdir },
+    { "rmdir", (void *)w_rmdir },
+    { "opendir", (void *)w_opendir },
+    { "stat", (void *)w_stat },
+    { "lstat", (void *)w_lstat },
+    { "access", (void *)w_access },
+    { "glob", (void *)w_glob },
+};
+
+static int make_dirs(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                return -1;
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    return 0;
+}
+
+struct found_lib {
+    ElfW(Addr) base;
+    const ElfW(Phdr) *phdr;
+    ElfW(Half) phnum;
+};
+
+static int find_libxenlight(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct found_lib *f = data;
+    if (info->dlpi_name && strstr(info->dlpi_name, "libxenlight.so")) {
+        f->base = info->dlpi_addr;
+        f->phdr = info->dlpi_phdr;
+        f->phnum = info->dlpi_phnum;
+        return 1;
+    }
+    return 0;
+}
+
+/* Dynamic-section pointers may or may not have been relocated by ld.so. */
+static uintptr_t dyn_ptr(ElfW(Addr) base, ElfW(Addr) p)
+{
+    return p < base ? base + p : p;
+}
+
+static int patch_slot(void **slot, void *value, uintptr_t relro_start, uintptr_t relro_end)
+{
+    if (*slot == value)
+        return 0;
+    long pagesz = sysconf(_SC_PAGESIZE);
+    uintptr_t page = (uintptr_t)slot & ~((uintptr_t)pagesz - 1);
+    bool in_relro = (uintptr_t)slot >= relro_start && (uintptr_t)slot < relro_end;
+    if (in_relro && mprotect((void *)page, (size_t)pagesz, PROT_READ | PROT_WRITE) < 0)
+        return -1;
+    *slot = value;
+    if (in_relro && mprotect((void *)page, (size_t)pagesz, PROT_READ) < 0)
+        return -1;
+    return 0;
+}
+
+static int patch_relocs(ElfW(Addr) base, const ElfW(Rela) *rel, size_t count,
+                        const ElfW(Sym) *symtab, const char *strtab,
+                        uintptr_t relro_start, uintptr_t relro_end, int *patched)
+{
+    for (size_t i = 0; i < count; i++) {
+        unsigned long type = ELF64_R_TYPE(rel[i].r_info);
+        if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
+            continue;
+        const char *name = strtab + symtab[ELF64_R_SYM(rel[i].r_info)].st_name;
+        for (size_t w = 0; w < sizeof wrappers / sizeof wrappers[0]; w++) {
+            if (strcmp(name, wrappers[w].name) == 0) {
+                void **slot = (void **)(base + rel[i].r_offset);
+                if (patch_slot(slot, wrappers[w].wrapper, relro_start, relro_end) < 0)
+                    return -1;
+                (*patched)++;
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+int txsim_redirect_paths(const char *root)
+{
+    if (!root || !*root) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t len = strlen(root);
+    while (len > 1 && root[len - 1] == '/')
+        len--;
+    if (len + sizeof "/etc/xen/scripts" + 128 > PATH_MAX) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s/var/run/xen", (int)len, root);
+    if (make_dirs(dir) < 0)
+        return -1;
+    snprintf(dir, sizeof dir, "%.*s/var/lib/xen", (int)len, root);
+    if (make_dirs(dir) < 0)
+        return -1;
+
+    struct found_lib lib = { 0, NULL, 0 };
+    if (!dl_iterate_phdr(find_libxenlight, &lib)) {
+        errno = ENOENT; /* libxenlight is not loaded */
+        return -1;
+    }
+
+    const ElfW(Dyn) *dyn = NULL;
+    uintptr_t relro_start = 0, relro_end = 0;
+    for (ElfW(Half) i = 0; i < lib.phnum; i++) {
+        if (lib.phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(lib.base + lib.phdr[i].p_vaddr);
+        else if (lib.phdr[i].p_type == PT_GNU_RELRO) {
+            relro_start = lib.base + lib.phdr[i].p_vaddr;
+            relro_end = relro_start + lib.phdr[i].p_memsz;
+        }
+    }
+    if (!dyn) {
+        errno = ENOEXEC;
+        return -1;
+    }
+    const ElfW(Rela) *jmprel = NULL, *rela = NULL;
+    size_t jmprel_size = 0, rela_size = 0;
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        switch (dyn->d_tag) {
+        case DT_JMPREL: jmprel = (const void *)dyn_ptr(lib.base, dyn->d_un.d_ptr); break;
+        case DT_PLTRELSZ: jmprel_size = dyn->d_un.d_val; break;
+        case DT_RELA: rela = (const void *)dyn_ptr(lib.base, dyn->d_un.d_ptr); break;
+        case DT_RELASZ: rela_size = dyn->d_un.d_val; break;
+        case DT_SYMTAB: symtab = (const void *)dyn_ptr(lib.base, dyn->d_un.d_ptr); break;
+        case DT_STRTAB: strtab = (const void *)dyn_ptr(lib.base, dyn->d_un.d_ptr); break;
+        }
+    }
+    if (!symtab || !strtab) {
+        errno = ENOEXEC;
+        return -1;
+    }
+
+    /* Set the root first: once a slot is patched the wrappers are live. */
+    memcpy(redirect_root, root, len);
+    redirect_root[len] = 0;
+    redirect_root_len = len;
+
+    int patched = 0;
+    if (jmprel && patch_relocs(lib.base, jmprel, jmprel_size / sizeof(ElfW(Rela)), symtab,
+                               strtab, relro_start, relro_end, &patched) < 0)
+        return -1;
+    if (rela && patch_relocs(lib.base, rela, rela_size / sizeof(ElfW(Rela)), symtab,
+                             strtab, relro_start, relro_end, &patched) < 0)
+        return -1;
+    if (!patched) {
+        errno = ENOENT;
+        return -1;
+    }
+    return 0;
+}
+
+static int libxenlight_loaded(void)
+{
+    struct found_lib lib = { 0, NULL, 0 };
+    return dl_iterate_phdr(find_libxenlight, &lib);
+}
+
+/*
+ * LD_PRELOADed into a program linked with libxenlight (xl): by the time
+ * constructors run, libxenlight is mapped and relocated, so its GOT can be
+ * patched now.  Quiet and cheap in every other process that inherits the
+ * preload (hotplug scripts, the tools they run).
+ */
+__attribute__((constructor)) static void redirect_when_preloaded(void)
+{
+    const char *root = getenv("TXLIBXL_SIM_ROOT");
+    if (!root || !*root || !libxenlight_loaded())
+        return;
+    if (txsim_redirect_paths(root) < 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "cannot redirect libxenlight's paths under %s: %s",
+                 root, strerror(errno));
+        txsim_say(msg);
+    }
+}

@@ -422,6 +422,14 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
         """
         return self._osevents
 
+    @property
+    def running_children(self) -> List[int]:
+        """
+        The pids of libxl's children (hotplug scripts, helpers) that have
+        not been reaped yet.
+        """
+        return self._children.running_children
+
     # Teardown.
 
     def close(self) -> Any:

@@ -26,6 +26,9 @@ PV = {
     "disks": [{"pdev_path": "/dev/vg/g1", "vdev": "xvda", "format": "raw", "readwrite": 1}],
     "nics": [{"mac": "00:16:3e:00:00:01"}],
 }
+# A create libxl refuses before it makes any domain, whatever the host can
+# build: the host has no IOMMU.
+REFUSED = dict(PV, c_info=dict(PV["c_info"], passthrough="enabled"))
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -118,15 +121,13 @@ class KeptArgumentsTests(BindingTestCase):
         self.pump(lambda: op_id not in self.ctx.operations_in_flight)
         return dict(self.completions)[op_id]
 
-    def test_a_failed_create_is_finished_with_libxls_words(self) -> None:
-        # The simulated host cannot create domains yet: libxl fails the create.
-        rc = self.complete(lambda op_id: self.ctx.domain_create_new(json.dumps(PV), op_id, 99), 1)
-        if rc == 0:
-            self.skipTest("the simulated host creates domains now")
+    def test_a_refused_create_is_finished_with_no_domid_and_libxls_words(self) -> None:
+        rc = self.complete(lambda op_id: self.ctx.domain_create_new(json.dumps(REFUSED), op_id, 99), 1)
+        self.assertEqual(rc, errors.ERROR_INVAL)
         self.assertIn(1, self.ctx.operations_kept)
         finished = self.ctx.finish_operation(1)
         self.assertIsNone(finished.result)
-        self.assertTrue(any("domain creation fail" in line for line in finished.said), finished.said)
+        self.assertTrue(any("passthrough not supported" in line for line in finished.said), finished.said)
         self.assertEqual(self.ctx.operations_kept, frozenset())
 
     def test_an_operations_arguments_are_disposed_once(self) -> None:
@@ -145,7 +146,7 @@ class KeptArgumentsTests(BindingTestCase):
         self.assertRaises(errors.ContextStateError, self.ctx.finish_operation, 3)
 
     def test_free_disposes_what_was_never_finished(self) -> None:
-        self.complete(lambda op_id: self.ctx.domain_create_new(json.dumps(PV), op_id, 99), 4)
+        self.complete(lambda op_id: self.ctx.domain_create_new(json.dumps(REFUSED), op_id, 99), 4)
         kept = self.ctx._kept[4]
         self.ctx.free()
         self.assertTrue(kept.disposed)
@@ -161,9 +162,7 @@ class KeptArgumentsTests(BindingTestCase):
     def test_nothing_is_leaked_on_any_path(self) -> None:
         good = json.dumps(PV)
         bad = json.dumps(dict(PV, disks=[{"vdev": "xvda", "format": "bogus"}]))
-        # libxl refuses it early in the create, whatever the host can do:
-        # the host has no IOMMU.
-        refused = json.dumps(dict(PV, c_info=dict(PV["c_info"], passthrough="enabled")))
+        refused = json.dumps(REFUSED)
 
         def paths(op_id: int) -> None:
             self.ctx.json_round_trip("domain_config", good)

@@ -115,6 +115,26 @@ class CaptureTests(BindingTestCase):
         self.assertEqual(said.lines, ())
 
 
+    def test_a_failure_reported_while_libxl_delivers_reports_carries_what_it_said_there(self) -> None:
+        # libxl fails an operation from inside an occurred_fd/_timeout call
+        # (a device that never connects...); played here with a refusal
+        # that logs, then the completion libxl would make.
+        self.ctx.set_ao_completion(lambda op_id, rc: None)
+        self.ctx._ops.add(7)  # in flight
+
+        def libxl_delivering() -> None:
+            self.assertRaises(errors.InvalidConfiguration, self.refuse)
+            self.ctx._op_completed(7, errors.ERROR_FAIL)
+
+        self.ctx._deliver_reports(libxl_delivering)
+        said = self.ctx.finish_operation(7).said
+        self.assertTrue(any("libxl__object_from_json" in line for line in said), said)
+
+    def test_nothing_is_kept_for_a_delivery_in_which_nothing_failed(self) -> None:
+        self.ctx._deliver_reports(lambda: self.assertRaises(errors.InvalidConfiguration, self.refuse))
+        self.assertEqual(self.ctx.operations_kept, frozenset())
+
+
 class KeptArgumentsTests(BindingTestCase):
     def complete(self, start: Callable[[int], None], op_id: int) -> int:
         start(op_id)

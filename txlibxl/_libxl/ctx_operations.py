@@ -31,8 +31,8 @@ class Finished(NamedTuple):
     """
     What :meth:`OperationsMixin.finish_operation` read from a completed
     operation: its C{result} (``None`` for operations that only succeed or
-    fail) and what libxl C{said} at error level while starting it (its
-    messages; the reason, when the operation failed).
+    fail) and what libxl C{said} at error level while starting it and, if
+    it failed, in the call it failed in (its messages: the reason).
     """
 
     result: Any
@@ -112,13 +112,37 @@ class OperationsMixin(CtxBase):
 
     # -- callbacks (called by libxl through C) ---------------------------
 
+    def _deliver_reports(self, function: Callable[..., Any], *args: Any) -> Any:
+        # What libxl says while it delivers reports: an operation failing
+        # in here gets it (see _op_completed).  Without an operation in
+        # flight none can fail, and the event path (a death storm) pays
+        # nothing for it.
+        if not self._ops:
+            return super()._deliver_reports(function, *args)
+        with LibxlSays():
+            return super()._deliver_reports(function, *args)
+
     def _op_completed(self, op_id: int, rc: int) -> None:
         self._ops.discard(op_id)
+        if rc:
+            # libxl logged why before it reported the failure; the call
+            # it happened in (a start, or a delivery) has kept it.
+            said = LibxlSays.current()
+            if said is not None:
+                self._note_said(op_id, said.so_far())
         handler = self._on_complete or _drop_completion
         try:
             handler(op_id, rc)
         except Exception:
             _log.failure("the libxl completion callback failed (op {op_id})", op_id=op_id)
+
+    def _note_said(self, op_id: int, lines: Tuple[str, ...]) -> None:
+        if not lines:
+            return
+        kept = self._kept.get(op_id)
+        if kept is None:
+            kept = self._kept[op_id] = KeptArguments()
+        kept.said = kept.said + tuple(line for line in lines if line not in kept.said)
 
     # -- starting and aborting -------------------------------------------
 
@@ -171,20 +195,20 @@ class OperationsMixin(CtxBase):
         if stale is not None:  # completed, never finished: the caller let it go
             stale.dispose()
         how = self._ao_how(op_id)
-        self._ops.add(op_id)  # libxl may complete it inside the call
+        # Both before the call: libxl may complete the operation inside it.
+        self._ops.add(op_id)
+        if kept is not None:
+            self._kept[op_id] = kept
         self._libxl_busy = True
         with LibxlSays() as said:
             rc = initiate(ctx, how)
         if rc:
             self._ops.discard(op_id)  # a failed start never calls back
-            if kept is not None:
-                kept.dispose()  # nor keeps any pointer
+            dropped = self._kept.pop(op_id, None)
+            if dropped is not None:
+                dropped.dispose()  # nor keeps any pointer
             raise errors.from_code(rc, call, said.message())
-        if kept is None and said.lines:
-            kept = KeptArguments()
-        if kept is not None:
-            kept.said = said.lines
-            self._kept[op_id] = kept
+        self._note_said(op_id, said.lines)
 
     def finish_operation(self, op_id: int) -> Finished:
         """

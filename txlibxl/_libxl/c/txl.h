@@ -103,11 +103,13 @@ libxl_event *txl_event_make(int type, uint32_t domid, uint64_t for_user,
                             const uint8_t *uuid, int detail);
 
 /* What libxl logs at error level on this thread while a capture is open
- * (txl_capture.c).  txl_capture_end returns the text (malloc'd; "" if
- * nothing was said, NULL without memory) and frees the capture. */
+ * (txl_capture.c).  txl_capture_end returns the text (malloc'd; NULL if
+ * nothing was said) and frees the capture. */
 struct txl_capture;
 struct txl_capture *txl_capture_begin(void);
 char *txl_capture_end(struct txl_capture *capture);
+/* What it holds so far, as a malloc'd copy (NULL if nothing yet). */
+char *txl_capture_peek(struct txl_capture *capture);
 
 /* Building domains (txl_config.c).  txl_disk_parse returns an errno
  * value (EINVAL for a bad spec) and sets *report to libxlutil's report

@@ -11,11 +11,14 @@
  * on other threads (a blocking call in a worker thread) never mix in.
  *
  * Captures nest (each sees the messages of its inner calls too) and are
- * kept in a thread-local list; the text is collected with open_memstream.
+ * kept in a thread-local list; the text is collected with open_memstream,
+ * opened on the first message only: the binding opens a capture around
+ * every call that delivers libxl's reports, and most say nothing.
  */
 #define _GNU_SOURCE                 /* open_memstream */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "txl.h"
 
@@ -34,11 +37,6 @@ struct txl_capture *txl_capture_begin(void)
     struct txl_capture *capture = calloc(1, sizeof(*capture));
     if (!capture)
         return NULL;
-    capture->stream = open_memstream(&capture->text, &capture->size);
-    if (!capture->stream) {
-        free(capture);
-        return NULL;
-    }
     capture->outer = txl_capture_current;
     txl_capture_current = capture;
     return capture;
@@ -47,7 +45,7 @@ struct txl_capture *txl_capture_begin(void)
 char *txl_capture_end(struct txl_capture *capture)
 {
     struct txl_capture **link = &txl_capture_current;
-    char *text;
+    char *text = NULL;              /* nothing was said */
 
     if (!capture)
         return NULL;
@@ -56,10 +54,19 @@ char *txl_capture_end(struct txl_capture *capture)
         link = &(*link)->outer;
     if (*link)
         *link = capture->outer;
-    fclose(capture->stream);        /* text is complete and NUL-terminated now */
-    text = capture->text;
+    if (capture->stream) {
+        fclose(capture->stream);    /* text is complete and NUL-terminated now */
+        text = capture->text;
+    }
     free(capture);
     return text;
+}
+
+char *txl_capture_peek(struct txl_capture *capture)
+{
+    if (!capture || !capture->stream || fflush(capture->stream) || !capture->text)
+        return NULL;
+    return strdup(capture->text);   /* NUL-terminated after fflush */
 }
 
 int txl_capture_wants(int level)
@@ -73,6 +80,10 @@ void txl_capture_message(int level, const char *text)
 
     if (level < XTL_ERROR)
         return;
-    for (capture = txl_capture_current; capture; capture = capture->outer)
-        fprintf(capture->stream, "%s\n", text);
+    for (capture = txl_capture_current; capture; capture = capture->outer) {
+        if (!capture->stream)
+            capture->stream = open_memstream(&capture->text, &capture->size);
+        if (capture->stream)        /* else: no memory, the message is lost here only */
+            fprintf(capture->stream, "%s\n", text);
+    }
 }

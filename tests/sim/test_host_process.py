@@ -17,7 +17,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SkipTest, TestCase
 
 from txlibxl.sim.control import ControlClient, ControlError
-from txlibxl.sim.host import READY_PREFIX, shim_path
+from txlibxl.sim.host_process import READY_PREFIX, shim_path
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -10,8 +10,10 @@ simulator what it would find on Xen; a destroyed domain leaves nothing.
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
+from twisted.internet import reactor, task, utils
 from twisted.trial.unittest import SkipTest
 
 from tests.cclient import CClientProcess
@@ -111,9 +113,22 @@ class PvCreateTests(CreateTestCase):
         self.assertEqual(dom[base + "console/tty"], "/dev/pts/sim%d" % domid)
         self.assertEqual(dom[base + "cpu/1/availability"], "online")
         backends = await self.tree("/local/domain/0/backend")
+        # Paused: the backends wait in InitWait for the guest's frontends.
         self.assertEqual(backends["/local/domain/0/backend/vbd/%d/51712/state" % domid], "2")
-        self.assertEqual(backends["/local/domain/0/backend/vbd/%d/51712/physical-device" % domid], "fe:0")
-        self.assertEqual(backends["/local/domain/0/backend/vif/%d/0/hotplug-status" % domid], "connected")
+        self.assertEqual(backends["/local/domain/0/backend/vif/%d/0/state" % domid], "2")
+
+    async def test_the_hotplug_scripts_libxl_runs_are_the_hosts(self) -> None:
+        domid, _ = await self.create(self.config("web1"))
+        vbd = "/local/domain/0/backend/vbd/%d/51712" % domid
+        vif = "/local/domain/0/backend/vif/%d/0" % domid
+        backends = await self.tree("/local/domain/0/backend")
+        # The compiled-in paths libxl names, and what only the host's
+        # scripts (run from its root in their place) write.
+        self.assertEqual(backends[vbd + "/script"], "/etc/xen/scripts/block")
+        self.assertEqual(backends[vif + "/script"], "/etc/xen/scripts/vif-bridge")
+        self.assertEqual((backends[vbd + "/physical-device"], backends[vbd + "/hotplug-status"]),
+                         ("fe:0", "connected"))
+        self.assertEqual(backends[vif + "/hotplug-status"], "connected")
 
     async def test_the_store_ring_is_one_of_the_domains_own_frames(self) -> None:
         domid, _ = await self.create(self.config("web1"))
@@ -123,6 +138,21 @@ class PvCreateTests(CreateTestCase):
         self.assertGreater(port, 0)
         introduced = await self.xenstore("xenstore-read", "/local/domain/%d/domid" % domid)
         self.assertEqual(introduced.strip(), str(domid))
+
+    async def test_introducing_the_domain_fires_introduce_domain_once(self) -> None:
+        tool = shutil.which("xenstore-watch")
+        if tool is None:
+            raise SkipTest("xenstore-watch is not installed (Debian package xenstore-utils)")
+        env = dict(os.environ)
+        env.update(self.host.environment())
+        # A new watch fires once at once; the introduction is the second event.
+        watched = utils.getProcessOutputAndValue(tool, ["-n", "2", "@introduceDomain"], env=env)
+        while not await self.host.control.call("watch_count", path="@introduceDomain"):
+            await task.deferLater(reactor, 0.05, lambda: None)
+        domid, _ = await self.create(self.config("web1"))
+        out, _, code = await watched
+        self.assertEqual((code, out.decode().split()), (0, ["@introduceDomain", "@introduceDomain"]))
+        self.assertEqual(await self.host.control.call("check_store"), [])
 
     async def test_the_saved_configuration_is_where_libxl_keeps_it(self) -> None:
         cfg = self.config("web1")

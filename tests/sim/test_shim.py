@@ -598,3 +598,42 @@ class PathRedirectionTests(TestCase):
         lib.txsim_redirect_paths.argtypes = [ctypes.c_char_p]
         self.assertEqual(lib.txsim_redirect_paths(b""), -1)
         self.assertEqual(ctypes.get_errno(), errno.EINVAL)
+
+
+class StubGeneratorTests(TestCase):
+    """gen_stubs.py gives every stub a failure value its caller can check."""
+
+    def setUp(self) -> None:
+        import shutil
+
+        if shutil.which("gcc") is None:
+            raise SkipTest("gcc is not installed")
+        here = os.path.join(os.path.dirname(os.path.abspath(txlibxl.sim.__file__)), "shim")
+        sys.path.insert(0, here)
+        self.addCleanup(sys.path.remove, here)
+        import gen_stubs
+
+        self.gen = gen_stubs
+
+    def test_typedefs_of_pointers_fail_with_null(self) -> None:
+        kinds = self.gen.classify({"xc_cpumap_t", "int", "unsigned long", "_Bool", "const char *"})
+        values = {t: self.gen.failure_value("f", t, kinds[t])
+                  for t in kinds if t not in ("void", "unsigned long")}
+        self.assertEqual(values["xc_cpumap_t"], "NULL")
+        self.assertEqual(values["const char *"], "NULL")
+        self.assertEqual(values["int"], "(int)-1")
+        self.assertEqual(values["_Bool"], "false")
+        # An unsigned integer has no failure value of its own: it must be named.
+        with self.assertRaises(SystemExit):
+            self.gen.failure_value("f", "unsigned long", kinds["unsigned long"])
+        self.assertEqual(self.gen.failure_value("xc_make_page_below_4G", "unsigned long",
+                                                kinds["unsigned long"]), "0")
+
+    def test_the_checked_in_stubs_are_what_the_generator_makes(self) -> None:
+        self.assertEqual(self.gen.main(["--check"]), 0)
+
+    def test_a_pointer_returning_stub_returns_null(self) -> None:
+        lib = load_shim()
+        lib.xc_gnttab_map_table_v1.restype = ctypes.c_void_p
+        result, err, said = capture_stderr(lib.xc_gnttab_map_table_v1, None, 1, None)
+        self.assertEqual((result, err), (None, errno.ENOSYS))

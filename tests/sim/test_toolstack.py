@@ -306,3 +306,41 @@ class HotplugScriptTests(TestCase):
     def test_the_script_succeeds_for_every_action(self) -> None:
         for action in (["add"], ["remove"], ["online", "type_if=vif"], ["offline", "type_if=vif"]):
             self.assertEqual(subprocess.run([HOTPLUG_SCRIPT] + action).returncode, 0, action)
+
+
+class SavedConfigTests(TestCase):
+    """The configuration saved in libxl's place, where libxl keeps it."""
+
+    def test_a_created_domain_has_its_config_saved_where_libxl_keeps_it(self) -> None:
+        import json
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        store = Store()
+        toolstack = Toolstack(store, Hypervisor(store, host=HostInfo(total_memory_kb=1 << 30)),
+                              userdata_dir=directory)
+        spec = DomainSpec.from_args({"name": "web1", "vcpus": 2, "disks": [{"vdev": "xvda"}], "vifs": 1})
+        record = toolstack.create(spec)
+        path = toolstack.saved_config_path(record)
+        self.assertEqual(os.path.basename(path), "userdata-d.%d.%s.libxl-json" % (record.domid, record.uuid))
+        with open(path) as f:
+            text = f.read()
+        self.assertTrue(text.endswith("\0"), "libxl stores the terminating NUL")
+        saved = json.loads(text.rstrip("\0"))
+        self.assertEqual((saved["c_info"]["name"], saved["c_info"]["uuid"]), ("web1", record.uuid))
+        self.assertEqual(saved["b_info"]["avail_vcpus"], [0, 1])
+        self.assertEqual(([d["vdev"] for d in saved["disks"]], len(saved["nics"])), (["xvda"], 1))
+
+
+class HostRootTests(TestCase):
+    def test_the_root_holds_libxls_directories_and_the_hosts_scripts_at_xens_paths(self) -> None:
+        from txlibxl.sim.host_root import SCRIPTS, populate_root
+
+        root = self.mktemp()
+        populate_root(root)
+        populate_root(root)  # idempotent
+        for sub in ("var/run/xen", "var/lib/xen", "var/log/xen", "var/lock"):
+            self.assertTrue(os.path.isdir(os.path.join(root, sub)), sub)
+        for sub in ("etc/xen/scripts/block", "etc/xen/scripts/vif-bridge"):
+            self.assertTrue(os.access(os.path.join(root, sub), os.X_OK), sub)
+            self.assertEqual(os.path.realpath(os.path.join(root, sub)), os.path.realpath(SCRIPTS[sub]))

@@ -23,7 +23,8 @@ The servers put the models on sockets:
 
 * :mod:`txlibxl.sim.xenstored` (with the codec :mod:`txlibxl.sim.wire`):
   the xenstore socket libxenstore connects to;
-* :mod:`txlibxl.sim.hypercalls`: the socket the shim's ``xc_*`` calls use;
+* :mod:`txlibxl.sim.hypercalls`: the socket the shim's ``xc_*`` calls use
+  (its domain-building ops in :mod:`txlibxl.sim.hypercalls_build`);
 * :mod:`txlibxl.sim.control`: the control plane (JSON lines), whose error
   types are in :mod:`txlibxl.sim.errors`.
 
@@ -31,8 +32,14 @@ And around them:
 
 * :mod:`txlibxl.sim.agents`: the guests, backends and QEMU that answer
   what libxl writes;
-* :mod:`txlibxl.sim.host`: everything composed into one host, its control
-  ops, and the host process;
+* :mod:`txlibxl.sim.built_domains` and :mod:`txlibxl.sim.xenbus`: what the
+  host plays for a domain a toolstack builds through the hypercall
+  interface (dom0's backends and the guest's frontends, xenconsoled, the
+  guest's balloon and vCPU hotplug);
+* :mod:`txlibxl.sim.host`: everything composed into one host and its
+  control ops; :mod:`txlibxl.sim.host_process`: the host process;
+  :mod:`txlibxl.sim.host_root`: the part of the filesystem libxl reaches
+  by compiled-in paths (its state directories, the hotplug scripts);
 * :mod:`txlibxl.sim.scenario`: timed sequences of control ops;
 * ``python -m txlibxl.sim`` (:mod:`txlibxl.sim.__main__`): run a host, or
   talk to one.

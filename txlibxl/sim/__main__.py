@@ -66,7 +66,7 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     _start_logging(args.log_level)
-    from .host import serve
+    from .host_process import serve
 
     async def main(reactor) -> None:
         # task.react calls us before the reactor runs, that is before its

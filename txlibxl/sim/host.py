@@ -4,32 +4,21 @@ The simulated host: everything composed into one process.
 :class:`SimHost` is the model and its control ops, with no sockets: a
 ``Store``, a ``Hypervisor`` (with Domain-0), the :class:`Toolstack`, the
 :class:`Agents`, and one method per control op.  ``SimHost.handlers()`` is
-the op table a :class:`~txlibxl.sim.control.ControlServer` serves.
-
-:func:`serve` is the host process (``python -m txlibxl.sim run``): it puts
-the xenstored, the hypercall server and the control server on the run
-directory's sockets, writes ``host.json`` atomically, prints the ready line
-and runs until the ``stop`` op or SIGTERM/SIGINT; then it closes every
-connection and removes its sockets.  See ``notes/sim-host-protocol.md``
-for the contract.
+the op table a :class:`~txlibxl.sim.control.ControlServer` serves.  The
+host process that puts it on sockets is :mod:`txlibxl.sim.host_process`.
 """
 import errno
-import glob
-import importlib.util
-import json
 import os
-import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from . import hypercalls, xenstored
+from . import xenstored
 from .agents import DELAY, IGNORE, Agents
-from .control import ControlServer, Handler, UnknownOp, check_arguments
+from .control import Handler, UnknownOp, check_arguments
 from .errors import BadRequest, Conflict, NoSuchDomain
-from .host_root import populate_root
 from .hypervisor import (
     DomainChange,
     HostInfo,
@@ -42,17 +31,12 @@ from .hypervisor import (
     ShutdownReason,
 )
 from .hypervisor import NoSuchDomain as HvNoSuchDomain
-from .scenario import ScenarioError, ScenarioRunner
-from .scenario import load as load_scenario
 from .store import Store, XenstoreError
 from .toolstack import DomainSpec, Toolstack
 
-__all__ = ["SimHost", "serve", "shim_path", "HOST_JSON_VERSION", "READY_PREFIX"]
+__all__ = ["SimHost"]
 
 log = Logger()
-
-HOST_JSON_VERSION = 1
-READY_PREFIX = "txlibxl-sim ready "
 
 #: Memory of the simulated machine: enough for tens of thousands of the
 #: default 256 MiB guests (the model has no real memory to back).
@@ -80,10 +64,10 @@ class SimHost:
     """
     The simulated host's state and control ops.
 
-    @param reactor: an IReactorTime (and, for L{serve}, IReactorUNIX).
+    @param reactor: an IReactorTime (and, for the host process, IReactorUNIX).
     """
 
-    def __init__(self, reactor, memory_kb: int = HOST_MEMORY_KB):
+    def __init__(self, reactor, memory_kb: int = HOST_MEMORY_KB, root: Optional[str] = None):
         self.reactor = reactor
         self.store = Store(
             schedule=lambda f: reactor.callLater(0, f),
@@ -91,11 +75,15 @@ class SimHost:
             ring_check=self._ring_check,
         )
         self.hypervisor = Hypervisor(self.store, host=HostInfo(total_memory_kb=memory_kb))
-        self.toolstack = Toolstack(self.store, self.hypervisor)
+        userdata = os.path.join(root, "var", "lib", "xen") if root else None
+        self.toolstack = Toolstack(self.store, self.hypervisor, userdata_dir=userdata)
+        # Saved configurations of destroyed domains, removed on a later turn
+        # (a burst of deaths must not wait for the filesystem).
+        self._stale_files: List[str] = []
         self.agents = Agents(self.store, self.hypervisor, reactor)
         self.hypervisor.subscribe(self._changed)
         self.toolstack.setup_dom0()
-        #: The xenstored's listening port while it runs (set by L{serve}).
+        #: The xenstored's listening port while it runs (set by the host process).
         self.xenstored_port = None
         self.xenstored_path: Optional[str] = None
         self._waiting: List[defer.Deferred] = []
@@ -125,7 +113,20 @@ class SimHost:
 
     def _changed(self, domain, what: DomainChange) -> None:
         if what is DomainChange.DESTROYED:
-            self.toolstack.forget(domain.domid)
+            record = self.toolstack.forget(domain.domid)
+            path = self.toolstack.saved_config_path(record) if record is not None else None
+            if path is not None:
+                if not self._stale_files:
+                    self.reactor.callLater(0, self._remove_stale_files)
+                self._stale_files.append(path)
+
+    def _remove_stale_files(self) -> None:
+        paths, self._stale_files = self._stale_files, []
+        for path in paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
 
     def close(self) -> None:
         """Stop the agents and every waiting op (for a clean exit)."""
@@ -133,6 +134,7 @@ class SimHost:
             d.cancel()
         self.agents.stop_all()
         self.hypervisor.cancel_pending()
+        self._remove_stale_files()
 
     # -- the op table --------------------------------------------------------
 
@@ -152,6 +154,7 @@ class SimHost:
             "info": self.info,
             "fault": self.fault,
             "check_store": self.check_store,
+            "watch_count": self.watch_count,
             "stop": self.stop,
         }
 
@@ -357,6 +360,13 @@ class SimHost:
         except HvNoSuchDomain:
             raise NoSuchDomain("no domain %d" % domid) from None
 
+    def watch_count(self, path: Any = None) -> int:
+        """How many watches are set exactly on C{path} (absolute or
+        special): lets a test wait until a client has set its watch."""
+        if not isinstance(path, str) or not path.startswith(("/", "@")):
+            raise BadRequest("path must be an absolute path or a special watch, got %r" % (path,))
+        return self.store.watch_count(path)
+
     def check_store(self) -> List[str]:
         """What is inconsistent in the xenstore tree (``Store.check``):
         empty when all is well.  Walks the whole tree: for tests."""
@@ -477,117 +487,3 @@ def _describe(domain, name_in_store: Optional[str] = None) -> Dict[str, Any]:
         "state": state,
         "shutdown_reason": reason.name.lower() if reason is not None else None,
     }
-
-
-# -- the process ------------------------------------------------------------
-
-
-def shim_path() -> Optional[str]:
-    """The absolute path of the built ``_xcshim`` shared object, if any."""
-    try:
-        spec = importlib.util.find_spec("txlibxl.sim._xcshim")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.origin and os.path.isfile(spec.origin):
-        return os.path.abspath(spec.origin)
-    here = os.path.dirname(os.path.abspath(__file__))
-    found = sorted(glob.glob(os.path.join(here, "_xcshim*.so")))
-    return found[0] if found else None
-
-
-def _write_json_atomically(path: str, data: Dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=None, debug: bool = False) -> int:
-    """
-    Run the host process in C{rundir} until the stop op or the reactor
-    stops (SIGTERM/SIGINT).  Returns the exit status: 0, or 1 if it could
-    not start.
-    """
-    stdout = stdout or sys.stdout
-    rundir = os.path.abspath(rundir)
-    shim = shim_path()
-    if shim is None:
-        log.error("the xc_* shim is not built (run: pip install --no-build-isolation -e .)")
-        return 1
-    try:
-        loaded = load_scenario(scenario) if scenario else None
-    except ScenarioError as e:
-        log.error("{error}", error=str(e))
-        return 1
-    root = os.path.join(rundir, "root")
-    populate_root(root)
-    paths = {name: os.path.join(rundir, name + ".sock") for name in ("xenstored", "hypercall", "control")}
-    for path in paths.values():
-        if os.path.exists(path):
-            os.unlink(path)
-
-    host = SimHost(reactor)
-    ports = []
-    host.start_xenstored(paths["xenstored"])
-    ports.append(hypercalls.listen(reactor, host.hypervisor, paths["hypercall"], debug=debug,
-                                   on_created=host.domain_built))
-    control_factory = ControlServer(host.handlers())
-    ports.append(reactor.listenUNIX(paths["control"], control_factory))
-
-    finished = defer.Deferred()
-    cleaned = []
-
-    async def clean_up() -> None:
-        if cleaned:
-            return
-        cleaned.append(True)
-        log.info("simulated host stopping")
-        host.close()
-        if host.xenstored_port is not None:
-            host._fault_die()
-        for port in ports:
-            factory = port.factory
-            await defer.maybeDeferred(port.stopListening)
-            if hasattr(factory, "close"):
-                factory.close()
-        for path in paths.values():
-            if os.path.exists(path):
-                os.unlink(path)
-
-    def on_reactor_shutdown() -> defer.Deferred:
-        return defer.ensureDeferred(clean_up())
-
-    trigger = reactor.addSystemEventTrigger("before", "shutdown", on_reactor_shutdown)
-    host.stop_requested.addCallback(lambda _: finished.callback(None) if not finished.called else None)
-
-    info = {
-        "version": HOST_JSON_VERSION,
-        "pid": os.getpid(),
-        "rundir": rundir,
-        "xenstored": paths["xenstored"],
-        "hypercall": paths["hypercall"],
-        "control": paths["control"],
-        "shim": shim,
-        "root": root,
-    }
-    host_json = os.path.join(rundir, "host.json")
-    _write_json_atomically(host_json, info)
-    stdout.write(READY_PREFIX + host_json + "\n")
-    stdout.flush()
-    log.info("simulated host ready in {rundir}", rundir=rundir)
-
-    if loaded is not None:
-        runner = ScenarioRunner(reactor, host.call)
-        played = host._track(runner.run(loaded))
-        played.addCallbacks(
-            lambda _: log.info("scenario {name} played", name=loaded.name),
-            lambda f: None if f.check(defer.CancelledError) else log.error(
-                "scenario {name} failed: {why}", name=loaded.name, why=f.getErrorMessage()
-            ),
-        )
-
-    await finished
-    reactor.removeSystemEventTrigger(trigger)
-    await clean_up()
-    return 0

@@ -21,8 +21,8 @@ __all__ = ["SCRIPTS", "STATE_DIRS", "populate_root"]
 
 _SCRIPT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 
-#: The directories libxl writes its state into.
-STATE_DIRS = ("var/run/xen", "var/lib/xen")
+#: The directories libxl and xl write their state, logs and locks into.
+STATE_DIRS = ("var/run/xen", "var/lib/xen", "var/log/xen", "var/lock")
 
 #: Path under the root -> the simulator's program to find there.
 SCRIPTS: Dict[str, str] = {

@@ -93,14 +93,17 @@ def classify(types: Set[str]) -> Dict[str, Tuple[int, bool]]:
     """
     Return type -> (gcc type class, is signed), asked of the compiler: a
     probe program prints ``__builtin_classify_type`` and the signedness of
-    each type as the installed headers define it.
+    each type as the installed headers define it.  C's ``_Bool`` is an
+    integer type to gcc; it is told apart as the one integer type in which
+    2 converts to 1 (and reported as ``_BOOLEAN``).
     """
     ordered = sorted(t for t in types if t != "void")
     lines = [_header_source(), "#include <stdio.h>", "int main(void) {"]
     for t in ordered:
+        kind = f"__builtin_classify_type(*({t} *)0)"
         lines.append(
-            f'    printf("%d %d\\n", __builtin_classify_type(*({t} *)0), '
-            f"__builtin_classify_type(*({t} *)0) == 5 ? 0 : (({t})-1 < ({t})0));"
+            f'    printf("%d %d\\n", {kind} == {_INTEGER} && ({t})2 == ({t})1 ? {_BOOLEAN} : {kind}, '
+            f"{kind} == {_POINTER} ? 0 : (({t})-1 < ({t})0));"
         )
     lines += ["    return 0;", "}"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -135,6 +135,13 @@ int xc_domain_set_time_offset(xc_interface *xch, uint32_t domid, int32_t time_of
     return accept_for(xch, domid);
 }
 
+/* HAP/shadow page-table pool of an HVM container: no page tables here. */
+int xc_set_paging_mempool_size(xc_interface *xch, uint32_t domid, uint64_t size)
+{
+    (void)size;
+    return accept_for(xch, domid);
+}
+
 int xc_vcpu_setaffinity(xc_interface *xch, uint32_t domid, int vcpu, xc_cpumap_t cpumap_hard,
                         xc_cpumap_t cpumap_soft, uint32_t flags)
 {

@@ -34,6 +34,9 @@ static const struct { const char *from, *to; } redirects[] = {
     { "/var/run/xen", "/var/run/xen" },
     { "/run/xen", "/var/run/xen" },
     { "/var/lib/xen", "/var/lib/xen" },
+    /* Its logs (libxl_create_logfile: xl's monitor) and xl's own lock. */
+    { "/var/log/xen", "/var/log/xen" },
+    { "/var/lock/xl", "/var/lock/xl" },
     /* Programs libxl forks and execs: the hotplug scripts. */
     { "/etc/xen/scripts", "/etc/xen/scripts" },
 };
@@ -261,7 +264,57 @@ static int patch_relocs(ElfW(Addr) base, const ElfW(Rela) *rel, size_t count,
     return 0;
 }
 
-int txsim_redirect_paths(const char *root)
+/* The directories the redirected prefixes need under the root. */
+static const char *const root_dirs[] = {
+    "/var/run/xen", "/var/lib/xen", "/var/log/xen", "/var/lock",
+};
+
+/* Patch the GOT of one loaded object; 0, or -1 with errno. */
+static int patch_object(const struct found_lib *lib, int *patched)
+{
+    const ElfW(Dyn) *dyn = NULL;
+    uintptr_t relro_start = 0, relro_end = 0;
+    for (ElfW(Half) i = 0; i < lib->phnum; i++) {
+        if (lib->phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(lib->base + lib->phdr[i].p_vaddr);
+        else if (lib->phdr[i].p_type == PT_GNU_RELRO) {
+            relro_start = lib->base + lib->phdr[i].p_vaddr;
+            relro_end = relro_start + lib->phdr[i].p_memsz;
+        }
+    }
+    if (!dyn) {
+        errno = ENOEXEC;
+        return -1;
+    }
+    const ElfW(Rela) *jmprel = NULL, *rela = NULL;
+    size_t jmprel_size = 0, rela_size = 0;
+    const ElfW(Sym) *symtab = NULL;
+    const char *strtab = NULL;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        switch (dyn->d_tag) {
+        case DT_JMPREL: jmprel = (const void *)dyn_ptr(lib->base, dyn->d_un.d_ptr); break;
+        case DT_PLTRELSZ: jmprel_size = dyn->d_un.d_val; break;
+        case DT_RELA: rela = (const void *)dyn_ptr(lib->base, dyn->d_un.d_ptr); break;
+        case DT_RELASZ: rela_size = dyn->d_un.d_val; break;
+        case DT_SYMTAB: symtab = (const void *)dyn_ptr(lib->base, dyn->d_un.d_ptr); break;
+        case DT_STRTAB: strtab = (const void *)dyn_ptr(lib->base, dyn->d_un.d_ptr); break;
+        }
+    }
+    if (!symtab || !strtab) {
+        errno = ENOEXEC;
+        return -1;
+    }
+    if (jmprel && patch_relocs(lib->base, jmprel, jmprel_size / sizeof(ElfW(Rela)), symtab,
+                               strtab, relro_start, relro_end, patched) < 0)
+        return -1;
+    if (rela && patch_relocs(lib->base, rela, rela_size / sizeof(ElfW(Rela)), symtab,
+                             strtab, relro_start, relro_end, patched) < 0)
+        return -1;
+    return 0;
+}
+
+/* Check the root, make its directories and remember it. */
+static int set_root(const char *root)
 {
     if (!root || !*root) {
         errno = EINVAL;
@@ -275,69 +328,47 @@ int txsim_redirect_paths(const char *root)
         return -1;
     }
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%.*s/var/run/xen", (int)len, root);
-    if (make_dirs(dir) < 0)
-        return -1;
-    snprintf(dir, sizeof dir, "%.*s/var/lib/xen", (int)len, root);
-    if (make_dirs(dir) < 0)
-        return -1;
+    for (size_t i = 0; i < sizeof root_dirs / sizeof root_dirs[0]; i++) {
+        snprintf(dir, sizeof dir, "%.*s%s", (int)len, root, root_dirs[i]);
+        if (make_dirs(dir) < 0)
+            return -1;
+    }
+    /* Set the root before patching: once a slot is patched the wrappers
+     * are live. */
+    memcpy(redirect_root, root, len);
+    redirect_root[len] = 0;
+    redirect_root_len = len;
+    return 0;
+}
 
+int txsim_redirect_paths(const char *root)
+{
     struct found_lib lib = { 0, NULL, 0 };
     if (!dl_iterate_phdr(find_libxenlight, &lib)) {
         errno = ENOENT; /* libxenlight is not loaded */
         return -1;
     }
-
-    const ElfW(Dyn) *dyn = NULL;
-    uintptr_t relro_start = 0, relro_end = 0;
-    for (ElfW(Half) i = 0; i < lib.phnum; i++) {
-        if (lib.phdr[i].p_type == PT_DYNAMIC)
-            dyn = (const ElfW(Dyn) *)(lib.base + lib.phdr[i].p_vaddr);
-        else if (lib.phdr[i].p_type == PT_GNU_RELRO) {
-            relro_start = lib.base + lib.phdr[i].p_vaddr;
-            relro_end = relro_start + lib.phdr[i].p_memsz;
-        }
-    }
-    if (!dyn) {
-        errno = ENOEXEC;
+    if (set_root(root) < 0)
         return -1;
-    }
-    const ElfW(Rela) *jmprel = NULL, *rela = NULL;
-    size_t jmprel_size = 0, rela_size = 0;
-    const ElfW(Sym) *symtab = NULL;
-    const char *strtab = NULL;
-    for (; dyn->d_tag != DT_NULL; dyn++) {
-        switch (dyn->d_tag) {
-        case DT_JMPREL: jmprel = (const void *)dyn_ptr(lib.base, dyn->d_un.d_ptr); break;
-        case DT_PLTRELSZ: jmprel_size = dyn->d_un.d_val; break;
-        case DT_RELA: rela = (const void *)dyn_ptr(lib.base, dyn->d_un.d_ptr); break;
-        case DT_RELASZ: rela_size = dyn->d_un.d_val; break;
-        case DT_SYMTAB: symtab = (const void *)dyn_ptr(lib.base, dyn->d_un.d_ptr); break;
-        case DT_STRTAB: strtab = (const void *)dyn_ptr(lib.base, dyn->d_un.d_ptr); break;
-        }
-    }
-    if (!symtab || !strtab) {
-        errno = ENOEXEC;
-        return -1;
-    }
-
-    /* Set the root first: once a slot is patched the wrappers are live. */
-    memcpy(redirect_root, root, len);
-    redirect_root[len] = 0;
-    redirect_root_len = len;
-
     int patched = 0;
-    if (jmprel && patch_relocs(lib.base, jmprel, jmprel_size / sizeof(ElfW(Rela)), symtab,
-                               strtab, relro_start, relro_end, &patched) < 0)
-        return -1;
-    if (rela && patch_relocs(lib.base, rela, rela_size / sizeof(ElfW(Rela)), symtab,
-                             strtab, relro_start, relro_end, &patched) < 0)
+    if (patch_object(&lib, &patched) < 0)
         return -1;
     if (!patched) {
         errno = ENOENT;
         return -1;
     }
     return 0;
+}
+
+/* The main program is the first object dl_iterate_phdr reports. */
+static int find_main_program(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct found_lib *f = data;
+    f->base = info->dlpi_addr;
+    f->phdr = info->dlpi_phdr;
+    f->phnum = info->dlpi_phnum;
+    return 1;
 }
 
 static int libxenlight_loaded(void)
@@ -349,7 +380,8 @@ static int libxenlight_loaded(void)
 /*
  * LD_PRELOADed into a program linked with libxenlight (xl): by the time
  * constructors run, libxenlight is mapped and relocated, so its GOT can be
- * patched now.  Quiet and cheap in every other process that inherits the
+ * patched now, and so can the program's own (xl opens its lock, /var/lock/xl,
+ * itself).  Quiet and cheap in every other process that inherits the
  * preload (hotplug scripts, the tools they run).
  */
 __attribute__((constructor)) static void redirect_when_preloaded(void)
@@ -357,7 +389,10 @@ __attribute__((constructor)) static void redirect_when_preloaded(void)
     const char *root = getenv("TXLIBXL_SIM_ROOT");
     if (!root || !*root || !libxenlight_loaded())
         return;
-    if (txsim_redirect_paths(root) < 0) {
+    struct found_lib program = { 0, NULL, 0 };
+    int patched = 0;
+    if (txsim_redirect_paths(root) < 0 || !dl_iterate_phdr(find_main_program, &program) ||
+        patch_object(&program, &patched) < 0) {
         char msg[200];
         snprintf(msg, sizeof msg, "cannot redirect libxenlight's paths under %s: %s",
                  root, strerror(errno));

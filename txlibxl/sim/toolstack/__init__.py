@@ -26,6 +26,9 @@ again the way another toolstack would (``teardown``).  By module:
 * :mod:`.host_layout`: what the *rest of the host* writes: dom0's entries
   (:func:`dom0_layout`), the nodes blkback and the hotplug script add, and
   :data:`HOTPLUG_SCRIPT`;
+* :mod:`.saved_config`: the configuration libxl saves for a domain it
+  creates (``/var/lib/xen/userdata-d.<domid>.<uuid>.libxl-json``), which
+  ``xl list -l`` reads back;
 * :mod:`.toolstack`: the :class:`Toolstack`.
 
 A subpackage, because these are the parts of one job (giving libxl the

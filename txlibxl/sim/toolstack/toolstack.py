@@ -3,6 +3,8 @@ The :class:`Toolstack`: applies layouts to the store, keeps the registry.
 
 See :mod:`txlibxl.sim.toolstack`.
 """
+import json
+import os
 import time
 from typing import Dict, Iterable, Optional
 
@@ -13,6 +15,7 @@ from .devices import GuestRecord, devices_of
 from .host_layout import HOTPLUG_SCRIPT, dom0_layout
 from .libxl_layout import domain_layout
 from .nodes import Node, Perms
+from .saved_config import saved_config, userdata_name
 from .specs import DomainSpec
 
 __all__ = ["Toolstack"]
@@ -31,10 +34,15 @@ class Toolstack:
     @param store: a ``txlibxl.sim.store.Store``.
     @param hypervisor: a ``txlibxl.sim.hypervisor.Hypervisor``.
     @param script: the hotplug script path written into backends.
+    @param userdata_dir: where libxl keeps its saved configurations (the
+        host's ``/var/lib/xen``); if given, each domain's is written there
+        as libxl would have (L{saved_config_path}).
     """
 
-    def __init__(self, store, hypervisor, script: str = HOTPLUG_SCRIPT, clock=time.time):
+    def __init__(self, store, hypervisor, script: str = HOTPLUG_SCRIPT, clock=time.time,
+                 userdata_dir: Optional[str] = None):
         self._store = store
+        self.userdata_dir = userdata_dir
         self._hv = hypervisor
         self._script = script
         self._clock = clock
@@ -105,7 +113,17 @@ class Toolstack:
         record = GuestRecord(domid, uuid, spec.name, spec.type, devices)
         self._records[domid] = record
         self._by_name[spec.name] = domid
+        path = self.saved_config_path(record)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(json.dumps(saved_config(record, spec), indent=4) + "\n\0")
         return record
+
+    def saved_config_path(self, record: GuestRecord) -> Optional[str]:
+        """Where libxl keeps C{record}'s configuration (None: nowhere)."""
+        if self.userdata_dir is None:
+            return None
+        return os.path.join(self.userdata_dir, userdata_name(record.domid, record.uuid))
 
     def _apply(self, nodes: Iterable[Node]) -> None:
         """

@@ -36,8 +36,10 @@ class BuildingMixin(OperationsMixin):
         on_console: Optional[Callable[[ConsoleAvailable], None]] = None,
     ) -> Any:
         """
-        Create and start a PV or PVH domain from C{config}, a
-        ``libxl_domain_config`` in libxl's JSON shape (:mod:`txlibxl.config`).
+        Create a PV or PVH domain from C{config}, a ``libxl_domain_config``
+        in libxl's JSON shape (:mod:`txlibxl.config`).  The domain is left
+        paused, as libxl leaves it (``xl create`` unpauses it next):
+        :meth:`unpause` starts it.
 
         A config without a UUID (or with the nil one) is given a fresh
         one, on a copy: C{config} itself is never changed.  The
@@ -56,7 +58,7 @@ class BuildingMixin(OperationsMixin):
             with every failed create and be consumed by every caller, even
             those who never attach a console.  Its exceptions are logged.
         :returns: a Deferred that fires with the new domain's domid once it
-            is built, its devices are attached and it runs; or fails with a
+            is built, its devices are attached and its console is up; or fails with a
             :class:`~txlibxl.errors.LibxlError` carrying what libxl logged.
             A failed create leaves no domain behind: libxl destroys what it
             had built itself, and should it leave the domain anyway, txlibxl

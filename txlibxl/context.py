@@ -438,7 +438,9 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
 
         Operations still in flight are aborted and awaited (libxl must not
         free a context with operations outstanding); their Deferreds fail
-        with :class:`OperationCancelled` unless they finish first.  Then
+        with :class:`~txlibxl.operations.OperationCancelled` unless they finish first, and
+        what their follow-ups do (destroying the half-built domain of an
+        aborted create) is done and awaited too.  Then
         every watch is disabled (its waiters fail with
         :class:`~txlibxl.watches.WatchCancelled`), the context is freed while
         the hooks are still alive, and nothing is left in the reactor.

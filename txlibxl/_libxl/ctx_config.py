@@ -17,6 +17,7 @@ libxl's code and what libxl logged about it.
 """
 from __future__ import annotations
 
+import errno
 from typing import Any, Dict, Optional, Tuple
 
 from .. import errors
@@ -116,7 +117,7 @@ class ConfigMixin(CtxBase):
         if rc:
             # xlu_disk_parse returns an errno value: EINVAL for a bad spec.
             raise errors.InvalidConfiguration(
-                errors.ERROR_NOMEM if rc == 12 else errors.ERROR_INVAL,
+                errors.ERROR_NOMEM if rc == errno.ENOMEM else errors.ERROR_INVAL,
                 call,
                 said or f"libxlutil cannot parse the disk spec {spec!r} (errno {rc})",
             )

@@ -93,20 +93,20 @@ class BuildingMixin(OperationsMixin):
         (libxl keeps it), or of one that succeeded after its caller was
         told it was cancelled.
         """
-        if rc == 0 and not answered:
+        if (rc == 0 and not answered) or domid is None:
             return None
-        if domid is None or not self._is_domain(domid, op.uuid):
+        if self._failure is not None or self._closed:
+            self.log.error(
+                "cannot check for (or destroy) domain {domid} of a failed create: the context is {state}",
+                domid=domid, state="failed" if self._failure is not None else "closed",
+            )
+            return None
+        if not self._is_domain(domid, op.uuid):
             return None
         if rc not in (0, errors.ERROR_ABORTED):
             self.log.warn(
                 "libxl left domain {domid} behind after a failed create; destroying it", domid=domid
             )
-        if self._failure is not None or self._closed:
-            self.log.error(
-                "cannot destroy domain {domid} of a failed create: the context is {state}",
-                domid=domid, state="failed" if self._failure is not None else "closed",
-            )
-            return None
         d = self._operation(
             "libxl_domain_destroy", domid, lambda op: self._ctx.domain_destroy(domid, op.op_id),
             internal=True,

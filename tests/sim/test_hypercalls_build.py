@@ -120,3 +120,12 @@ class ExtendedRequestTests(TestCase):
         [(n, rows)] = self.send(hypercalls.REQUEST.pack(hypercalls.OP_GETINFOLIST, 1, 1, 0))
         row = hypercalls.ROW.unpack(rows)
         self.assertEqual((row[5], row[6]), (3, 3))  # nr_online_vcpus, max_vcpu_id
+
+    def test_a_vcpu_the_guest_took_down_is_reported_offline(self) -> None:
+        self.send(extended(EXT_CREATEDOMAIN, create_args(vcpus=2)))
+        self.hv.unpause(1)
+        self.hv.set_vcpu_online(1, 1, False)
+        replies = self.send(hypercalls.REQUEST.pack(hypercalls.OP_VCPU_GETINFO, 1, 0, 0),
+                            hypercalls.REQUEST.pack(hypercalls.OP_VCPU_GETINFO, 1, 1, 0))
+        online_running = [hypercalls.VCPU.unpack(payload)[0:3:2] for _, payload in replies]
+        self.assertEqual(online_running, [(1, 1), (0, 0)])

@@ -38,6 +38,7 @@ class XlTestCase(CreateTestCase):
         if ok:
             self.assertEqual(code, 0, "xl %s failed (%d): %s" % (" ".join(map(str, args)), code,
                                                                 err.decode(errors="replace")))
+            self.assertNotIn(b"is not simulated", err, "xl %s hit a stub" % (args,))
         return out.decode(), err.decode(), code
 
     def xl_config(self, name: str, type: str = "pv") -> str:
@@ -163,6 +164,11 @@ class XlLifecycleTests(XlTestCase):
         await task.deferLater(reactor, 0.2, lambda: None)
         out, _, _ = await self.xl("list", "xl1")
         self.assertEqual(out.splitlines()[1].split()[1:4], [str(domid), "128", "1"])
+        out, _, _ = await self.xl("vcpu-list", "xl1")
+        # vCPU, CPU, state: the one taken down has no CPU and is offline.
+        rows = [line.split()[2:5] for line in out.splitlines()[1:]]
+        self.assertEqual([(r[0], r[2]) for r in rows], [("0", "r--"), ("1", "--p")])
+        self.assertEqual(rows[1][1], "-")
         await self.xl("destroy", "xl1")
         await self.no_process_left()
 

@@ -342,10 +342,11 @@ class HypercallFactory(Factory, _BuildOpsMixin):
         domain = self.hypervisor.get(domid)
         if vcpu >= domain.vcpus:
             return _error(errno.EINVAL)
-        running = domain.running
+        up = not domain.dying and vcpu not in domain.offline_vcpus
+        running = up and domain.running
         payload = VCPU.pack(
-            0 if domain.dying else 1,
-            1 if domain.blocked and not running else 0,
+            1 if up else 0,
+            1 if up and domain.blocked and not running else 0,
             1 if running else 0,
             vcpu % self.hypervisor.host.nr_cpus,
             domain.cpu_time_ns // max(1, domain.vcpus),

@@ -58,6 +58,13 @@ static xen_pfn_t pages_for(size_t bytes)
     return (bytes + PAGE_SIZE - 1) >> PAGE_SHIFT;
 }
 
+/* libxenguest's constructors register its own arch hooks when it is
+ * loaded: the shim's builder has its own, so they are not needed. */
+void xc_dom_register_arch_hooks(struct xc_dom_arch *hooks)
+{
+    (void)hooks;
+}
+
 int xc_dom_loginit(xc_interface *xch)
 {
     return txsim_check_handle(xch);

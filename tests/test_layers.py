@@ -115,9 +115,12 @@ def _within(name: str, *prefixes: str) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-CLIENT_SIDE = ("txlibxl.context", "txlibxl.watches", "txlibxl.events", "txlibxl.errors",
-               "txlibxl.interfaces", "txlibxl._libxl", "txlibxl.loop", "txlibxl.daemon",
-               "txlibxl.testing")
+#: The public API's modules (the Context and the parts it is made of).
+PUBLIC_API = ("txlibxl.context", "txlibxl.operations", "txlibxl.power", "txlibxl.building",
+              "txlibxl.devices", "txlibxl.config", "txlibxl.watches", "txlibxl.events",
+              "txlibxl.errors", "txlibxl.interfaces")
+
+CLIENT_SIDE = PUBLIC_API + ("txlibxl._libxl", "txlibxl.loop", "txlibxl.daemon", "txlibxl.testing")
 
 
 class LayerTests(TestCase):
@@ -159,16 +162,16 @@ class LayerTests(TestCase):
         """
         self.assertImportsNone(
             "txlibxl._libxl",
-            ("txlibxl.loop", "txlibxl.context", "txlibxl.watches", "txlibxl.events",
-             "txlibxl.daemon", "txlibxl.testing", "txlibxl.sim", "twisted.internet", "asyncio"),
+            ("txlibxl.loop", "txlibxl.daemon", "txlibxl.testing", "txlibxl.sim", "twisted.internet",
+             "asyncio") + tuple(m for m in PUBLIC_API if m not in ("txlibxl.errors", "txlibxl.interfaces")),
             "the binding imports an event loop or a layer above it",
         )
 
     def test_the_loop_layer_knows_no_events(self) -> None:
         self.assertImportsNone(
             "txlibxl.loop",
-            ("txlibxl.context", "txlibxl.watches", "txlibxl.events", "txlibxl.daemon",
-             "txlibxl.testing", "txlibxl.sim"),
+            ("txlibxl.daemon", "txlibxl.testing", "txlibxl.sim")
+            + tuple(m for m in PUBLIC_API if m not in ("txlibxl.errors", "txlibxl.interfaces")),
             "the event-loop side imports the event layer or above",
         )
 
@@ -176,8 +179,7 @@ class LayerTests(TestCase):
         """
         The public API knows no daemon, no HTTP server and no broker.
         """
-        for layer in ("txlibxl.context", "txlibxl.watches", "txlibxl.events", "txlibxl.errors",
-                      "txlibxl.interfaces", "txlibxl._libxl", "txlibxl.loop", "txlibxl.testing"):
+        for layer in PUBLIC_API + ("txlibxl._libxl", "txlibxl.loop", "txlibxl.testing"):
             self.assertImportsNone(layer, ("txlibxl.daemon", "twisted.web", "pika", "txlibxl.amqp", "txlibxl.fleet"),
                                    f"{layer} imports the daemon's side")
 

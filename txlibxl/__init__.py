@@ -9,6 +9,7 @@ The public API is importable from here::
   context on the reactor; watches and operations as Deferreds.
 * The event values (:mod:`txlibxl.events`), the watches
   (:mod:`txlibxl.watches`) and the errors (:mod:`txlibxl.errors`).
+* Domain configurations as data (:mod:`txlibxl.config`).
 
 Importing ``txlibxl`` imports none of them until a name is used, and
 never loads libxenlight: the simulated host (:mod:`txlibxl.sim`) and the

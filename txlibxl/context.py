@@ -32,13 +32,16 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional
 
 import txaio
-from twisted.internet.defer import CancelledError
 from twisted.python import threadable
 
 from . import errors
+from .building import BuildingMixin
+from .devices import DevicesMixin
 from .loop.reactor_children import ReactorChildReaper
 from .events import DomainInfo, domain_info_from_raw, event_from_raw
 from .loop.reactor_osevents import ReactorOSEvents
+from .operations import OperationCancelled, _Operation
+from .power import PowerMixin
 from .watches import DiskEjectWatch, DomainWatch, WatchCancelled, _Watch
 from .loop.reactor_xenstore import XenstoreWatcher
 from ._libxl import binding
@@ -73,28 +76,6 @@ _XTL_LEVELS = {
 }
 
 
-class OperationCancelled(errors.OperationAborted, CancelledError):
-    """
-    The operation's Deferred was cancelled and libxl accepted the abort.
-    libxl may still finish the operation; the Deferred does not wait.
-    """
-
-
-class _Operation:
-    """
-    One asynchronous libxl operation in flight.
-    """
-
-    __slots__ = ("op_id", "call", "domid", "deferred", "done")
-
-    def __init__(self, op_id: int, call: str, domid: int, deferred: Any) -> None:
-        self.op_id = op_id
-        self.call = call
-        self.domid = domid
-        self.deferred = deferred
-        self.done = deferred  # replaced by a Deferred for libxl's completion
-
-
 class _Subscription:
     """
     One libxl event generator and the watch it feeds.
@@ -109,9 +90,16 @@ class _Subscription:
         self.kind = kind
 
 
-class Context:
+class Context(BuildingMixin, DevicesMixin, PowerMixin):
     """
     One libxl context, driven by C{reactor}.
+
+    Its operations come from one module per concern: the power operations
+    (:mod:`txlibxl.power`), building and changing domains
+    (:mod:`txlibxl.building`), their devices (:mod:`txlibxl.devices`), all
+    through the machinery of :mod:`txlibxl.operations`.  This module keeps
+    the context itself: libxl's reports queued and dispatched, watches,
+    queries, disaster and teardown.
 
     :param reactor: provides ``IReactorFDSet``, ``IReactorTime`` and
         ``IReactorThreads``; defaults to the global reactor.
@@ -150,6 +138,8 @@ class Context:
         self._subscriptions: Dict[int, _Subscription] = {}
         self._watch_subscriptions: Dict[_Watch, _Subscription] = {}
         self._operations: Dict[int, _Operation] = {}
+        # A create's progress reports (console available), by user value.
+        self._progress: Dict[int, _Operation] = {}
         self._failure: Optional[BaseException] = None
         self._closing: Optional[Any] = None
         self._closed = False
@@ -243,6 +233,9 @@ class Context:
     def _dispatch_event(self, raw: Any) -> None:
         sub = self._subscriptions.get(raw.for_user)
         if sub is None:
+            if raw.for_user in self._progress:
+                self._dispatch_progress(raw)
+                return
             self.log.debug(
                 "dropping a late libxl event (type {type}) for a generator already disabled",
                 type=raw.type,
@@ -262,23 +255,6 @@ class Context:
         elif kind == _DOMAIN_SHUTDOWN and sub.kind == "death" and raw.shutdown_reason in _REARM_REASONS:
             self._rearm(sub)
         watch._deliver(event)
-
-    def _dispatch_completion(self, op_id: int, rc: int) -> None:
-        op = self._operations.pop(op_id, None)
-        if op is None:
-            self.log.debug("completion of unknown operation {op_id}", op_id=op_id)
-            return
-        self._settle(op, rc)
-
-    def _settle(self, op: _Operation, rc: int) -> None:
-        if op.done is not op.deferred:
-            self._tx.resolve(op.done, rc)
-        if self._tx.is_called(op.deferred):
-            return  # cancelled or failed earlier: the caller has its answer
-        if rc == 0:
-            self._tx.resolve(op.deferred, None)
-        else:
-            self._tx.reject(op.deferred, self._tx.create_failure(errors.from_code(rc, op.call)))
 
     def _dispatch_disaster(self, disaster: BaseException) -> None:
         if self._failure is None:
@@ -385,85 +361,6 @@ class Context:
     def _cancel_watch(self, watch: _Watch) -> None:
         self._retire(watch)
 
-    # Operations.
-
-    def _operation(self, call: str, domid: int, start: Callable[[int, int], None]) -> Any:
-        self._check_usable()
-        op_id = next(self._users)
-        d = self._tx.create_future(canceller=lambda d: self._abort(op_id))
-        op = _Operation(op_id, call, domid, d)
-        self._operations[op_id] = op
-        try:
-            start(domid, op_id)
-        except BaseException as e:
-            self._operations.pop(op_id, None)
-            if not self._tx.is_called(d):
-                self._tx.reject(d, self._tx.create_failure(e))
-        return d
-
-    def _abort(self, op_id: int) -> None:
-        op = self._operations.get(op_id)
-        if op is None:
-            return
-        queued = self._queued_completion(op_id)
-        if queued is not None:
-            # libxl already finished it: the caller gets the real result.
-            self._operations.pop(op_id, None)
-            self._settle(op, queued)
-            return
-        rc = self._ctx.ao_abort(op_id)
-        if rc == 0 or rc == errors.ERROR_ABORTED:
-            self._tx.reject(
-                op.deferred,
-                self._tx.create_failure(OperationCancelled(errors.ERROR_ABORTED, op.call)),
-            )
-
-    def _queued_completion(self, op_id: int) -> Optional[int]:
-        for item in self._queue:
-            if type(item) is _RawEvent:
-                continue
-            handler, args = item
-            if handler == self._dispatch_completion and args[0] == op_id:
-                self._queue.remove(item)
-                return args[1]
-        return None
-
-    def shutdown(self, domid: int) -> Any:
-        """
-        Ask domain C{domid} to shut down (PV control node or ACPI).
-
-        :returns: a Deferred that fires with ``None`` once the guest has
-            acknowledged the request (not when it has shut down: watch it
-            for that), or fails with a :class:`~txlibxl.errors.LibxlError`.
-            Cancelling it aborts the operation.
-        """
-        return self._operation("libxl_domain_shutdown", domid, self._ctx.domain_shutdown)
-
-    def reboot(self, domid: int) -> Any:
-        """
-        Ask domain C{domid} to reboot; like :meth:`shutdown`.
-        """
-        return self._operation("libxl_domain_reboot", domid, self._ctx.domain_reboot)
-
-    def destroy(self, domid: int) -> Any:
-        """
-        Destroy domain C{domid}: its devices are torn down and the domain
-        is gone when the Deferred fires with ``None``.
-        """
-        return self._operation("libxl_domain_destroy", domid, self._ctx.domain_destroy)
-
-    def pause(self, domid: int) -> Any:
-        """
-        Pause domain C{domid}; the Deferred fires with ``None`` when done.
-        """
-        return self._operation("libxl_domain_pause", domid, self._ctx.domain_pause)
-
-    def unpause(self, domid: int) -> Any:
-        """
-        Unpause domain C{domid}; the Deferred fires with ``None`` when done.
-        """
-        return self._operation("libxl_domain_unpause", domid, self._ctx.domain_unpause)
-
     # Queries (synchronous in libxl, quick: one hypercall or xenstore read).
 
     def list_domains(self) -> List[DomainInfo]:
@@ -525,6 +422,14 @@ class Context:
         """
         return self._osevents
 
+    @property
+    def running_children(self) -> List[int]:
+        """
+        The pids of libxl's children (hotplug scripts, helpers) that have
+        not been reaped yet.
+        """
+        return self._children.running_children
+
     # Teardown.
 
     def close(self) -> Any:
@@ -533,7 +438,9 @@ class Context:
 
         Operations still in flight are aborted and awaited (libxl must not
         free a context with operations outstanding); their Deferreds fail
-        with :class:`OperationCancelled` unless they finish first.  Then
+        with :class:`~txlibxl.operations.OperationCancelled` unless they finish first, and
+        what their follow-ups do (destroying the half-built domain of an
+        aborted create) is done and awaited too.  Then
         every watch is disabled (its waiters fail with
         :class:`~txlibxl.watches.WatchCancelled`), the context is freed while
         the hooks are still alive, and nothing is left in the reactor.
@@ -552,8 +459,9 @@ class Context:
         self._closing = self._tx.create_future()
         waits = []
         for op in list(self._operations.values()):
-            op.done = self._tx.create_future()
-            waits.append(op.done)
+            waits.append(self._when_settled(op))
+            if op.internal:
+                continue  # txlibxl's own clean-up: let it finish
             if not self._tx.is_called(op.deferred):
                 self._tx.cancel(op.deferred)
             elif self._failure is not None:
@@ -574,6 +482,7 @@ class Context:
             sub.watch._fail(WatchCancelled(sub.watch) if self._failure is None else self._failure)
         self._subscriptions.clear()
         self._watch_subscriptions.clear()
+        self._progress.clear()
         try:
             self._ctx.free()  # disables the generators; calls fd_deregister
         except Exception:

@@ -16,7 +16,10 @@ binding, so a mismatch fails the tests rather than going unnoticed.
 
 Besides libxl's codes, the upper layers need a few errors of their own:
 :class:`ContextClosed`, :class:`ContextFailed`, :class:`LibxlDisaster`,
-:class:`ContextStateError` and :class:`ReentrantCall`.  All errors derive from :class:`TxlibxlError`.
+:class:`ContextStateError` and :class:`ReentrantCall`; and
+:class:`InvalidConfiguration`, a :class:`LibxlError` not tied to one code
+(a configuration libxl refused, or would have silently dropped parts of).
+All errors derive from :class:`TxlibxlError`.
 
 This module imports nothing native: it is safe to import anywhere.
 """
@@ -36,6 +39,7 @@ __all__ = [
     "LibxlDisaster",
     "ContextStateError",
     "ReentrantCall",
+    "InvalidConfiguration",
 ]
 
 
@@ -502,3 +506,41 @@ class ReentrantCall(ContextStateError):
     its lock there, and an ``occurred_*`` call from a hook aborts the
     process with an assertion).  The call was refused before reaching C.
     """
+
+
+class InvalidConfiguration(LibxlError, ValueError):
+    """
+    A configuration (a domain's, a disk's, a NIC's, a disk spec string)
+    that libxl cannot take as given.  Raised before anything is created.
+
+    * libxl refused it (its JSON parser, or libxlutil's disk spec parser):
+      ``code`` is libxl's (``ERROR_FAIL`` for JSON it cannot read,
+      ``ERROR_INVAL`` for a bad disk spec), ``message`` is what libxl
+      itself said about it, as it logged it, and ``refused`` names the
+      values at fault when they can be found.
+    * libxl would have ignored part of it: its JSON parser skips keys it
+      does not know and values of the wrong JSON type without a word.
+      ``code`` is ``ERROR_INVAL`` and ``ignored`` names each such key by its
+      path (``"b_info.max_vcpu"``, ``"disks[0].vdev"``).
+
+    It is also a ``ValueError``: the configuration is the caller's.
+
+    :ivar refused: the paths of the values libxl refused.
+    :ivar ignored: the paths of the keys libxl would have ignored.
+    """
+
+    description = "invalid configuration"
+
+    def __init__(
+        self,
+        code: Optional[int] = None,
+        call: str = "",
+        message: Optional[str] = None,
+        ignored: Tuple[str, ...] = (),
+        refused: Tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(
+            ERROR_INVAL if code is None else code, call, self.description if message is None else message
+        )
+        self.ignored = tuple(ignored)
+        self.refused = tuple(refused)

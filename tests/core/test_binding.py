@@ -165,6 +165,12 @@ class CompiledModuleTests(unittest.TestCase):
     def test_reserved_domids_start_where_xens_do(self) -> None:
         self.assertEqual(binding.DOMID_FIRST_RESERVED, self.lib.DOMID_FIRST_RESERVED)
 
+    def test_console_types_are_libxls(self) -> None:
+        from txlibxl._libxl.ctx_domains import CONSOLE_TYPES
+
+        for name, value in CONSOLE_TYPES.items():
+            self.assertEqual(value, getattr(self.lib, "LIBXL_CONSOLE_TYPE_" + name.upper()), name)
+
     def test_the_calls_the_binding_makes_are_exposed(self) -> None:
         for name in (
             "txl_ctx_alloc",

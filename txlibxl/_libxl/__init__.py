@@ -9,6 +9,9 @@ The C side and its build:
   logger, the hook trampolines, ``fork_replacement``, the event
   accessors), compiled into the cffi module.  ``txl.h`` pins
   ``LIBXL_API_VERSION`` and declares what the module exposes.
+* ``c/txl_capture.c``: what libxl logs at error level during one call,
+  kept for the error it raises; ``c/txl_config.c``: xl's disk specs
+  (libxlutil), a create's progress ``how``, vCPU bitmaps.
 * :mod:`txlibxl._libxl._build`: the cffi builder (API mode) of the
   compiled module ``txlibxl._libxl._cffi``.
 * :mod:`txlibxl._libxl.loader`: imports that module on first use only,
@@ -37,6 +40,11 @@ Shared by the parts of :class:`~txlibxl._libxl.binding.Ctx`:
 * :mod:`txlibxl._libxl.values`: what is copied out of C,
   :class:`~txlibxl._libxl.values.RawEvent` and
   :class:`~txlibxl._libxl.values.DomainInfoRaw`, and their readers.
+* :mod:`txlibxl._libxl.capture`: :class:`~txlibxl._libxl.capture.LibxlSays`,
+  libxl's error messages during a call, for the error it raises.
+* :mod:`txlibxl._libxl.kept`: :class:`~txlibxl._libxl.kept.KeptArguments`,
+  an asynchronous operation's C arguments, alive until disposed (the rule:
+  :mod:`txlibxl._libxl.binding`, "Ownership").
 
 :class:`~txlibxl._libxl.binding.Ctx` is put together from one class per
 concern, each in a module of its own:
@@ -55,6 +63,13 @@ concern, each in a module of its own:
   domain operations (shutdown, reboot, destroy, pause, unpause).
 * :mod:`txlibxl._libxl.ctx_queries`: ``QueriesMixin``, the synchronous
   queries (``list_domains``, ``domain_info``, names, disks).
+* :mod:`txlibxl._libxl.ctx_config`: ``ConfigMixin``, libxl's JSON (and
+  xl's disk specs) into libxl's structs and back.
+* :mod:`txlibxl._libxl.ctx_domains`: ``DomainsMixin(ConfigMixin,
+  OperationsMixin)``, domain building: create, retrieve the
+  configuration, vCPUs, memory target, rename, console tty.
+* :mod:`txlibxl._libxl.ctx_devices`: ``DevicesMixin(ConfigMixin,
+  OperationsMixin)``, disks and NICs added and removed, CD-ROM media.
 
 A part keeps its own state and takes part in the context's life by
 extending, each calling ``super()`` first: ``_init_state(log)`` (set up
@@ -64,16 +79,16 @@ if libxl must finish something first) and ``_after_free()`` (forget what
 referred into the freed context).  Every call into libxl starts with
 ``ctx = self._enter(call)``, after the argument checks.
 
-A new group of operations (say domain building, ``ctx_domains.py``) is a
+A group of operations (as ``ctx_domains.py`` and ``ctx_devices.py``) is a
 module of its own with ``class DomainsMixin(OperationsMixin)``: its
 methods check their arguments with :mod:`.checks` and start each
-operation with ``self._start_ao(call, op_id, initiate)``, where
-``initiate(ctx, ao_how)`` makes the C call (libxl requires every
-argument but the ``ao_how`` to stay valid until the completion, so
-whatever C memory it passes must be kept alive that long).  Its C
-declarations go into ``_build.py``'s cdef (libxl's functions) or
-``txl.h`` (txlibxl's own C), and the class goes into ``Ctx``'s bases in
-:mod:`.binding`, before ``OperationsMixin``.
+operation with ``self._start_ao(call, op_id, initiate, kept)``, where
+``initiate(ctx, ao_how)`` makes the C call and ``kept`` (a
+:class:`~txlibxl._libxl.kept.KeptArguments`) holds every C argument it
+passes (libxl requires them to stay valid until the completion) and reads
+the result from them.  Its C declarations go into ``_build.py``'s cdef
+(libxl's functions) or ``txl.h`` (txlibxl's own C), and the class goes
+into ``Ctx``'s bases in :mod:`.binding`, before ``OperationsMixin``.
 
 Importing this package loads nothing native.
 """

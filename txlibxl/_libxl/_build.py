@@ -2,13 +2,14 @@
 The cffi builder of txlibxl's libxl binding (API mode).
 
 ``ffibuilder`` compiles ``txlibxl._libxl._cffi`` against the installed
-``<libxl.h>`` and links it with libxenlight, libxentoollog and
-libxenstore.  setup.py names it in ``cffi_modules``; to build it alone::
+``<libxl.h>`` and links it with libxenlight, libxlutil (xl's disk spec
+parser), libxentoollog and libxenstore.  setup.py names it in ``cffi_modules``; to build it alone::
 
     python txlibxl/_libxl/_build.py          # writes txlibxl/_libxl/_cffi*.so
 
-The C side is real C, compiled with the module: ``c/txl.c`` (what lives
-in C, and why: its opening comment) and ``c/txl.h``, which pins
+The C side is real C, compiled with the module: ``c/txl.c``,
+``c/txl_capture.c`` and ``c/txl_config.c`` (what lives in C, and why:
+their opening comments) and ``c/txl.h``, which pins
 ``LIBXL_API_VERSION`` and is the module's whole C preamble.  The cdef
 here declares the part of libxl and libxenstore the binding uses, then
 takes txlibxl's own declarations from ``txl.h`` (:func:`txl_declarations`),
@@ -34,6 +35,10 @@ PROJECT = os.path.dirname(os.path.dirname(HERE))
 #: The C side (``txl.c``, ``txl.h``), relative to the project root: the
 #: compiler runs there, both under setup.py and in ``compile()`` below.
 C_DIR = os.path.join("txlibxl", "_libxl", "c")
+
+#: The C side's sources, in ``C_DIR``: the hooks, logger and accessors;
+#: the error capture; the helpers for building domains.
+C_SOURCES = ("txl.c", "txl_capture.c", "txl_config.c")
 
 #: ``txl.h``, to read its declarations from wherever this runs.
 TXL_H = os.path.join(HERE, "c", "txl.h")
@@ -68,6 +73,11 @@ typedef ... libxl_evgen_disk_eject;
 typedef struct { ...; } libxl_uuid;
 typedef struct { ...; } libxl_asyncop_how;
 typedef struct { ...; } libxl_device_disk;
+typedef struct { int devid; ...; } libxl_device_nic;
+typedef struct { ...; } libxl_domain_config;
+typedef struct { ...; } libxl_asyncprogress_how;
+typedef struct { ...; } libxl_bitmap;
+typedef int... libxl_console_type;
 
 struct pollfd { int fd; short events; short revents; ...; };
 
@@ -122,6 +132,9 @@ typedef struct libxl_event_hooks {
 #define XTL_CRITICAL ...
 #define XTL_NUM_LEVELS ...
 #define DOMID_FIRST_RESERVED ...
+#define LIBXL_CONSOLE_TYPE_SERIAL ...
+#define LIBXL_CONSOLE_TYPE_PV ...
+#define LIBXL_CONSOLE_TYPE_VUART ...
 @ERROR_DEFINES@
 
 /* libxl */
@@ -157,6 +170,49 @@ int libxl_vdev_to_device_disk(libxl_ctx *ctx, uint32_t domid, const char *vdev,
 void libxl_device_disk_init(libxl_device_disk *p);
 void libxl_device_disk_dispose(libxl_device_disk *p);
 void free(void *);
+
+/* libxl: building and changing domains.  Configurations cross as libxl's
+ * own JSON, so no struct's fields are declared here. */
+void libxl_domain_config_init(libxl_domain_config *p);
+void libxl_domain_config_dispose(libxl_domain_config *p);
+char *libxl_domain_config_to_json(libxl_ctx *ctx, libxl_domain_config *p);
+int libxl_domain_config_from_json(libxl_ctx *ctx, libxl_domain_config *p, const char *s);
+char *libxl_device_disk_to_json(libxl_ctx *ctx, libxl_device_disk *p);
+int libxl_device_disk_from_json(libxl_ctx *ctx, libxl_device_disk *p, const char *s);
+void libxl_device_nic_init(libxl_device_nic *p);
+void libxl_device_nic_dispose(libxl_device_nic *p);
+char *libxl_device_nic_to_json(libxl_ctx *ctx, libxl_device_nic *p);
+int libxl_device_nic_from_json(libxl_ctx *ctx, libxl_device_nic *p, const char *s);
+void libxl_bitmap_init(libxl_bitmap *map);
+void libxl_bitmap_dispose(libxl_bitmap *map);
+int libxl_domain_create_new(libxl_ctx *ctx, libxl_domain_config *d_config, uint32_t *domid,
+                            const libxl_asyncop_how *ao_how,
+                            const libxl_asyncprogress_how *aop_console_how);
+int libxl_retrieve_domain_configuration(libxl_ctx *ctx, uint32_t domid,
+                                        libxl_domain_config *d_config,
+                                        const libxl_asyncop_how *ao_how);
+int libxl_device_disk_add(libxl_ctx *ctx, uint32_t domid, libxl_device_disk *disk,
+                          const libxl_asyncop_how *ao_how);
+int libxl_device_disk_remove(libxl_ctx *ctx, uint32_t domid, libxl_device_disk *disk,
+                             const libxl_asyncop_how *ao_how);
+int libxl_cdrom_insert(libxl_ctx *ctx, uint32_t domid, libxl_device_disk *disk,
+                       const libxl_asyncop_how *ao_how);
+int libxl_device_nic_add(libxl_ctx *ctx, uint32_t domid, libxl_device_nic *nic,
+                         const libxl_asyncop_how *ao_how);
+int libxl_device_nic_remove(libxl_ctx *ctx, uint32_t domid, libxl_device_nic *nic,
+                            const libxl_asyncop_how *ao_how);
+int libxl_devid_to_device_nic(libxl_ctx *ctx, uint32_t domid, int devid, libxl_device_nic *nic);
+int libxl_mac_to_device_nic(libxl_ctx *ctx, uint32_t domid, const char *mac,
+                            libxl_device_nic *nic);
+int libxl_set_vcpuonline(libxl_ctx *ctx, uint32_t domid, libxl_bitmap *cpumap,
+                         const libxl_asyncop_how *ao_how);
+int libxl_set_memory_target(libxl_ctx *ctx, uint32_t domid, int64_t target_memkb,
+                            int relative, int enforce);
+int libxl_get_memory_target(libxl_ctx *ctx, uint32_t domid, uint64_t *out_target);
+int libxl_domain_rename(libxl_ctx *ctx, uint32_t domid, const char *old_name,
+                        const char *new_name);
+int libxl_console_get_tty(libxl_ctx *ctx, uint32_t domid, int cons_num,
+                          libxl_console_type type, char **path);
 
 /* libxenstore: a connection of our own, for xenstore watches libxl does
  * not offer (@introduceDomain) and for reading device directories. */
@@ -228,9 +284,9 @@ def make_builder(include_dir: str = INCLUDE_DIR) -> FFI:
     builder.set_source(
         "txlibxl._libxl._cffi",
         '#include "txl.h"\n',
-        sources=[os.path.join(C_DIR, "txl.c")],
+        sources=[os.path.join(C_DIR, name) for name in C_SOURCES],
         depends=[os.path.join(C_DIR, "txl.h")],
-        libraries=["xenlight", "xentoollog", "xenstore"],
+        libraries=["xenlight", "xlutil", "xentoollog", "xenstore"],
         include_dirs=[C_DIR] + ([include_dir] if include_dir != "/usr/include" else []),
         # -fvisibility=hidden: txl.c's functions link into the module but
         # stay out of its dynamic symbol table, as when they were static

@@ -42,6 +42,27 @@ the logger, the ``libxl_event_hooks`` struct, all made and freed by
 :class:`~txlibxl._libxl.ctx_base.CtxBase`.  The osevent and childproc
 hook structs are static C data.
 
+An asynchronous operation's arguments are the other thing libxl keeps
+pointers to: libxl reads and writes them until the operation completes
+(a create's ``libxl_domain_config`` and the ``uint32_t *domid`` it writes
+the new domid to, a device struct, the configuration being retrieved, a
+vCPU bitmap).  The rule, for every operation:
+
+1. The binding allocates them and ``libxl_*_init``'s them; nothing of the
+   caller's is passed to libxl (configurations come as JSON text).
+2. From the call that starts the operation they belong to the
+   :class:`Ctx`, as one :class:`~txlibxl._libxl.kept.KeptArguments` under
+   the operation's ``op_id``.  If the start fails they are disposed at
+   once (libxl kept no pointer).
+3. They stay alive after the completion is reported, until the caller has
+   dispatched it and calls :meth:`Ctx.finish_operation`, which reads the
+   result from them (a domid, a configuration's JSON, a device as libxl
+   completed it) and disposes them, once.
+4. :meth:`Ctx.free` (refused while any operation is in flight) disposes
+   whatever is left: completions still queued, never finished, lose their
+   result but leak nothing.  A disposed argument is never read or
+   disposed again.
+
 cffi releases the GIL around every libxl call; callbacks take it back, on
 whatever thread libxl calls them.
 """
@@ -73,6 +94,9 @@ from .constants import (
     event_mask,
 )
 from .ctx_base import CtxBase
+from .ctx_config import ConfigMixin
+from .ctx_devices import DevicesMixin
+from .ctx_domains import DomainsMixin
 from .ctx_events import EventsMixin
 from .ctx_hooks import HooksMixin
 from .ctx_operations import OperationsMixin
@@ -112,7 +136,9 @@ __all__ = [
 ]
 
 
-class Ctx(OperationsMixin, QueriesMixin, EventsMixin, HooksMixin, CtxBase):
+class Ctx(
+    DomainsMixin, DevicesMixin, ConfigMixin, OperationsMixin, QueriesMixin, EventsMixin, HooksMixin, CtxBase
+):
     """
     One ``libxl_ctx``.  Make it with :meth:`alloc`; end it with :meth:`free`.
 
@@ -130,8 +156,16 @@ class Ctx(OperationsMixin, QueriesMixin, EventsMixin, HooksMixin, CtxBase):
     resolution order; each part's ``_init_state``, ``_before_free`` and
     ``_after_free`` extend the base's):
 
+    * :class:`~txlibxl._libxl.ctx_domains.DomainsMixin`: creating
+      domains, retrieving their configuration, vCPUs, memory target,
+      name, console;
+    * :class:`~txlibxl._libxl.ctx_devices.DevicesMixin`: adding and
+      removing disks and NICs, inserting CD-ROM media;
+    * :class:`~txlibxl._libxl.ctx_config.ConfigMixin`: libxl's JSON and
+      xl's disk specs into libxl's structs and back;
     * :class:`~txlibxl._libxl.ctx_operations.OperationsMixin`: the
-      ``ao_how`` machinery, completion, :meth:`ao_abort` and the domain
+      ``ao_how`` machinery, completion, :meth:`ao_abort`, the arguments
+      kept per operation (:meth:`finish_operation`) and the power
       operations;
     * :class:`~txlibxl._libxl.ctx_queries.QueriesMixin`: the synchronous
       queries;

@@ -129,6 +129,15 @@ class CtxBase:
             raise errors.ContextClosed(f"{call}: the libxl context is not allocated or was freed")
         return self._ctx
 
+    def _deliver_reports(self, function: Callable[..., Any], *args: Any) -> Any:
+        """
+        C{function(*args)}: one of the calls into libxl in which it
+        delivers its reports (``occurred_fd``, ``occurred_timeout``,
+        ``childproc_reaped``...).  A part that wants to know what happens
+        during them extends this (calling super).
+        """
+        return function(*args)
+
     def set_log_level(self, min_level: int) -> None:
         """
         Pass on libxl's messages of level C{min_level} and above from now on.

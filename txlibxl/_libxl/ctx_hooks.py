@@ -232,7 +232,9 @@ class HooksMixin(CtxBase):
         check_c_int(call, "events", events, 0, SHORT_LIMIT)
         check_c_int(call, "revents", revents, 0, SHORT_LIMIT)
         ctx = self._enter(call)
-        _lib.libxl_osevent_occurred_fd(ctx, _ffi.cast("void *", token), fd, events, revents)
+        self._deliver_reports(
+            _lib.libxl_osevent_occurred_fd, ctx, _ffi.cast("void *", token), fd, events, revents
+        )
 
     def occurred_timeout(self, token: int) -> None:
         """
@@ -243,7 +245,7 @@ class HooksMixin(CtxBase):
         call = "libxl_osevent_occurred_timeout"
         check_uint64(call, "token", token, 1)
         ctx = self._enter(call)
-        _lib.libxl_osevent_occurred_timeout(ctx, _ffi.cast("void *", token))
+        self._deliver_reports(_lib.libxl_osevent_occurred_timeout, ctx, _ffi.cast("void *", token))
 
     def child_reaped(self, pid: int, status: int) -> None:
         """
@@ -256,7 +258,7 @@ class HooksMixin(CtxBase):
         check_c_int(call, "pid", pid, 1, 1 << 31)
         check_c_int(call, "status", status, -(1 << 31), 1 << 31)
         ctx = self._enter(call)
-        rc = _lib.libxl_childproc_reaped(ctx, pid, status)
+        rc = self._deliver_reports(_lib.libxl_childproc_reaped, ctx, pid, status)
         if rc:
             raise errors.from_code(rc, call)
 
@@ -266,7 +268,7 @@ class HooksMixin(CtxBase):
         libxl reaps its own with ``waitpid(pid, WNOHANG)``.
         """
         ctx = self._enter("libxl_childproc_sigchld_occurred")
-        _lib.libxl_childproc_sigchld_occurred(ctx)
+        self._deliver_reports(_lib.libxl_childproc_sigchld_occurred, ctx)
 
     # -- polling without hooks -------------------------------------------
 
@@ -322,4 +324,4 @@ class HooksMixin(CtxBase):
             fds[i].fd = fd
             fds[i].events = events
             fds[i].revents = revents
-        _lib.txl_osevent_afterpoll(ctx, len(entries), fds, sec, usec)
+        self._deliver_reports(_lib.txl_osevent_afterpoll, ctx, len(entries), fds, sec, usec)

@@ -8,18 +8,35 @@ An operation is named by the caller's ``op_id``, a positive uint64: its
 ``ao_how`` carries it as ``for_callback``, so that libxl's completion
 (``txl_py_ao_complete``) and ``libxl_ao_abort`` (which matches the
 ``ao_how`` byte for byte) find it.  Another operations module starts its
-own operations with :meth:`OperationsMixin._start_ao`.
+own operations with :meth:`OperationsMixin._start_ao`, passing the C
+arguments libxl keeps as a :class:`~txlibxl._libxl.kept.KeptArguments`;
+this part holds them per ``op_id`` until :meth:`OperationsMixin.finish_operation`
+(or :meth:`~txlibxl._libxl.binding.Ctx.free`) disposes them.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Set
+from typing import Any, Callable, Dict, NamedTuple, Optional, Set, Tuple
 
 from .. import errors
 from . import native
+from .capture import LibxlSays
 from .checks import check_callable, check_domid, check_uint64
 from .ctx_base import CtxBase
+from .kept import KeptArguments
 
-__all__ = ["OperationsMixin"]
+__all__ = ["OperationsMixin", "Finished"]
+
+
+class Finished(NamedTuple):
+    """
+    What :meth:`OperationsMixin.finish_operation` read from a completed
+    operation: its C{result} (``None`` for operations that only succeed or
+    fail) and what libxl C{said} at error level while starting it and, if
+    it failed, in the call it failed in (its messages: the reason).
+    """
+
+    result: Any
+    said: Tuple[str, ...]
 
 _log = native.log
 
@@ -46,6 +63,9 @@ class OperationsMixin(CtxBase):
         super()._init_state(log)
         self._on_complete: Optional[Callable[[int, int], None]] = None
         self._ops: Set[int] = set()
+        # op_id -> the C arguments libxl keeps (or kept) pointers to, until
+        # finish_operation or free.
+        self._kept: Dict[int, KeptArguments] = {}
 
     def _before_free(self, call: str) -> None:
         super()._before_free(call)
@@ -54,6 +74,14 @@ class OperationsMixin(CtxBase):
                 f"{call}: operations {sorted(self._ops)} are in flight; "
                 "abort them and wait for their completion first"
             )
+
+    def _after_free(self) -> None:
+        super()._after_free()
+        # Every operation has completed (free refuses otherwise): libxl
+        # points into none of these any more.  Results never read are lost.
+        kept, self._kept = self._kept, {}
+        for arguments in kept.values():
+            arguments.dispose()
 
     # -- setup -----------------------------------------------------------
 
@@ -74,15 +102,47 @@ class OperationsMixin(CtxBase):
         """
         return frozenset(self._ops)
 
+    @property
+    def operations_kept(self) -> frozenset:
+        """
+        The op_ids whose C arguments are still held: in flight, or
+        completed and not yet finished with :meth:`finish_operation`.
+        """
+        return frozenset(self._kept)
+
     # -- callbacks (called by libxl through C) ---------------------------
+
+    def _deliver_reports(self, function: Callable[..., Any], *args: Any) -> Any:
+        # What libxl says while it delivers reports: an operation failing
+        # in here gets it (see _op_completed).  Without an operation in
+        # flight none can fail, and the event path (a death storm) pays
+        # nothing for it.
+        if not self._ops:
+            return super()._deliver_reports(function, *args)
+        with LibxlSays():
+            return super()._deliver_reports(function, *args)
 
     def _op_completed(self, op_id: int, rc: int) -> None:
         self._ops.discard(op_id)
+        if rc:
+            # libxl logged why before it reported the failure; the call
+            # it happened in (a start, or a delivery) has kept it.
+            said = LibxlSays.current()
+            if said is not None:
+                self._note_said(op_id, said.so_far())
         handler = self._on_complete or _drop_completion
         try:
             handler(op_id, rc)
         except Exception:
             _log.failure("the libxl completion callback failed (op {op_id})", op_id=op_id)
+
+    def _note_said(self, op_id: int, lines: Tuple[str, ...]) -> None:
+        if not lines:
+            return
+        kept = self._kept.get(op_id)
+        if kept is None:
+            kept = self._kept[op_id] = KeptArguments()
+        kept.said = kept.said + tuple(line for line in lines if line not in kept.said)
 
     # -- starting and aborting -------------------------------------------
 
@@ -99,31 +159,79 @@ class OperationsMixin(CtxBase):
         check_domid(call, domid)
         self._start_ao(call, op_id, lambda ctx, how: function(ctx, domid, how))
 
-    def _start_ao(self, call: str, op_id: int, initiate: Callable[[Any, Any], int]) -> None:
+    def _start_ao(
+        self,
+        call: str,
+        op_id: int,
+        initiate: Callable[[Any, Any], int],
+        kept: Optional[KeptArguments] = None,
+    ) -> None:
         """
         Start asynchronous operation C{op_id}: C{initiate(ctx, ao_how)}
         makes the C call C{call} with the ``libxl_ctx *`` and an
         ``ao_how`` that reports C{(op_id, rc)} to the completion callback
         once libxl is done (perhaps inside the call), and returns libxl's
-        code.  A failed start raises its typed error and never completes.
+        code.  A failed start raises its typed error (with what libxl
+        logged, if anything) and never completes.
 
         The caller checks its own arguments first.  libxl requires every
         argument but the ``ao_how`` to stay valid until the completion:
-        whatever C memory C{initiate} passes must be kept alive that long.
+        C{kept} holds the C memory C{initiate} passes.  From here on it is
+        this context's: disposed at once if the start fails, else kept
+        under C{op_id} until :meth:`finish_operation` (or :meth:`free`).
         """
-        check_uint64(call, "op_id", op_id, 1)
-        ctx = self._enter(call)
-        if self._on_complete is None:
-            raise errors.ContextStateError(f"{call}: call set_ao_completion first")
-        if op_id in self._ops:
-            raise errors.InvalidArgument(call=call, message=f"operation {op_id} is in flight already")
+        try:
+            check_uint64(call, "op_id", op_id, 1)
+            ctx = self._enter(call)
+            if self._on_complete is None:
+                raise errors.ContextStateError(f"{call}: call set_ao_completion first")
+            if op_id in self._ops:
+                raise errors.InvalidArgument(call=call, message=f"operation {op_id} is in flight already")
+        except BaseException:
+            if kept is not None:
+                kept.dispose()
+            raise
+        stale = self._kept.pop(op_id, None)
+        if stale is not None:  # completed, never finished: the caller let it go
+            stale.dispose()
         how = self._ao_how(op_id)
-        self._ops.add(op_id)  # libxl may complete it inside the call
+        # Both before the call: libxl may complete the operation inside it.
+        self._ops.add(op_id)
+        if kept is not None:
+            self._kept[op_id] = kept
         self._libxl_busy = True
-        rc = initiate(ctx, how)
+        with LibxlSays() as said:
+            rc = initiate(ctx, how)
         if rc:
             self._ops.discard(op_id)  # a failed start never calls back
-            raise errors.from_code(rc, call)
+            dropped = self._kept.pop(op_id, None)
+            if dropped is not None:
+                dropped.dispose()  # nor keeps any pointer
+            raise errors.from_code(rc, call, said.message())
+        self._note_said(op_id, said.lines)
+
+    def finish_operation(self, op_id: int) -> Finished:
+        """
+        Read what completed operation C{op_id} left in its C arguments
+        (the new domid, the retrieved configuration...), then dispose
+        them.  Call it once, after its completion was reported; for an
+        operation that kept nothing it returns ``Finished(None, ())``.
+
+        :raises txlibxl.errors.ContextStateError: libxl has not completed
+            the operation (it still points into its arguments).
+        """
+        call = "finish_operation"
+        check_uint64(call, "op_id", op_id, 1)
+        self._enter(call)
+        if op_id in self._ops:
+            raise errors.ContextStateError(f"{call}: operation {op_id} is still in flight")
+        kept = self._kept.pop(op_id, None)
+        if kept is None:
+            return Finished(None, ())
+        try:
+            return Finished(kept.read(), kept.said)
+        finally:
+            kept.dispose()
 
     def ao_abort(self, op_id: int) -> int:
         """

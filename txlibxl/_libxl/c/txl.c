@@ -8,7 +8,8 @@
  *   drops messages below the minimum level *before* formatting them, then
  *   formats and hands (level, text) to Python.  Progress reports go the
  *   same way; destroy is a no-op (the binding frees the logger after
- *   libxl_ctx_free).
+ *   libxl_ctx_free).  Error messages also go to this thread's open
+ *   captures, if any (txl_capture.c).
  * - The osevent hook trampolines: struct timeval is passed by value to
  *   the timeout hooks, so they are converted to double seconds here (and
  *   abs={0,0} to an "as soon as possible" flag).
@@ -69,8 +70,9 @@ static void txl_logger_vmessage(xentoollog_logger *logger, xentoollog_level leve
     const char *msg = stack;
     va_list copy;
     int n;
+    int captured = !txl_forked_child && txl_capture_wants((int)level);
 
-    if ((int)level < lg->min_level)
+    if ((int)level < lg->min_level && !captured)
         return;                     /* before any formatting: hot paths */
 
     va_copy(copy, al);
@@ -93,7 +95,10 @@ static void txl_logger_vmessage(xentoollog_logger *logger, xentoollog_level leve
         if (asprintf(&text, "%s: %s", context, msg) < 0)
             text = NULL;
     }
-    txl_logger_emit(lg, (int)level, text ? text : msg);
+    if (captured)
+        txl_capture_message((int)level, text ? text : msg);
+    if ((int)level >= lg->min_level)
+        txl_logger_emit(lg, (int)level, text ? text : msg);
     free(text);
     free(heap);
 }

@@ -1,6 +1,6 @@
 /*
- * txl.h: the C side of txlibxl's libxl binding (txl.c), as the compiled
- * module txlibxl._libxl._cffi sees it.
+ * txl.h: the C side of txlibxl's libxl binding (txl.c, txl_capture.c,
+ * txl_config.c), as the compiled module txlibxl._libxl._cffi sees it.
  *
  * Both txl.c and the cffi-generated module source include this header
  * (the module's whole preamble is `#include "txl.h"`), so it pins the
@@ -31,6 +31,7 @@
 #include <libxl_event.h>
 #include <libxl_utils.h>
 #include <libxl_uuid.h>
+#include <libxlutil.h>
 #include <xen/xen.h>
 #include <xenstore.h>
 
@@ -101,7 +102,27 @@ void txl_event_occurs(void *user, libxl_event *event);
 libxl_event *txl_event_make(int type, uint32_t domid, uint64_t for_user,
                             const uint8_t *uuid, int detail);
 
+/* What libxl logs at error level on this thread while a capture is open
+ * (txl_capture.c).  txl_capture_end returns the text (malloc'd; NULL if
+ * nothing was said) and frees the capture. */
+struct txl_capture;
+struct txl_capture *txl_capture_begin(void);
+char *txl_capture_end(struct txl_capture *capture);
+/* What it holds so far, as a malloc'd copy (NULL if nothing yet). */
+char *txl_capture_peek(struct txl_capture *capture);
+
+/* Building domains (txl_config.c).  txl_disk_parse returns an errno
+ * value (EINVAL for a bad spec) and sets *report to libxlutil's report
+ * (malloc'd, may be NULL or ""); disk must have been initialised. */
+int txl_disk_parse(const char *spec, libxl_device_disk *disk, char **report);
+void txl_progress_how_init(libxl_asyncprogress_how *how, uint64_t for_event);
+int txl_vcpu_bitmap(libxl_ctx *ctx, libxl_bitmap *map, int count);
+
 /* TXL_CDEF_END */
+
+/* Between txl.c's logger and txl_capture.c. */
+int txl_capture_wants(int level);
+void txl_capture_message(int level, const char *text);
 
 /* Python, called from txl.c: cffi defines these in the module (the cdef
  * declares them extern "Python+C"), and the compiler checks that these

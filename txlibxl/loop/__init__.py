@@ -8,6 +8,11 @@ one is ready, through the seams in :mod:`txlibxl.interfaces`.
 
 * :mod:`~txlibxl.loop.registrations`: the registration records and the
   argument checks of the hooks, independent of any loop.
+* :mod:`~txlibxl.loop.osevents_core` (with :mod:`~txlibxl.loop.osevents_fds`):
+  the six hooks' bookkeeping, independent of any loop, driving a small
+  adapter per loop.
+* :mod:`~txlibxl.loop.logs`: the logger interface the layer writes to,
+  and a standard-library one that forces no framework.
 * :mod:`~txlibxl.loop.reactor_osevents`: the six hooks on a Twisted
   reactor (``IReactorFDSet`` and ``IReactorTime``).
 * :mod:`~txlibxl.loop.reactor_children`: libxl's children reaped by the

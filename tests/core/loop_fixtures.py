@@ -1,15 +1,32 @@
 """
 What the loop layer's tests share, whatever the loop: the recording sink,
 the guard that catches ``occurred_*`` calls made from inside a hook,
-threads and pipes.
+threads, pipes, a fake asyncio loop, and a way to run a real asyncio loop
+under trial.
+
+Running a real asyncio loop under trial
+    trial runs every test inside the Twisted reactor it was started with.
+    Under ``--reactor=asyncio`` that reactor *is* an asyncio loop, running
+    in the main thread, so a second loop cannot run there
+    (``run_until_complete`` refuses while another loop runs in the
+    thread).  :func:`on_asyncio_loop` therefore always runs the test's own
+    fresh loop (``asyncio.new_event_loop()``, or a ``SelectorEventLoop`` on
+    a given selector) in a thread of its own, whichever reactor trial
+    runs, and hands the outcome back as a Deferred fired on the reactor
+    thread: the reactor keeps turning meanwhile (trial's timeout works)
+    and the code under test never sees it.  The loop runs in debug mode,
+    so a non-thread-safe call from the wrong thread raises.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import threading
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
+from twisted.internet import defer, reactor as global_reactor
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -98,6 +115,44 @@ class GuardedHooks:
         self._guard("timeout_deregister", reg)
 
 
+class RecordingLog:
+    """
+    A txaio-style logger that records (level, format, kwargs); C{failure}
+    also records the exception being handled.
+    """
+
+    def __init__(self) -> None:
+        self.records: List[Tuple[str, str, Dict[str, Any]]] = []
+        self.failures: List[BaseException] = []
+
+    def _record(self, level: str, format: str, kwargs: Dict[str, Any]) -> None:
+        format.format(**kwargs)  # a bad format is a bug: fail loudly
+        self.records.append((level, format, kwargs))
+
+    def debug(self, format: str, **kwargs: Any) -> None:
+        self._record("debug", format, kwargs)
+
+    def info(self, format: str, **kwargs: Any) -> None:
+        self._record("info", format, kwargs)
+
+    def warn(self, format: str, **kwargs: Any) -> None:
+        self._record("warn", format, kwargs)
+
+    def error(self, format: str, **kwargs: Any) -> None:
+        self._record("error", format, kwargs)
+
+    def failure(self, format: str, failure: Any = None, **kwargs: Any) -> None:
+        import sys
+
+        self._record("failure", format, kwargs)
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            self.failures.append(exc)
+
+    def formats(self) -> List[str]:
+        return [r[1] for r in self.records]
+
+
 def in_thread(f: Callable[..., Any], *args: Any) -> Any:
     """
     Run C{f(*args)} on a fresh thread (not the loop's) and return its result.
@@ -149,3 +204,138 @@ def close_fd(case: TestCase, fd: int) -> None:
 def _close_owned(owned: set) -> None:
     while owned:
         os.close(owned.pop())
+
+
+class FakeTimer:
+    """A timer of L{MemoryAsyncioLoop}: what asyncio's C{TimerHandle} offers."""
+
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple) -> None:
+        self._when = when
+        self._callback = callback
+        self._args = args
+        self._cancelled = False
+        self.ran = False
+
+    def when(self) -> float:
+        return self._when
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
+class MemoryAsyncioLoop:
+    """
+    An asyncio loop that never runs by itself, for unit tests (what
+    ``MemoryReactorClock`` is for Twisted): readers and writers are
+    recorded, time is a fake monotonic clock moved by L{advance}, and
+    C{call_soon_threadsafe} calls are queued until L{run_thread_calls}.
+    L{run_ready} polls the recorded readers for real and runs the ready
+    ones, like one turn of a real loop.
+    """
+
+    def __init__(self, now: float = 7000.0) -> None:
+        self._now = now
+        self.readers: Dict[int, Tuple[Callable[..., Any], tuple]] = {}
+        self.writers: Dict[int, Tuple[Callable[..., Any], tuple]] = {}
+        self.timers: List[FakeTimer] = []
+        self.from_threads: List[Tuple[Callable[..., Any], tuple]] = []
+
+    def time(self) -> float:
+        return self._now
+
+    def is_running(self) -> bool:
+        return False
+
+    def add_reader(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
+        os.fstat(fd)  # a real selector refuses a closed fd
+        self.readers[fd] = (callback, args)
+
+    def remove_reader(self, fd: int) -> bool:
+        return self.readers.pop(fd, None) is not None
+
+    def add_writer(self, fd: int, callback: Callable[..., Any], *args: Any) -> None:
+        os.fstat(fd)
+        self.writers[fd] = (callback, args)
+
+    def remove_writer(self, fd: int) -> bool:
+        return self.writers.pop(fd, None) is not None
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> FakeTimer:
+        timer = FakeTimer(when, callback, args)
+        self.timers.append(timer)
+        return timer
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> FakeTimer:
+        return self.call_at(self._now + delay, callback, *args)
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        self.from_threads.append((callback, args))
+
+    def run_thread_calls(self, reverse: bool = False) -> None:
+        calls, self.from_threads = self.from_threads, []
+        for f, args in reversed(calls) if reverse else calls:
+            f(*args)
+
+    def pending_timers(self) -> List[FakeTimer]:
+        return [t for t in self.timers if not (t.ran or t.cancelled())]
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock and run every timer that is due, in time order."""
+        self._now += seconds
+        while True:
+            due = sorted((t for t in self.pending_timers() if t.when() <= self._now),
+                         key=lambda t: t.when())
+            if not due:
+                break
+            timer = due[0]
+            timer.ran = True
+            timer._callback(*timer._args)
+
+    def run_ready(self) -> None:
+        """One turn: run the readers whose fds poll readable now."""
+        poller = select.poll()
+        for fd in self.readers:
+            poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(0):
+            entry = self.readers.get(fd)
+            if entry is not None:
+                entry[0](*entry[1])
+
+
+def on_asyncio_loop(
+    coroutine: Callable[[], Awaitable[Any]],
+    selector: Optional[Callable[[], Any]] = None,
+    timeout: float = 20.0,
+) -> defer.Deferred:
+    """
+    Run C{coroutine()} on a fresh asyncio loop in a thread of its own (see
+    the module docstring); a Deferred of its result, fired on the reactor
+    thread.
+
+    @param selector: makes the loop's selector (C{selectors.SelectSelector});
+        C{None} for asyncio's default loop (epoll on Linux).
+    """
+    d: defer.Deferred = defer.Deferred()
+
+    def run() -> None:
+        loop = asyncio.SelectorEventLoop(selector()) if selector else asyncio.new_event_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = 60.0  # a shared machine is slow; not a bug
+        try:
+            result = loop.run_until_complete(asyncio.wait_for(coroutine(), timeout))
+        except BaseException as e:
+            outcome: Any = Failure(e)
+            global_reactor.callFromThread(d.errback, outcome)
+        else:
+            global_reactor.callFromThread(d.callback, result)
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    threading.Thread(target=run, name="asyncio-test-loop", daemon=True).start()
+    return d

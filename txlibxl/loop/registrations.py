@@ -124,6 +124,13 @@ class WatchedFD:
         self._writing = False
         self._poller: Any = None
 
+    def fileno(self) -> int:
+        """
+        The descriptor the loop watches: the duplicate of libxl's fd, or -1
+        once the watch has been dropped.
+        """
+        return self._dupfd
+
     def poll_now(self) -> int:
         """
         The poll bits the duplicate shows right now (no waiting), through a

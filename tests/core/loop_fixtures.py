@@ -9,24 +9,27 @@ Running a real asyncio loop under trial
     Under ``--reactor=asyncio`` that reactor *is* an asyncio loop, running
     in the main thread, so a second loop cannot run there
     (``run_until_complete`` refuses while another loop runs in the
-    thread).  :func:`on_asyncio_loop` therefore always runs the test's own
-    fresh loop (``asyncio.new_event_loop()``, or a ``SelectorEventLoop`` on
-    a given selector) in a thread of its own, whichever reactor trial
-    runs, and hands the outcome back as a Deferred fired on the reactor
-    thread: the reactor keeps turning meanwhile (trial's timeout works)
-    and the code under test never sees it.  The loop runs in debug mode,
-    so a non-thread-safe call from the wrong thread raises.
+    thread).  :func:`run_on_asyncio_loop` therefore always runs the test's
+    own fresh loop (``asyncio.new_event_loop()``, or a
+    ``SelectorEventLoop`` on a given selector) in a thread of its own,
+    whichever reactor trial runs, and the test method waits for that
+    thread: the test is synchronous as far as trial is concerned, so it
+    neither needs nor touches the reactor (a Deferred handed back to the
+    reactor would need it to turn several times, which trial's
+    distributed workers on the asyncio reactor do not reliably allow
+    between tests).  The loop runs in debug mode, so a non-thread-safe
+    call from the wrong thread raises, and under ``asyncio.wait_for`` so
+    a stuck test fails instead of hanging.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import select
 import threading
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
-from twisted.internet import defer, reactor as global_reactor
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -305,37 +308,86 @@ class MemoryAsyncioLoop:
                 entry[0](*entry[1])
 
 
-def on_asyncio_loop(
+def run_on_asyncio_loop(
     coroutine: Callable[[], Awaitable[Any]],
     selector: Optional[Callable[[], Any]] = None,
     timeout: float = 20.0,
-) -> defer.Deferred:
+) -> Any:
     """
-    Run C{coroutine()} on a fresh asyncio loop in a thread of its own (see
-    the module docstring); a Deferred of its result, fired on the reactor
-    thread.
+    Run C{coroutine()} to completion on a fresh asyncio loop in a thread of
+    its own (see the module docstring) and return its result, or raise
+    what it raised.
 
     @param selector: makes the loop's selector (C{selectors.SelectSelector});
         C{None} for asyncio's default loop (epoll on Linux).
+    @param timeout: seconds the coroutine may take.
     """
-    d: defer.Deferred = defer.Deferred()
+    outcome: List[Any] = []
 
     def run() -> None:
         loop = asyncio.SelectorEventLoop(selector()) if selector else asyncio.new_event_loop()
         loop.set_debug(True)
         loop.slow_callback_duration = 60.0  # a shared machine is slow; not a bug
         try:
-            result = loop.run_until_complete(asyncio.wait_for(coroutine(), timeout))
-        except BaseException as e:
-            outcome: Any = Failure(e)
-            global_reactor.callFromThread(d.errback, outcome)
-        else:
-            global_reactor.callFromThread(d.callback, result)
+            outcome.append((True, loop.run_until_complete(asyncio.wait_for(coroutine(), timeout))))
+        except BaseException as e:  # handed back to the test's thread
+            outcome.append((False, e))
         finally:
             try:
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
 
-    threading.Thread(target=run, name="asyncio-test-loop", daemon=True).start()
-    return d
+    thread = threading.Thread(target=run, name="asyncio-test-loop", daemon=True)
+    thread.start()
+    thread.join(timeout + 10.0)
+    if not outcome:
+        raise AssertionError(f"the asyncio loop did not finish within {timeout + 10.0} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+class OnOwnAsyncioLoop:
+    """
+    Runs every coroutine C{test_*} method of a test case on a fresh asyncio
+    loop in a thread of its own (L{run_on_asyncio_loop}), on the class's
+    C{selector}, between L{loop_set_up} and L{loop_tear_down}, which run on
+    that loop too.  C{self.loop} is the loop.
+    """
+
+    selector: Optional[Callable[[], Any]] = None
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        for name in dir(cls):
+            if not name.startswith("test_"):
+                continue
+            test = getattr(cls, name)
+            if asyncio.iscoroutinefunction(test):
+                setattr(cls, name, _on_own_loop(test))
+
+    def loop_set_up(self) -> None:
+        """Set up, on the loop, before the test."""
+
+    async def loop_tear_down(self) -> None:
+        """Tear down, on the loop, after the test (even a failed one)."""
+
+
+def _on_own_loop(test: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
+    @functools.wraps(test)
+    def run(self: OnOwnAsyncioLoop) -> None:
+        async def body() -> None:
+            self.loop = asyncio.get_running_loop()
+            self.loop_set_up()
+            try:
+                await test(self)
+            finally:
+                await self.loop_tear_down()
+                await self.loop.shutdown_default_executor()
+
+        run_on_asyncio_loop(body, self.selector)
+
+    return run
+

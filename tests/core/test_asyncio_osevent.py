@@ -8,7 +8,7 @@ hang-ups reported as readiness).
 
 Unit tests run on a fake asyncio loop (``MemoryAsyncioLoop``) with real
 pipe fds.  The real-loop tests run each test on a fresh asyncio loop in a
-thread of its own (``on_asyncio_loop``: trial runs inside a Twisted
+thread of its own (``run_on_asyncio_loop``: trial runs inside a Twisted
 reactor, which under ``--reactor=asyncio`` is itself an asyncio loop in
 the main thread), once on asyncio's default loop (epoll) and once on a
 ``SelectSelector`` loop.  Nothing here needs a Twisted reactor: the last
@@ -17,7 +17,6 @@ test runs the hooks in a process that cannot import Twisted at all.
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import selectors
 import subprocess
@@ -37,12 +36,12 @@ from .loop_fixtures import (
     POLLOUT,
     GuardedHooks,
     MemoryAsyncioLoop,
+    OnOwnAsyncioLoop,
     RecordingLog,
     RecordingSink,
     close_fd,
     in_thread,
     is_open,
-    on_asyncio_loop,
     open_pipe,
 )
 from .osevent_contract import (
@@ -282,50 +281,22 @@ class CloseTests(AsyncioHooksTestMixin, CloseContract, TestCase):
     """
 
 
-def on_own_loop(test: Callable[..., Any]) -> Callable[..., Any]:
-    """
-    Run the coroutine test C{test} on a fresh asyncio loop of the class's
-    C{selector}, with the hooks set up on it and closed after.
-    """
-
-    @functools.wraps(test)
-    def run(self: "RealAsyncioLoopMixin") -> Any:
-        async def body() -> None:
-            self.loop = asyncio.get_running_loop()
-            self.sink = RecordingSink()
-            self.real = AsyncioOSEvents(self.loop, self.sink, log=RecordingLog())
-            self.hooks = GuardedHooks(self.real, self.sink)
-            try:
-                await test(self)
-            finally:
-                self.real.close()
-                await self.loop.shutdown_default_executor()
-            self.assertEqual(self.sink.reentrant, [])
-
-        return on_asyncio_loop(body, self.selector)
-
-    run.on_own_loop = True  # type: ignore[attr-defined]
-    return run
-
-
-class RealAsyncioLoopMixin:
+class RealAsyncioLoopMixin(OnOwnAsyncioLoop):
     """
     The contract's real-loop fixture on asyncio: every coroutine test runs
-    on a fresh loop (L{on_own_loop}).
+    on a fresh loop, with the hooks set up on it and closed after.
     """
 
-    timeout = 30
-    selector: Optional[Callable[[], Any]] = None
     hangups_are_reported = True
 
-    def __init_subclass__(cls, **kw: Any) -> None:
-        super().__init_subclass__(**kw)
-        for name in dir(cls):
-            if not name.startswith("test_"):
-                continue
-            test = getattr(cls, name)
-            if asyncio.iscoroutinefunction(test):
-                setattr(cls, name, on_own_loop(test))
+    def loop_set_up(self) -> None:
+        self.sink = RecordingSink()
+        self.real = AsyncioOSEvents(self.loop, self.sink, log=RecordingLog())
+        self.hooks = GuardedHooks(self.real, self.sink)
+
+    async def loop_tear_down(self) -> None:
+        self.real.close()
+        self.assertEqual(self.sink.reentrant, [])
 
     def pipe(self) -> Tuple[int, int]:
         return open_pipe(self)

@@ -1,5 +1,5 @@
 """
-What the loop layer's tests share, whatever the loop: the recording sink,
+What the loop layer's tests share, whatever the loop: the recording sinks,
 the guard that catches ``occurred_*`` calls made from inside a hook,
 threads, pipes, a fake asyncio loop, and a way to run a real asyncio loop
 under trial.
@@ -30,10 +30,11 @@ import select
 import threading
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
+from twisted.internet import defer
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from txlibxl.interfaces import IOSEventSink
+from txlibxl.interfaces import IChildSink, IOSEventSink
 
 POLLIN, POLLOUT, POLLPRI = select.POLLIN, select.POLLOUT, select.POLLPRI
 POLLHUP, POLLERR = select.POLLHUP, select.POLLERR
@@ -116,6 +117,37 @@ class GuardedHooks:
 
     def timeout_deregister(self, reg: Any) -> None:
         self._guard("timeout_deregister", reg)
+
+
+@implementer(IChildSink)
+class RecordingChildSink:
+    """
+    Records child_reaped calls; C{waiting} callbacks run per pid.
+    """
+
+    def __init__(self) -> None:
+        self.reaped: List[Tuple[int, int]] = []
+        self.waiting: Dict[int, Callable[[int], None]] = {}
+        self.on_reaped: Optional[Callable[[int, int], None]] = None
+
+    def child_reaped(self, pid: int, status: int) -> None:
+        self.reaped.append((pid, status))
+        if self.on_reaped is not None:
+            self.on_reaped(pid, status)
+        notify = self.waiting.pop(pid, None)
+        if notify is not None:
+            notify(status)
+
+    def wait_for(self, pid: int) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        self.waiting[pid] = d.callback
+        return d
+
+    def future_for(self, pid: int) -> "asyncio.Future[int]":
+        """A future of C{pid}'s status, on the running asyncio loop."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[pid] = future.set_result
+        return future
 
 
 class RecordingLog:

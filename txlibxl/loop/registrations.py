@@ -34,6 +34,7 @@ __all__ = [
     "check_int",
     "check_events",
     "check_deadline",
+    "check_pid",
     "poll_now",
 ]
 
@@ -192,6 +193,13 @@ def check_events(events: object) -> int:
     if not 0 <= events <= 0xFFFF:
         raise ValueError(f"events must be poll(2) bits fitting a short, not {events:#x}")
     return events
+
+
+def check_pid(pid: object) -> int:
+    pid = check_int("pid", pid)
+    if pid <= 0:
+        raise ValueError(f"pid must be positive, not {pid}")
+    return pid
 
 
 def check_deadline(deadline: object) -> float:

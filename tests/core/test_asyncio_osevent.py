@@ -12,7 +12,8 @@ thread of its own (``run_on_asyncio_loop``: trial runs inside a Twisted
 reactor, which under ``--reactor=asyncio`` is itself an asyncio loop in
 the main thread), once on asyncio's default loop (epoll) and once on a
 ``SelectSelector`` loop.  Nothing here needs a Twisted reactor: the last
-test runs the hooks in a process that cannot import Twisted at all.
+test runs the hooks and the child reaper in a process that cannot import
+Twisted at all.
 """
 from __future__ import annotations
 
@@ -345,10 +346,11 @@ class SelectLoopTests(RealAsyncioLoopMixin, RealLoopContract, TestCase):
 
 class WithoutTwistedTests(TestCase):
     """
-    The hooks in a process where Twisted cannot even be imported.
+    The asyncio loop layer in a process where Twisted cannot even be
+    imported.
     """
 
-    def test_the_hooks_work_in_a_process_that_cannot_import_twisted(self) -> None:
+    def test_hooks_and_reaper_work_in_a_process_that_cannot_import_twisted(self) -> None:
         code = textwrap.dedent(
             """
             import asyncio, os, select, sys, time
@@ -359,7 +361,9 @@ class WithoutTwistedTests(TestCase):
                         raise ImportError("no Twisted in this process")
 
             sys.meta_path.insert(0, NoTwisted())
+            from txlibxl.loop.asyncio_children import AsyncioChildReaper
             from txlibxl.loop.asyncio_osevents import AsyncioOSEvents
+            from txlibxl.loop.asyncio_xenstore import AsyncioXenstoreWatcher
 
             class Sink:
                 def __init__(self):
@@ -370,19 +374,28 @@ class WithoutTwistedTests(TestCase):
                     self.seen.append(("fd", token, revents))
                 def occurred_timeout(self, token):
                     self.seen.append(("timeout", token))
+                def child_reaped(self, pid, status):
+                    self.seen.append(("child", os.waitstatus_to_exitcode(status)))
                     self.done.set_result(None)
 
             async def main():
+                loop = asyncio.get_running_loop()
                 sink = Sink()
-                hooks = AsyncioOSEvents(asyncio.get_running_loop(), sink)
+                hooks = AsyncioOSEvents(loop, sink)
+                reaper = AsyncioChildReaper(loop, sink)
                 r, w = os.pipe()
                 reg = hooks.fd_register(r, select.POLLIN, 1)
                 os.write(w, b"x")
                 await asyncio.sleep(0.05)
                 hooks.fd_deregister(r, reg)
                 hooks.timeout_register(time.time() + 0.05, 2)
+                await asyncio.sleep(0.1)
+                pid = os.fork()
+                if pid == 0:
+                    os._exit(9)
+                reaper.child_forked(pid)
                 await sink.done
-                print(sink.seen, hooks.close())
+                print(sink.seen, hooks.close(), reaper.close())
                 print(sorted(m for m in sys.modules if m.split(".")[0] == "twisted"))
 
             asyncio.run(main())
@@ -395,5 +408,6 @@ class WithoutTwistedTests(TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(
             out.stdout.splitlines(),
-            [f"[('fd', 1, {POLLIN}), ('timeout', 2)] {OSEventStats(0, 0, 0)!r}", "[]"],
+            [f"[('fd', 1, {POLLIN}), ('timeout', 2), ('child', 9)] {OSEventStats(0, 0, 0)!r} []",
+             "[]"],
         )

@@ -1,6 +1,6 @@
 """
 The event-loop side: libxl's six osevent hooks, its children and xenstore
-watches on an event loop.
+watches on an event loop (Twisted's reactor, or asyncio).
 
 This layer knows no events and no domains: it watches file descriptors
 and deadlines for the binding (:mod:`txlibxl._libxl`) and tells it when
@@ -17,6 +17,11 @@ one is ready, through the seams in :mod:`txlibxl.interfaces`.
   reactor (``IReactorFDSet`` and ``IReactorTime``).
 * :mod:`~txlibxl.loop.reactor_children`: libxl's children reaped by the
   reactor (``libxl_sigchld_owner_mainloop``).
-* :mod:`~txlibxl.loop.reactor_xenstore`: a libxenstore connection's
-  watches as a reactor reader.
+* :mod:`~txlibxl.loop.xenstore_watches`: a libxenstore connection's
+  watches, whatever the loop.
+* :mod:`~txlibxl.loop.reactor_xenstore`: those watches as a reactor
+  reader.
+* :mod:`~txlibxl.loop.asyncio_osevents`, :mod:`~txlibxl.loop.asyncio_children`,
+  :mod:`~txlibxl.loop.asyncio_xenstore`: the same three on an asyncio
+  loop; they import no Twisted.
 """

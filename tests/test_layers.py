@@ -6,7 +6,8 @@ Each layer imports only the layers below it (``docs/concepts.rst``):
 * the simulated host (``txlibxl.sim``) imports nothing of the client side;
 * the binding (``txlibxl._libxl``) imports no event loop;
 * the event-loop side (``txlibxl.loop``) knows no events, watches or
-  contexts;
+  contexts, and its asyncio modules (``txlibxl.loop.asyncio_*``) import
+  no Twisted at all;
 * the library (everything but ``txlibxl.daemon``) imports no daemon, no
   broker client and no fleet;
 * the fleet's consumer (``txlibxl.fleet``) imports nothing of the libxl
@@ -174,6 +175,25 @@ class LayerTests(TestCase):
             + tuple(m for m in PUBLIC_API if m not in ("txlibxl.errors", "txlibxl.interfaces")),
             "the event-loop side imports the event layer or above",
         )
+
+    def test_the_asyncio_loop_modules_import_no_twisted(self) -> None:
+        """
+        An asyncio application (no reactor, perhaps no Twisted installed)
+        can use libxl's hooks, children and xenstore watches.
+        """
+        asyncio_modules = sorted(m for m in self.graph if m.startswith("txlibxl.loop.asyncio_"))
+        self.assertEqual(
+            asyncio_modules,
+            ["txlibxl.loop.asyncio_children", "txlibxl.loop.asyncio_osevents",
+             "txlibxl.loop.asyncio_xenstore"],
+        )
+        offences = sorted(
+            f"{module} -> {target}"
+            for module in asyncio_modules
+            for target in self.graph[module]
+            if _within(target, "twisted")
+        )
+        self.assertEqual(offences, [], "an asyncio loop module imports Twisted")
 
     def test_the_library_imports_no_daemon(self) -> None:
         """

@@ -5,12 +5,14 @@ cffi) with the reactor layer above it:
 
 * libxl calls *out* through its six osevent hooks: the binding turns each
   hook into a call on an :class:`IOSEventHooks` provider
-  (``txlibxl.loop.reactor_osevents.ReactorOSEvents``).  The reactor layer calls *back*
-  into libxl through :class:`IOSEventSink`, which the binding's context
-  implements.
+  (``txlibxl.loop.reactor_osevents.ReactorOSEvents`` on Twisted,
+  ``txlibxl.loop.asyncio_osevents.AsyncioOSEvents`` on asyncio).  The loop
+  layer calls *back* into libxl through :class:`IOSEventSink`, which the
+  binding's context implements.
 * libxl forks children in ``owner_mainloop`` mode: the binding reports each
-  fork to an :class:`IChildWatcher` (``txlibxl.loop.reactor_children``), which reaps it
-  with the reactor and reports the status through :class:`IChildSink`.
+  fork to an :class:`IChildWatcher` (``txlibxl.loop.reactor_children`` or
+  ``txlibxl.loop.asyncio_children``), which reaps it with the event loop
+  and reports the status through :class:`IChildSink`.
 
 Tokens are opaque integers standing for libxl's ``for_libxl`` pointers;
 registrations are whatever Python object the hooks provider returns.  Poll
@@ -106,7 +108,7 @@ class IOSEventSink(Interface):
 
 class IChildWatcher(Interface):
     """
-    Reaps libxl's children with the reactor (``libxl_sigchld_owner_mainloop``).
+    Reaps libxl's children with the event loop (``libxl_sigchld_owner_mainloop``).
     """
 
     def child_forked(pid):

@@ -59,6 +59,7 @@ from zope.interface import implementer
 
 from txlibxl.interfaces import IChildSink, IChildWatcher
 from txlibxl.loop.reactor_osevents import on_reactor_thread
+from txlibxl.loop.registrations import check_pid
 
 __all__ = ["ReactorChildReaper", "twisted_reaps_on_sigchld"]
 
@@ -168,10 +169,7 @@ class ReactorChildReaper:
 
         @raise TypeError, ValueError: C{pid} is not a positive int.
         """
-        if isinstance(pid, bool) or not isinstance(pid, int):
-            raise TypeError(f"pid must be an int, not {type(pid).__name__}")
-        if pid <= 0:
-            raise ValueError(f"pid must be positive, not {pid}")
+        check_pid(pid)
         if on_reactor_thread():
             self._watch(pid)
         else:

@@ -4,39 +4,27 @@ One libxl fd number as a Twisted selectable: :class:`FDWatch`.
 from __future__ import annotations
 
 import select
-from typing import Any, List
+from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.python.failure import Failure
 
-from .registrations import READ_BITS, WRITE_BITS, FDRegistration
+from .registrations import READ_BITS, WRITE_BITS, WatchedFD
 
 __all__ = ["FDWatch"]
 
 
-class FDWatch(FileDescriptor):
+class FDWatch(FileDescriptor, WatchedFD):
     """
     The reactor's view of one libxl fd number: a reader and/or writer over a
-    private duplicate of the fd, carrying every registration on it.
-
-    Registration state (C{registrations}, C{paused}, C{retired}) is guarded
-    by the owner's lock; reactor state (C{_reading}, C{_writing}, the
-    duplicate) is touched on the reactor thread only.
+    private duplicate of the fd, carrying every registration on it (a
+    L{WatchedFD<txlibxl.loop.registrations.WatchedFD>}, whose state the
+    owner's core keeps).
     """
 
-    def __init__(self, owner: Any, fd: int, dupfd: int) -> None:
-        FileDescriptor.__init__(self, reactor=owner._reactor)
-        self._owner = owner
-        self.fd = fd
-        self._dupfd = dupfd
-        self.registrations: List[FDRegistration] = []
-        #: Twisted saw a hang-up; watch nothing until libxl modifies or
-        #: registers on this fd again.
-        self.paused = False
-        #: No live registration is left; the duplicate must be dropped.
-        self.retired = False
-        self._reading = False
-        self._writing = False
+    def __init__(self, owner: Any, reactor: Any, fd: int, dupfd: int) -> None:
+        FileDescriptor.__init__(self, reactor=reactor)
+        WatchedFD.__init__(self, owner, fd, dupfd)
 
     def fileno(self) -> int:
         """
@@ -69,7 +57,7 @@ class FDWatch(FileDescriptor):
         The reactor saw a hang-up while reading (it has removed the reader).
         Reported to libxl, never torn down: see L{txlibxl.loop.reactor_osevents.ReactorOSEvents}.
         """
-        self._owner._hangup(self, reason)
+        self._owner._hangup(self)
 
     def connectionLost(self, reason: Failure) -> None:
         """
@@ -77,10 +65,10 @@ class FDWatch(FileDescriptor):
         writer), or is shutting down.  Reported to libxl when confirmed,
         never torn down, libxl's fd never closed: see L{txlibxl.loop.reactor_osevents.ReactorOSEvents}.
         """
-        self._owner._hangup(self, reason)
+        self._owner._hangup(self)
 
     def writeConnectionLost(self, reason: Failure) -> None:
-        self._owner._hangup(self, reason)
+        self._owner._hangup(self)
 
     def loseConnection(self, _connDone: object = None) -> None:
         """

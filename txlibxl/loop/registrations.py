@@ -4,22 +4,25 @@ The records behind libxl's osevent hooks, whatever the event loop.
 libxl hands each hook an opaque ``for_libxl`` token and gets back an
 opaque registration: an :class:`FDRegistration` or a
 :class:`TimeoutRegistration`.  They carry what libxl asked for (the fd and
-its poll bits, the deadline) and whether the registration is still live;
-the loop-specific side (:mod:`txlibxl.loop.reactor_osevents`) keeps the
-loop's watchers and timers in step with them.  The argument checks every
+its poll bits, the deadline) and whether the registration is still live.
+Every registration on one fd number hangs off that number's
+:class:`WatchedFD`, which also holds what the loop watches for it.  The
+shared bookkeeping (:mod:`txlibxl.loop.osevents_core`) keeps the loop's
+watchers and timers in step with these records.  The argument checks every
 hook makes before touching a loop live here too.
 """
 from __future__ import annotations
 
 import math
 import select
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import attr
 
 __all__ = [
     "FDRegistration",
     "TimeoutRegistration",
+    "WatchedFD",
     "OSEventStats",
     "OSEventsClosed",
     "READ_BITS",
@@ -31,6 +34,7 @@ __all__ = [
     "check_int",
     "check_events",
     "check_deadline",
+    "check_pid",
     "poll_now",
 ]
 
@@ -90,6 +94,63 @@ class FDRegistration:
         )
 
 
+class WatchedFD:
+    """
+    One libxl fd number as an event loop sees it: every live registration
+    on it, and a private duplicate (C{os.dup}) of libxl's fd that the loop
+    watches instead of libxl's own.
+
+    Each loop makes its own kind (a Twisted C{FileDescriptor} that is also
+    a C{WatchedFD}; a plain C{WatchedFD} on asyncio).  Registration state
+    (C{registrations}, C{paused}, C{retired}) is guarded by the owner's
+    lock; loop state (C{_reading}, C{_writing}, the duplicate) is touched
+    on the loop's thread only.
+
+    @ivar fd: libxl's fd number.
+    @ivar registrations: the live registrations on it, in register order.
+    @ivar paused: a hang-up was reported; watch nothing until libxl
+        modifies or registers on this fd again.
+    @ivar retired: no live registration is left; the loop must drop the
+        watch and close the duplicate.
+    """
+
+    def __init__(self, owner: Any, fd: int, dupfd: int) -> None:
+        self._owner = owner
+        self.fd = fd
+        self._dupfd = dupfd
+        self.registrations: List[FDRegistration] = []
+        self.paused = False
+        self.retired = False
+        self._reading = False
+        self._writing = False
+        self._poller: Any = None
+
+    def fileno(self) -> int:
+        """
+        The descriptor the loop watches: the duplicate of libxl's fd, or -1
+        once the watch has been dropped.
+        """
+        return self._dupfd
+
+    def poll_now(self) -> int:
+        """
+        The poll bits the duplicate shows right now (no waiting), through a
+        C{select.poll} object kept for the purpose; C{POLLNVAL} once the
+        duplicate is closed.
+        """
+        if self._dupfd < 0:
+            return select.POLLNVAL
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self._dupfd, READ_BITS | WRITE_BITS)
+        try:
+            ready = poller.poll(0)
+        except OSError:
+            return select.POLLERR
+        return ready[0][1] if ready else 0
+
+
 PENDING = "pending"
 FIRED = "fired"
 CANCELLED = "cancelled"
@@ -132,6 +193,13 @@ def check_events(events: object) -> int:
     if not 0 <= events <= 0xFFFF:
         raise ValueError(f"events must be poll(2) bits fitting a short, not {events:#x}")
     return events
+
+
+def check_pid(pid: object) -> int:
+    pid = check_int("pid", pid)
+    if pid <= 0:
+        raise ValueError(f"pid must be positive, not {pid}")
+    return pid
 
 
 def check_deadline(deadline: object) -> float:

@@ -56,7 +56,7 @@ Timeouts
       firing is left alone, and a fired call is never cancelled.
     * ``occurred_timeout(token)`` is called exactly once per registration,
       unless it was deregistered first (``timeout_deregister``, which libxl
-      4.17 never calls, cancels defensively) or :meth:`close` ran.
+      4.17 never calls, cancels defensively) or :meth:`ReactorOSEvents.close` ran.
 
 Reentrancy
     No ``occurred_*`` call is ever made from inside a hook: everything is
@@ -87,7 +87,7 @@ Threads
     rule (a)).
 
 Reactor shutdown
-    Call :meth:`close` after ``libxl_ctx_free`` (the service does this in
+    Call :meth:`ReactorOSEvents.close` after ``libxl_ctx_free`` (the service does this in
     ``stopService``): it removes every reader and writer, closes every
     duplicate and cancels every pending DelayedCall, logging what libxl left
     behind.  After it, every ``*_register``/``*_modify`` raises

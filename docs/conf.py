@@ -14,6 +14,9 @@ autodoc_typehints_description_target = "documented"
 intersphinx_mapping = {}
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+# Wide code and tables stay in the text column (docs/_static/txlibxl.css).
+html_static_path = ["_static"]
+html_css_files = ["txlibxl.css"]
 # Every cross-reference must resolve: a broken one fails the -W build.
 nitpicky = True
 # Only types of other projects may stay unresolved: intersphinx cannot reach

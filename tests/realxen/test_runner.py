@@ -7,11 +7,15 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import re
 import sys
 from contextlib import redirect_stdout
 from typing import Any
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
+
+#: The host side of the run: nothing to do in dom0 (xen/dom0_trial.py reads this).
+RUNS_IN_DOM0 = False
 
 _PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "xen", "runner.py")
 
@@ -123,3 +127,63 @@ class ImageKeyTests(TestCase):
     def test_the_key_hashes_the_image_inputs(self) -> None:
         self.assertRegex(runner.image_key(), r"^[0-9a-f]{16}$")
         self.assertEqual(runner.image_key(), runner.image_key())
+
+
+def _load_dom0_trial() -> Any:
+    path = os.path.join(os.path.dirname(_PATH), "dom0_trial.py")
+    spec = importlib.util.spec_from_file_location("txlibxl_xen_dom0_trial", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Dom0ModulesTests(TestCase):
+    """What dom0 runs when the runner names no tests."""
+
+    def test_dom0_runs_every_module_of_tests_realxen_but_the_host_side_ones(self) -> None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        every = sorted(f"tests.realxen.{n[:-3]}" for n in os.listdir(here) if n.startswith("test_") and n.endswith(".py"))
+        host_side = {"tests.realxen.test_runner", "tests.realxen.test_sim_fidelity"}
+        self.assertEqual(_load_dom0_trial().realxen_modules(), [m for m in every if m not in host_side])
+
+    def test_a_new_module_runs_without_being_named_unless_it_says_it_runs_on_the_host(self) -> None:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        for name, text in (("test_new.py", "X = 1\n"), ("test_host.py", "RUNS_IN_DOM0 = False\n"), ("helper.py", "")):
+            with open(os.path.join(directory, name), "w") as f:
+                f.write(text)
+        self.assertEqual(_load_dom0_trial().realxen_modules(directory, "pkg"), ["pkg.test_new"])
+
+    def test_run_tests_sh_names_no_module_of_its_own(self) -> None:
+        with open(os.path.join(os.path.dirname(_PATH), "run-tests.sh")) as f:
+            script = f.read()
+        self.assertNotIn("tests.realxen.test_", script)
+
+    def test_the_runners_help_says_what_runs_by_default(self) -> None:
+        out = io.StringIO()
+        with redirect_stdout(out):
+            try:
+                runner.main(["--help"])
+            except SystemExit:
+                pass
+        self.assertIn("every module of tests/realxen that runs in dom0", " ".join(out.getvalue().split()))
+
+
+class Dom0TimestampTests(TestCase):
+    def test_each_line_of_the_dom0_tests_gets_dom0s_uptime(self) -> None:
+        import shutil
+        import subprocess
+
+        if shutil.which("awk") is None:
+            raise SkipTest("no awk")
+        stamp = os.path.join(os.path.dirname(_PATH), "dom0-stamp")
+        result = subprocess.run([stamp], input="one\nREALXEN-TEST PASS 1.0 t.a\n", capture_output=True, text=True, timeout=60)
+        lines = result.stdout.splitlines()
+        self.assertEqual(len(lines), 2)
+        for line, text in zip(lines, ("one", "REALXEN-TEST PASS 1.0 t.a")):
+            self.assertRegex(line, r"^\[\s*\d+\.\d\d\] " + re.escape(text) + "$")
+
+    def test_markers_after_a_timestamp_are_read(self) -> None:
+        run = _parsed("[  42.10] REALXEN-TEST PASS 2.5 t.a\n[  43.00] REALXEN-TB boom\n")
+        self.assertEqual([(t.status, t.test_id) for t in run.tests], [("PASS", "t.a")])
+        self.assertEqual(run.tests[0].traceback, ["boom"])

@@ -83,11 +83,15 @@ async def _wait_for_file(reactor: Any, path: str, daemon: Daemon) -> Dict[str, A
         return json.load(f)
 
 
-def _caught_up(records: List[Dict[str, Any]], on_host: Set[int]) -> bool:
-    """Every domain the daemon saw that the host no longer has has its death record."""
+def _caught_up(records: List[Dict[str, Any]], created: Set[int], on_host: Set[int]) -> bool:
+    """
+    Every domain the scenario created (C{created}) or the daemon saw that
+    the host no longer has (C{on_host}) has its death record.
+    """
     seen = {(r["domid"], r["uuid"]) for r in records if r.get("type") == "new"}
     dead = {(r["domid"], r["uuid"]) for r in records if r.get("type") == "death"}
-    return all(key in dead for key in seen if key[0] not in on_host)
+    dead_domids = {domid for domid, _ in dead}
+    return all(key in dead for key in seen if key[0] not in on_host) and (created - on_host) <= dead_domids
 
 
 async def play(reactor: Any, args: argparse.Namespace) -> None:
@@ -111,11 +115,12 @@ async def play(reactor: Any, args: argparse.Namespace) -> None:
         with open(os.path.join(info["simulate_rundir"], "host.json"), encoding="utf-8") as f:
             host = json.load(f)
         client = await ControlClient.connect(reactor, host["control"])
-        await ScenarioRunner(reactor, lambda op, a: client.call(op, **a)).run(scenario)
+        player = ScenarioRunner(reactor, lambda op, a: client.call(op, **a))
+        await player.run(scenario)
         # The scenario is over; the daemon publishes what its last steps did.
         while True:
             on_host = {d["domid"] for d in await client.list()}
-            if _caught_up(daemon.records, on_host):
+            if _caught_up(daemon.records, set(player.names.values()), on_host):
                 break
             await daemon.next_record()
     finally:

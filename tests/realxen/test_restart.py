@@ -24,7 +24,7 @@ _UNAVAILABLE = real_xen_unavailable()
 
 
 class RestartTests(TestCase):
-    timeout = 300
+    timeout = 420  # two guest boots and xl's restart, under TCG
     if _UNAVAILABLE:
         skip = _UNAVAILABLE
 

@@ -174,14 +174,44 @@ class Dom0TimestampTests(TestCase):
         import shutil
         import subprocess
 
-        if shutil.which("awk") is None:
-            raise SkipTest("no awk")
+        if shutil.which("bash") is None:
+            raise SkipTest("no bash")
         stamp = os.path.join(os.path.dirname(_PATH), "dom0-stamp")
         result = subprocess.run([stamp], input="one\nREALXEN-TEST PASS 1.0 t.a\n", capture_output=True, text=True, timeout=60)
         lines = result.stdout.splitlines()
         self.assertEqual(len(lines), 2)
         for line, text in zip(lines, ("one", "REALXEN-TEST PASS 1.0 t.a")):
             self.assertRegex(line, r"^\[\s*\d+\.\d\d\] " + re.escape(text) + "$")
+
+    def test_a_line_is_stamped_when_it_is_written_not_when_a_buffer_fills(self) -> None:
+        import select
+        import subprocess
+        import time
+
+        stamp = os.path.join(os.path.dirname(_PATH), "dom0-stamp")
+        proc = subprocess.Popen([stamp], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            proc.stdin.write("first\n")
+            proc.stdin.flush()
+            # Out before any more input comes: not held back in a buffer.
+            ready, _, _ = select.select([proc.stdout], [], [], 10)
+            self.assertTrue(ready, "dom0-stamp holds a written line back")
+            first = proc.stdout.readline()
+            time.sleep(1.0)
+            proc.stdin.write("second\n")
+            proc.stdin.close()
+            second = proc.stdout.readline()
+        finally:
+            if not proc.stdin.closed:
+                proc.stdin.close()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        times = [float(re.match(r"^\[\s*([\d.]+)\]", line).group(1)) for line in (first, second)]
+        self.assertGreaterEqual(times[1] - times[0], 0.5)
 
     def test_markers_after_a_timestamp_are_read(self) -> None:
         run = _parsed("[  42.10] REALXEN-TEST PASS 2.5 t.a\n[  43.00] REALXEN-TB boom\n")

@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from typing import Any, List
+from typing import List
 
-from twisted.internet import defer
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.packaging import unitfile
@@ -71,7 +70,8 @@ class DebianUnitsTests(TestCase):
 class SandboxedTwistdTests(events.TwistdEventStreamTests):
     """
     The lifecycle test of :mod:`tests.realxen.test_twistd_events`, with
-    twistd under the unit's privileges.
+    twistd under the unit's privileges, which it checks in twistd's
+    ``/proc/<pid>/status`` once twistd answers.
     """
 
     if _UNAVAILABLE:
@@ -81,10 +81,13 @@ class SandboxedTwistdTests(events.TwistdEventStreamTests):
     else:
         launcher = [shutil.which("setpriv")] + unit_privileges() + ["--"]
 
-    @defer.inlineCallbacks
-    def test_twistd_runs_with_no_capability_and_no_new_privileges(self) -> Any:
-        yield defer.ensureDeferred(self._start_twistd())
+    async def _start_twistd(self) -> str:
+        base = await super()._start_twistd()
+        # The sandbox holds: twistd, answering, has no capability left.
         status = _status(self.twistd_pid)
+        print(f"SANDBOXED-TWISTD CapEff={status['CapEff']} CapBnd={status['CapBnd']} "
+              f"NoNewPrivs={status.get('NoNewPrivs')}", flush=True)  # fmt: skip
         self.assertEqual(int(status["CapEff"], 16), 0, status)
         self.assertEqual(int(status["CapBnd"], 16), 0, status)
         self.assertEqual(status.get("NoNewPrivs", "").strip(), "1", status)
+        return base

@@ -53,9 +53,9 @@ class RestartTests(TestCase):
 
     @defer.inlineCallbacks
     def test_a_rebooting_guest_is_restarted_as_a_new_domain_that_boots_idle(self) -> Any:
-        yield defer.ensureDeferred(self._run())
+        yield defer.ensureDeferred(self._restart())
 
-    async def _run(self) -> None:
+    async def _restart(self) -> None:
         first = await self.guests.start(GuestSpec("reboot", on_reboot="restart"))
         name = self.guests.names[first]
         watch = self.ctx.watch_domain(first)

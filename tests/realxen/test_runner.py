@@ -154,6 +154,25 @@ class Dom0ModulesTests(TestCase):
                 f.write(text)
         self.assertEqual(_load_dom0_trial().realxen_modules(directory, "pkg"), ["pkg.test_new"])
 
+    def test_no_real_xen_test_class_overrides_what_trial_itself_uses(self) -> None:
+        # Most of these classes only run in dom0, so a clash (a helper named
+        # _run, say) would break the real-Xen run and nothing else.
+        import inspect
+        from importlib import import_module
+
+        from twisted.trial.unittest import TestCase as TrialTestCase
+
+        allowed = {"setUp", "tearDown", "skip", "timeout", "todo", "suppress"}
+        allowed |= {"_classSetupFailed", "_class_cleanups"}  # unittest sets them as it runs
+        clashes = []
+        for name in _load_dom0_trial().realxen_modules():
+            for cls_name, cls in inspect.getmembers(import_module(name), inspect.isclass):
+                if issubclass(cls, TrialTestCase) and cls.__module__ == name:
+                    for attr in vars(cls):
+                        if hasattr(TrialTestCase, attr) and attr not in allowed and not attr.startswith("__"):
+                            clashes.append(f"{name}.{cls_name}.{attr}")
+        self.assertEqual(clashes, [])
+
     def test_run_tests_sh_names_no_module_of_its_own(self) -> None:
         with open(os.path.join(os.path.dirname(_PATH), "run-tests.sh")) as f:
             script = f.read()

@@ -32,10 +32,13 @@ _UNAVAILABLE = real_xen_unavailable()
 def unit_privileges(path: str = unitfile.UNIT) -> List[str]:
     """``setpriv`` arguments for the unit's capability settings."""
     settings = unitfile.settings(path)
-    bounding = " ".join(settings.get("CapabilityBoundingSet", ["~"])).split()
-    ambient = " ".join(settings.get("AmbientCapabilities", [""])).split()
-    if not bounding or bounding[0].startswith("~"):
+    if "CapabilityBoundingSet" not in settings:
         raise ValueError("the unit sets no capability bounding set to apply")
+    # The last setting wins; an empty one means no capability at all.
+    bounding = settings["CapabilityBoundingSet"][-1].split()
+    ambient = " ".join(settings.get("AmbientCapabilities", [""])).split()
+    if bounding and bounding[0].startswith("~"):
+        raise ValueError("a ~list (capabilities to drop) is not applied here")
     keep = ",".join("+" + c.lower() for c in bounding)
     args = ["--bounding-set=-all" + ("," + keep if keep else ""), "--inh-caps=-all", "--ambient-caps=-all"]
     if ambient:
@@ -48,6 +51,16 @@ def unit_privileges(path: str = unitfile.UNIT) -> List[str]:
 def _status(pid: int) -> dict:
     with open(f"/proc/{pid}/status") as f:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+class UnitPrivilegesTests(TestCase):
+    """On any machine: what the sandboxed twistd below is started with."""
+
+    def test_the_units_privileges_are_no_capability_and_no_new_privileges(self) -> None:
+        self.assertEqual(
+            unit_privileges(),
+            ["--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs"],
+        )
 
 
 class DebianUnitsTests(TestCase):

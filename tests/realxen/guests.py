@@ -78,19 +78,27 @@ def _newc_entry(name: str, data: bytes, mode: int, ino: int) -> bytes:
 
 def boot_overlay(action: str, boot: str) -> bytes:
     """
-    A gzip'd cpio holding ``/realxen-boot`` (``action=...`` and
-    ``boot=...``, read by the guest's ``/init``), to append to the guest's
+    A cpio archive holding ``/realxen-boot`` (``action=...`` and
+    ``boot=...``, read by the guest's ``/init``), to follow the guest's
     initrd: the kernel unpacks concatenated archives in order.
     """
     body = f"action={action}\nboot={boot}\n".encode()
-    archive = _newc_entry("realxen-boot", body, 0o100644, 1) + _newc_entry("TRAILER!!!", b"", 0, 0)
-    return gzip.compress(archive, mtime=0)
+    return _newc_entry("realxen-boot", body, 0o100644, 1) + _newc_entry("TRAILER!!!", b"", 0, 0)
 
 
 def write_initrd(path: str, action: str, boot: str, base: str = RAMDISK) -> None:
-    """Write (atomically) C{path}: the shared guest initrd plus its boot overlay."""
+    """
+    Write (atomically) C{path}: the shared guest initrd, uncompressed, then
+    its boot overlay.  One uncompressed stream: libxc inflates a gzip'd PV
+    ramdisk to the size the *last* gzip member's trailer gives, so a second
+    gzip member after the first makes it fail ("xc_dom_do_gunzip: inflate
+    failed", seen when xl restarted a guest).
+    """
     with open(base, "rb") as f:
         shared = f.read()
+    if shared[:2] == b"\x1f\x8b":
+        shared = gzip.decompress(shared)
+    shared += b"\0" * (-len(shared) % 4)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(shared + boot_overlay(action, boot))

@@ -59,21 +59,24 @@ class GuestConfigTests(TestCase):
 
 
 class BootOverlayTests(TestCase):
-    def test_the_overlay_is_a_gzipped_newc_archive_with_the_action_and_the_boot(self) -> None:
-        files = read_newc(gzip.decompress(boot_overlay("reboot", "first")))
+    def test_the_overlay_is_a_newc_archive_with_the_action_and_the_boot(self) -> None:
+        files = read_newc(boot_overlay("reboot", "first"))
         self.assertEqual(files, {"realxen-boot": b"action=reboot\nboot=first\n"})
 
-    def test_the_initrd_is_the_shared_one_followed_by_the_overlay(self) -> None:
+    def test_the_initrd_is_one_uncompressed_stream_the_shared_archive_then_the_overlay(self) -> None:
         base = self.mktemp()
+        shared = boot_overlay("shared", "archive")[:-3]  # any archive, not 4-byte aligned
         with open(base, "wb") as f:
-            f.write(gzip.compress(b"shared archive"))
+            f.write(gzip.compress(shared))
         path = self.mktemp()
         write_initrd(path, "crash", "first", base=base)
         first = open(path, "rb").read()
         write_initrd(path, "idle", "restart", base=base)
         again = open(path, "rb").read()
-        # gzip members one after the other, as the kernel unpacks them.
-        self.assertTrue(gzip.decompress(first).startswith(b"shared archive070701"))
-        self.assertIn(b"action=crash\nboot=first\n", gzip.decompress(first))
-        self.assertIn(b"action=idle\nboot=restart\n", gzip.decompress(again))
+        # Not gzip (libxc would inflate it to the last member's size only).
+        self.assertNotEqual(first[:2], b"\x1f\x8b")
+        self.assertTrue(first.startswith(shared))
+        overlay_at = len(shared) + (-len(shared) % 4)  # the kernel wants archives 4-byte aligned
+        self.assertEqual(read_newc(first[overlay_at:]), {"realxen-boot": b"action=crash\nboot=first\n"})
+        self.assertEqual(read_newc(again[overlay_at:]), {"realxen-boot": b"action=idle\nboot=restart\n"})
         self.assertFalse(os.path.exists(path + ".tmp"))

@@ -68,16 +68,6 @@ class RestartTests(TestCase):
     def test_a_rebooting_guest_is_restarted_as_a_new_domain_that_boots_idle(self) -> Any:
         yield defer.ensureDeferred(self._restart())
 
-    # Seen on Xen 4.17 under QEMU TCG: xl restarts the guest (a new domid,
-    # the same name), and the new PV domain crashes in its first
-    # instructions, before its console says anything ("d12v0 Unhandled:
-    # vec 6, #UD").  Until that is understood the boot after the restart
-    # is an expected failure: the run reports it, and an unexpected
-    # success fails the run, so a fix will be noticed.
-    test_a_rebooting_guest_is_restarted_as_a_new_domain_that_boots_idle.todo = (  # type: ignore[attr-defined]
-        "the PV domain xl restarts crashes at boot under QEMU TCG (#UD)"
-    )
-
     async def _restart(self) -> None:
         first = await self.guests.start(GuestSpec("reboot", on_reboot="restart"))
         name = self.guests.names[first]

@@ -386,7 +386,7 @@ class QemuApiError(LibxlError):
     description = "QEMU API error"
 
 
-# Every libxl_error code's class, in the headers' order.
+#: Every libxl_error code's class, in the headers' order.
 ERROR_CLASSES: Tuple[Type[LibxlError], ...] = (
     NonspecificError,
     VersionError,

@@ -29,6 +29,11 @@ nitpick_ignore = [
     ("py:class", "twisted.web.server.Site"),
     # The standard library's select module (poll bits, txlibxl.interfaces).
     ("py:mod", "select"),
+    # The standard library's logging.Logger (txlibxl.loop.logs.StdlibLogger.logger).
+    ("py:class", "logging.Logger"),
+    # prometheus_client's registry (txlibxl.daemon.metrics.Metrics).
+    ("py:class", "CollectorRegistry"),
+    ("py:class", "prometheus_client.registry.CollectorRegistry"),
 ]
 
 

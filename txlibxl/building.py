@@ -67,7 +67,7 @@ class BuildingMixin(OperationsMixin):
             keeps the half-built domain of an aborted create; txlibxl
             destroys it, and also the domain of a create that libxl
             finished in spite of the abort: once
-            :attr:`~txlibxl.operations.OperationCancelled.settled` fires,
+            the ``settled`` Deferred of :class:`~txlibxl.operations.OperationCancelled` fires,
             no domain of the cancelled create is left.
         """
         self._check_usable()

@@ -11,8 +11,8 @@ configuration is.  Each operation returns a Deferred
 where it is.  libxl undoes neither a failed nor an aborted add: once it
 has written the device (to xenstore and to the domain's stored
 configuration) and is waiting for the backend, the device stays there,
-half attached, and :meth:`DevicesMixin.remove_disk` or
-:meth:`DevicesMixin.remove_nic` takes it away.  An aborted remove leaves
+half attached, and :meth:`~txlibxl.context.Context.remove_disk` or
+:meth:`~txlibxl.context.Context.remove_nic` takes it away.  An aborted remove leaves
 the device where libxl had got to (the backend may be closing); removing
 it again finishes the job.
 """

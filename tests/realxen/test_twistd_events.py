@@ -188,7 +188,12 @@ class TwistdEventStreamTests(TestCase):
         except ImportError:
             check_record = None
         for record in mine():
-            self.assertEqual(record.get("name"), guests.names[domid])
+            if record["type"] == "new" and record.get("name") is None:
+                # Found while libxl was still building it (the domain exists
+                # before its name is written): its later records name it.
+                pass
+            else:
+                self.assertEqual(record.get("name"), guests.names[domid], record)
             if check_record is not None:
                 check_record(record)
         seqs = [r["seq"] for r in stream.records]

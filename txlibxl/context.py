@@ -184,7 +184,11 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
     # Callbacks from inside libxl: copy, queue, return.
 
     def _libxl_log(self, level: int, message: str) -> None:
-        getattr(self.log, _XTL_LEVELS.get(level, "info"))("libxl: {message}", message=message)
+        # libxl's text already starts with its xentoollog context
+        # ("libxl: libxl_domain.c:...", "xencall: ..."): no prefix of ours.
+        # Not under the key "message": Twisted's legacy log bridge sets
+        # that key of every event it sees to ().
+        getattr(self.log, _XTL_LEVELS.get(level, "info"))("{text}", text=message)
 
     def _libxl_event(self, raw: Any) -> None:
         # Queued as is (no (handler, args) pair): a storm queues thousands

@@ -10,6 +10,7 @@ import sys
 from typing import Any, List
 
 from twisted.internet import defer, error as ierror, protocol, reactor
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
 from txlibxl import errors
@@ -250,6 +251,20 @@ class OperationTests(ContextTestCase):
         yield self.ctx.destroy(domid)  # forks the hotplug script and the destroy child
         status = yield ended
         self.assertIsInstance(status, ierror.ProcessDone)
+
+
+class LogTests(ContextTestCase):
+    @defer.inlineCallbacks
+    def test_libxls_messages_are_logged_with_libxls_own_prefix_once(self) -> Any:
+        events: List[Any] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        with self.assertRaises(errors.LibxlError):
+            yield self.ctx.pause(4242)  # libxl logs why at error level
+        said = [formatEvent(e) for e in events if e.get("log_namespace", "").startswith("txlibxl.context")]
+        # "libxl: libxl_domain.c:587:libxl_domain_pause: Domain 4242:Pausing domain: ..."
+        self.assertTrue([line for line in said if line.startswith("libxl: libxl_domain.c:")], said)
+        self.assertEqual([line for line in said if line.startswith("libxl: libxl:")], [])
 
 
 class TeardownTests(ContextTestCase):

@@ -434,6 +434,15 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
         """
         return self._children.running_children
 
+    @property
+    def children_running(self) -> int:
+        """
+        How many of libxl's children (hotplug scripts, helpers) have not
+        been reaped yet: :attr:`running_children`, counted (for metrics).
+        0 once the context is closed.
+        """
+        return len(self._children.running_children)
+
     # Teardown.
 
     def close(self) -> Any:

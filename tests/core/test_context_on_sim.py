@@ -251,6 +251,7 @@ class OperationTests(ContextTestCase):
         yield self.ctx.destroy(domid)  # forks the hotplug script and the destroy child
         status = yield ended
         self.assertIsInstance(status, ierror.ProcessDone)
+        self.assertEqual(self.ctx.children_running, len(self.ctx.running_children))
 
 
 class LogTests(ContextTestCase):

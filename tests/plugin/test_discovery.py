@@ -101,6 +101,7 @@ class _Watch:
 
 class _Context:
     failed = None
+    children_running = 0
 
     def __init__(self, host: "_Host") -> None:
         self.host = host
@@ -230,6 +231,15 @@ class DiscoveryLatencyTests(TestCase):
         self.xs.fire("/local/domain/7/name")
         self.service._watcher.check()
         self.assertEqual([(r.type, r.domid, r.name) for r in self.sink.records], [("new", 7, "web1")])
+
+
+class MetricsTests(TestCase):
+    start = DiscoveryLatencyTests.start
+
+    def test_the_children_gauge_is_the_contexts_count_of_libxls_children(self) -> None:
+        service = self.start()
+        service.context.children_running = 2
+        self.assertIn("txlibxl_libxl_children 2.0", service.metrics_text())
 
 
 def attr_evolve(value: Any, **changes: Any) -> Any:

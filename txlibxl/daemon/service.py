@@ -316,12 +316,7 @@ class LibxlEventsService(Service):
         return self.metrics.registry
 
     def _children_count(self) -> int:
-        # The context has no public word for its child reaper yet.
-        reaper = getattr(self._ctx, "_children", None) if self._ctx is not None else None
-        try:
-            return len(reaper.running_children) if reaper is not None else 0
-        except Exception:
-            return 0
+        return self._ctx.children_running if self._ctx is not None else 0
 
     def _queue_depths(self) -> Dict[str, float]:
         depths: Dict[str, float] = {}

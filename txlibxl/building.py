@@ -16,8 +16,9 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from . import config as _config
 from . import errors
+from .domids import check_domid
 from .events import ConsoleAvailable
-from .operations import OperationsMixin, _Operation
+from .operations import NEW_DOMAIN, OperationsMixin, _Operation
 
 __all__ = ["BuildingMixin"]
 
@@ -84,7 +85,7 @@ class BuildingMixin(OperationsMixin):
             self._progress[op.progress_user] = op
             self._ctx.domain_create_new(text, op.op_id, op.progress_user)
 
-        return self._operation("libxl_domain_create_new", None, start, result=_domid)
+        return self._operation("libxl_domain_create_new", NEW_DOMAIN, start, result=_domid)
 
     def _after_create(self, op: _Operation, rc: int, domid: Optional[int], answered: bool) -> Any:
         """
@@ -167,6 +168,7 @@ class BuildingMixin(OperationsMixin):
         :raises txlibxl.errors.LibxlError: libxl refused (with its message).
         """
         self._check_usable()
+        check_domid(domid)
         self._ctx.set_memory_target(domid, target_kb, relative, enforce)
 
     def memory_target(self, domid: int) -> int:
@@ -174,6 +176,7 @@ class BuildingMixin(OperationsMixin):
         Domain C{domid}'s memory target, in KiB (``libxl_get_memory_target``).
         """
         self._check_usable()
+        check_domid(domid)
         return self._ctx.get_memory_target(domid)
 
     def rename(self, domid: int, name: str, old_name: Optional[str] = None) -> None:
@@ -185,6 +188,7 @@ class BuildingMixin(OperationsMixin):
         :raises txlibxl.errors.LibxlError: libxl refused (with its message).
         """
         self._check_usable()
+        check_domid(domid)
         self._ctx.domain_rename(domid, name, old_name)
 
     def console_tty(self, domid: int, number: int = 0, kind: str = "pv") -> str:
@@ -194,6 +198,7 @@ class BuildingMixin(OperationsMixin):
         (an HVM guest's emulated serial port) or ``"vuart"``.
         """
         self._check_usable()
+        check_domid(domid)
         return self._ctx.console_get_tty(domid, number, kind)
 
     def parse_disk_spec(self, spec: str) -> Dict[str, Any]:

@@ -29,12 +29,16 @@ from typing import Any, Callable, Dict, List, Optional
 from twisted.internet.defer import CancelledError
 
 from . import errors
+from .domids import check_domid
 from .events import ConsoleAvailable
 
 __all__ = ["OperationCancelled", "OperationsMixin"]
 
 # libxl_event_type DOMAIN_CREATE_CONSOLE_AVAILABLE (libxl_types.idl)
 _CONSOLE_AVAILABLE = 5
+
+#: The C{domid} of an operation that makes a new domain (a create).
+NEW_DOMAIN: Any = object()
 
 
 class OperationCancelled(errors.OperationAborted, CancelledError):
@@ -110,26 +114,30 @@ class OperationsMixin:
     def _operation(
         self,
         call: str,
-        domid: Optional[int],
+        domid: Any,
         start: Callable[[_Operation], None],
         result: Callable[[Any], Any] = _no_result,
         internal: bool = False,
     ) -> Any:
         """
-        The future of a new operation: C{start(op)} sets C{op} up (its
-        progress, its follow-up) and starts it in the binding under
-        ``op.op_id``; its result, read from the kept arguments, goes
-        through C{result}.  Whatever C{start} raises fails the future.
+        The future of a new operation on domain C{domid} (L{NEW_DOMAIN}
+        for a create): C{start(op)} sets C{op} up (its progress, its follow-up)
+        and starts it in the binding under ``op.op_id``; its result, read
+        from the kept arguments, goes through C{result}.  A C{domid} that
+        is not one (:func:`~txlibxl.domids.check_domid`) and whatever
+        C{start} raises fail the future.
         """
         if not internal:
             self._check_usable()
         op_id = next(self._users)
         d = self._tx.create_future(canceller=lambda d: self._abort(op_id))
-        op = _Operation(op_id, call, domid, d)
+        op = _Operation(op_id, call, None if domid is NEW_DOMAIN else domid, d)
         op.result = result
         op.internal = internal
         self._operations[op_id] = op
         try:
+            if domid is not NEW_DOMAIN:
+                check_domid(domid)
             start(op)
         except BaseException as e:
             self._operations.pop(op_id, None)

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from txlibxl import errors
 from txlibxl.events import DiskEject, DomainDeath, DomainShutdown, ShutdownReason
+from txlibxl.watches import WatchCancelled
 
 try:
     from txlibxl.testing import SimulatedHostTestCase
@@ -77,6 +78,54 @@ class QueryTests(ContextTestCase):
         self.assertEqual(self.ctx.domain_info(0).domid, 0)
 
 
+class DomidRuleTests(ContextTestCase):
+    """
+    A domid that is not an int (bool included) is a TypeError, a negative
+    or reserved one a ValueError, wherever the public API takes one:
+    raised by watches and synchronous calls, through the Deferred of an
+    operation.  Neither is a LibxlError: libxl is never called.
+    """
+
+    NOT_INTS = ("7", 7.0, None, True)
+    OUT_OF_RANGE = (-1, 0x7FF0, 0x7FF4, 2**32)
+
+    def assertRefused(self, call: Any, *args: Any) -> None:
+        for bad, error in [(b, TypeError) for b in self.NOT_INTS] + [(b, ValueError) for b in self.OUT_OF_RANGE]:
+            try:
+                result = call(bad, *args)
+            except Exception as e:
+                raised = e
+            else:
+                raised = self.failureResultOf(result).value
+            self.assertIsInstance(raised, error, (call, bad))
+            self.assertFalse(isinstance(raised, errors.LibxlError), (call, bad, raised))
+            self.assertNotIn("libxl_", str(raised), (call, bad))
+
+    def test_watches_raise(self) -> None:
+        self.assertRefused(self.ctx.watch_domain)
+        self.assertRefused(self.ctx.watch_disk_eject, "hdc")
+
+    def test_queries_and_synchronous_calls_raise(self) -> None:
+        self.assertRefused(self.ctx.domain_info)
+        self.assertRefused(self.ctx.domid_to_name)
+        self.assertRefused(self.ctx.memory_target)
+        self.assertRefused(self.ctx.set_memory_target, 262144)
+        self.assertRefused(self.ctx.rename, "other")
+        self.assertRefused(self.ctx.console_tty)
+
+    def test_operations_fail_their_deferred(self) -> None:
+        for op in (self.ctx.shutdown, self.ctx.reboot, self.ctx.destroy, self.ctx.pause, self.ctx.unpause,
+                   self.ctx.domain_config):
+            self.assertRefused(op)
+        self.assertRefused(self.ctx.set_vcpus, 1)
+        self.assertRefused(self.ctx.add_disk, "phy:/dev/null,xvdb,w")
+        self.assertRefused(self.ctx.remove_disk, "xvdb")
+        self.assertRefused(self.ctx.add_nic, {})
+        self.assertRefused(self.ctx.remove_nic, 0)
+        self.assertRefused(self.ctx.insert_cdrom, "hdc", "")
+        self.assertEqual(self.ctx.operations_in_flight, 0)
+
+
 class DomainWatchTests(ContextTestCase):
     @defer.inlineCallbacks
     def assertShutdownReported(self, reason: str, expected: ShutdownReason) -> Any:
@@ -116,11 +165,55 @@ class DomainWatchTests(ContextTestCase):
         events = [(yield watch.next_event())]
         self.assertEqual(events, [death])
 
+    def test_watching_a_missing_domain_raises_domain_not_found(self) -> None:
+        error = self.assertRaises(errors.DomainNotFound, self.ctx.watch_domain, 4242)
+        self.assertIn("4242", str(error))
+        self.assertEqual(self.ctx.watches, 0)
+
     @defer.inlineCallbacks
-    def test_watching_a_missing_domain_reports_its_death(self) -> Any:
-        watch = self.ctx.watch_domain(4242)
-        death = yield watch.when_dead()
-        self.assertEqual(death.domid, 4242)
+    def test_a_watch_and_its_cancel_name_the_domain_by_domid_and_uuid(self) -> Any:
+        dom = yield self.host.control.create_domain(name="named")
+        watch = self.ctx.watch_domain(dom["domid"])
+        self.assertEqual(watch.uuid, dom["uuid"])
+        self.assertIn(f"domain {dom['domid']} ({dom['uuid']})", repr(watch))
+        waiting = watch.next_event()
+        watch.cancel()
+        failure = self.failureResultOf(waiting, WatchCancelled)
+        self.assertEqual(str(failure.value), f"the watch on domain {dom['domid']} ({dom['uuid']}) was cancelled")
+        self.assertIn("cancelled", repr(watch))
+
+    @defer.inlineCallbacks
+    def test_close_raises_context_closed_through_async_for_and_next_event(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        seen: List[Any] = []
+
+        async def consume() -> None:
+            async for event in watch:
+                seen.append(event)
+
+        consuming = defer.ensureDeferred(consume())
+        yield self.ctx.close()
+        failure = yield self.assertFailure(consuming, errors.ContextClosed)
+        self.assertIn(f"domain {domid}", str(failure))
+        self.assertEqual(seen, [])
+        self.failureResultOf(watch.next_event(), errors.ContextClosed)
+        self.failureResultOf(watch.when_dead(), errors.ContextClosed)
+
+    @defer.inlineCallbacks
+    def test_a_death_still_ends_async_for_quietly(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        seen: List[Any] = []
+
+        async def consume() -> None:
+            async for event in watch:
+                seen.append(event)
+
+        consuming = defer.ensureDeferred(consume())
+        yield self.host.control.destroy([domid])
+        yield consuming
+        self.assertEqual([type(e) for e in seen], [DomainDeath])
 
     @defer.inlineCallbacks
     def test_after_suspend_the_watch_still_sees_death_and_no_repeat(self) -> Any:
@@ -171,6 +264,17 @@ class DiskEjectTests(ContextTestCase):
         domid = yield self.create()
         self.assertRaises(errors.LibxlError, self.ctx.watch_disk_eject, domid, "xvdz")
         self.assertRaises((errors.LibxlError, ValueError), self.ctx.watch_disk_eject, domid, "")
+
+    def test_watching_a_disk_of_a_missing_domain_raises_domain_not_found(self) -> None:
+        self.assertRaises(errors.DomainNotFound, self.ctx.watch_disk_eject, 4242, "hdc")
+        self.assertEqual(self.ctx.watches, 0)
+
+    @defer.inlineCallbacks
+    def test_an_eject_watch_names_its_disk_and_domain(self) -> Any:
+        dom = yield self.host.control.create_domain(name="cd", disks=[{"vdev": "hdc", "cdrom": True}])
+        watch = self.ctx.watch_disk_eject(dom["domid"], "hdc")
+        self.assertIn(f"disk hdc of domain {dom['domid']} ({dom['uuid']})", repr(watch))
+        watch.cancel()
 
 
 class OperationTests(ContextTestCase):

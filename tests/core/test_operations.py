@@ -260,6 +260,15 @@ class ArgumentTests(OperationTestCase):
         self.assertEqual(self.libxl.started, {})
         self.assertEqual(self.ctx.operations_in_flight, 0)
 
+    def test_a_domid_that_is_not_one_fails_the_deferred_before_libxl_is_called(self) -> None:
+        for bad, error in (("7", TypeError), (True, TypeError), (None, TypeError), (-1, ValueError),
+                           (0x7FF0, ValueError)):
+            failure = self.failureResultOf(self.ctx.pause(bad), error)
+            self.assertNotIsInstance(failure.value, errors.LibxlError)
+            self.failureResultOf(self.ctx.destroy(bad), error)
+        self.assertEqual(self.libxl.started, {})
+        self.assertEqual(self.ctx.operations_in_flight, 0)
+
     def test_after_close_operations_raise_context_closed(self) -> None:
         self.successResultOf(self.ctx.close())
         self.assertRaises(errors.ContextClosed, self.ctx.create, CONFIG)

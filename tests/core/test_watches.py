@@ -10,6 +10,7 @@ from typing import List
 import txaio
 from twisted.trial.unittest import SynchronousTestCase
 
+from txlibxl import errors
 from txlibxl.events import Disk, DiskEject, DomainDeath, DomainShutdown, ShutdownReason
 from txlibxl.watches import DiskEjectWatch, DomainWatch, WatchCancelled, WatchEnded
 
@@ -125,6 +126,43 @@ class DomainWatchTests(SynchronousTestCase):
         self.assertEqual(self.cancelled, [self.watch])
         self.failureResultOf(self.watch.when_dead(), WatchCancelled)
 
+    def test_a_cancel_names_the_domain(self) -> None:
+        watch = DomainWatch(TX, 7, self.cancelled.append, UUID)
+        waiting = watch.next_event()
+        watch.cancel()
+        failure = self.failureResultOf(waiting, WatchCancelled)
+        self.assertEqual(str(failure.value), f"the watch on domain 7 ({UUID}) was cancelled")
+        self.assertIs(failure.value.watch, watch)
+
+    def test_the_repr_names_the_domain_and_the_state(self) -> None:
+        self.assertEqual(repr(self.watch), "<DomainWatch on domain 7, active>")
+        watch = DomainWatch(TX, 7, self.cancelled.append, UUID)
+        self.assertEqual(repr(watch), f"<DomainWatch on domain 7 ({UUID}), active>")
+        watch._fail(errors.ContextClosed("closed"))
+        self.assertEqual(repr(watch), f"<DomainWatch on domain 7 ({UUID}), context closed>")
+
+    def test_async_iteration_raises_a_closed_context(self) -> None:
+        async def consume() -> None:
+            async for event in self.watch:
+                pass
+
+        from twisted.internet.defer import ensureDeferred
+
+        consuming = ensureDeferred(consume())
+        self.watch._fail(errors.ContextClosed("closed"))
+        self.failureResultOf(consuming, errors.ContextClosed)
+
+    def test_async_iteration_ends_quietly_on_cancel(self) -> None:
+        async def consume() -> None:
+            async for event in self.watch:
+                pass
+
+        from twisted.internet.defer import ensureDeferred
+
+        consuming = ensureDeferred(consume())
+        self.watch.cancel()
+        self.assertIsNone(self.successResultOf(consuming))
+
     def test_a_context_failure_reaches_every_waiter(self) -> None:
         waiters = [self.watch.next_event(), self.watch.when_shutdown(), self.watch.when_dead()]
         self.watch._fail(RuntimeError("disaster"))
@@ -162,6 +200,10 @@ class DiskEjectWatchTests(SynchronousTestCase):
             watch._deliver(eject)
         self.assertEqual(self.successResultOf(watch.next_event()), eject)
         self.assertEqual(self.successResultOf(watch.next_event()), eject)
+
+    def test_the_repr_names_the_disk_and_its_domain(self) -> None:
+        watch = DiskEjectWatch(TX, 7, "hdc", lambda w: None, UUID)
+        self.assertEqual(repr(watch), f"<DiskEjectWatch on disk hdc of domain 7 ({UUID}), active>")
 
     def test_only_ejects_are_accepted(self) -> None:
         watch = DiskEjectWatch(TX, 7, "hdc", lambda w: None)

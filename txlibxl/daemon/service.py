@@ -623,6 +623,11 @@ class LibxlEventsService(Service):
                 dom.reconcile_next_shutdown = reconciling
         try:
             dom.watch = self._call("libxl_evenable_domain_death", ctx.watch_domain, dom.domid)
+        except errors.DomainNotFound:
+            # Gone since the scan: its death, as its watch would have said.
+            dom.watch = None
+            self._handle(dom, None, DomainDeath(dom.domid, dom.uuid), perf_counter())
+            return
         except errors.LibxlError as e:
             self._log.warn("cannot watch domain {domid}: {error}", domid=dom.domid, error=e)
             dom.watch = None
@@ -682,8 +687,8 @@ class LibxlEventsService(Service):
             watch.next_event().addCallbacks(got, ended)
 
         def ended(failure: Failure) -> None:
-            if failure.check(WatchEnded, WatchCancelled):
-                return
+            if failure.check(WatchEnded, WatchCancelled, errors.ContextClosed):
+                return  # the domain died, or the service let go of it
             if failure.check(errors.LibxlDisaster, errors.ContextFailed):
                 if ctx is self._ctx:  # not a late word from a closed session
                     self._session_failed(failure.value)

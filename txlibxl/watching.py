@@ -1,0 +1,223 @@
+"""
+Watches on a :class:`~txlibxl.context.Context` (:class:`WatchingMixin`):
+libxl's event generators enabled, re-armed and disabled for them, and
+libxl's events dispatched to them.
+
+Each generator gets a fresh user value, by which its events find their
+watch (never by domid: Xen reuses domids):
+
+* a :class:`~txlibxl.watches.DomainWatch` has one domain-death generator
+  at a time.  libxl reports one shutdown per generator, so after a
+  ``SUSPEND`` or ``SOFT_RESET`` shutdown the watch re-arms: a new
+  generator is enabled before the old one is disabled, as ``xl`` does.
+  The new generator reports the shutdown the domain is still in once
+  more; that repeat is dropped.
+* a :class:`~txlibxl.watches.DiskEjectWatch` has its disk's eject
+  generator.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+from . import errors
+from ._libxl import binding
+from .domids import check_domid
+from .events import ShutdownReason, event_from_raw
+from .watches import DiskEjectWatch, DomainWatch, _Watch
+
+__all__ = ["WatchingMixin"]
+
+# libxl_shutdown_reason values after which libxl's generator must be
+# re-armed to see the domain's next shutdown.
+_REARM_REASONS = frozenset({ShutdownReason.SUSPEND, ShutdownReason.SOFT_RESET})
+_DOMAIN_SHUTDOWN = binding.EVENT_DOMAIN_SHUTDOWN
+_DOMAIN_DEATH = binding.EVENT_DOMAIN_DEATH
+
+# _Subscription.kind
+_DEATH = "death"  # a DomainWatch's generator
+_EJECT = "eject"  # a DiskEjectWatch's generator
+
+
+class _Subscription:
+    """
+    One libxl event generator and the watch it feeds.
+    """
+
+    __slots__ = ("user", "watch", "handle", "kind")
+
+    def __init__(self, user: int, watch: Any, handle: Any, kind: str) -> None:
+        self.user = user
+        self.watch = watch
+        self.handle = handle
+        self.kind = kind
+
+
+class WatchingMixin:
+    """
+    The watches of a :class:`~txlibxl.context.Context` (which provides the
+    state used here: the binding ``_ctx``, ``_tx``, ``_users``,
+    ``_subscriptions``, ``_watch_subscriptions``, ``_progress``,
+    ``_failure``, ``_closed``).
+    """
+
+    _ctx: Any
+    _tx: Any
+    _users: Any
+    log: Any
+    _subscriptions: Dict[int, _Subscription]
+    _watch_subscriptions: Dict[Any, _Subscription]
+    _progress: Dict[int, Any]
+    _failure: Optional[BaseException]
+    _closed: bool
+    # The Context's and the operations' (txlibxl.operations).
+    _check_usable: Callable[[], None]
+    _dispatch_progress: Callable[[Any], None]
+
+    # Enabling.
+
+    def watch_domain(self, domid: int) -> DomainWatch:
+        """
+        Watch domain C{domid} for its shutdowns and its death.
+
+        The watch reports the domain's shutdown, and after a ``SUSPEND``
+        or ``SOFT_RESET`` shutdown its next shutdown too (libxl reports
+        one per generator; the watch re-arms, see :mod:`txlibxl.watching`),
+        then its :class:`~txlibxl.events.DomainDeath`, and ends.
+
+        :raises TypeError, ValueError: C{domid} is not a domid
+            (:mod:`txlibxl.domids`).
+        :raises txlibxl.errors.DomainNotFound: there is no domain C{domid}
+            (libxl itself would not check, and would report a death).
+        :raises txlibxl.errors.LibxlError: libxl refused.
+        """
+        self._check_usable()
+        check_domid(domid)
+        uuid = self._domain_uuid(domid)
+        watch = DomainWatch(self._tx, domid, self._cancel_watch, uuid)
+        self._subscribe(watch, _DEATH, lambda user: self._ctx.evenable_domain_death(domid, user, uuid))
+        return watch
+
+    def watch_disk_eject(self, domid: int, vdev: str) -> DiskEjectWatch:
+        """
+        Watch the virtual disk C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of
+        domain C{domid} for media ejects.
+
+        :raises TypeError, ValueError: C{domid} is not a domid.
+        :raises txlibxl.errors.DomainNotFound: there is no domain C{domid}.
+        :raises txlibxl.errors.LibxlError: bad C{vdev}, or the domain has
+            no such disk (libxl's generator would not check, and would wait
+            forever).
+        """
+        self._check_usable()
+        check_domid(domid)
+        uuid = self._domain_uuid(domid)
+        self._ctx.vdev_to_device_disk(domid, vdev)
+        watch = DiskEjectWatch(self._tx, domid, vdev, self._cancel_watch, uuid)
+        self._subscribe(
+            watch, _EJECT, lambda user: self._ctx.evenable_disk_eject(domid, vdev, user, uuid)
+        )
+        return watch
+
+    def _domain_uuid(self, domid: int) -> str:
+        try:
+            return self._ctx.domain_info(domid, name=False).uuid
+        except errors.DomainNotFound as e:
+            raise errors.DomainNotFound(call=e.call, message=f"there is no domain {domid}") from None
+
+    def _subscribe(self, watch: Any, kind: str, enable: Callable[[int], Any]) -> _Subscription:
+        user = next(self._users)
+        # Registered before the C call: libxl may report inside evenable.
+        sub = _Subscription(user, watch, None, kind)
+        self._subscriptions[user] = sub
+        try:
+            sub.handle = enable(user)
+        except BaseException:
+            del self._subscriptions[user]
+            raise
+        self._watch_subscriptions[watch] = sub
+        return sub
+
+    # Re-arming after SUSPEND and SOFT_RESET.
+
+    def _rearm(self, old: _Subscription) -> None:
+        watch = old.watch
+        try:
+            self._subscribe(
+                watch, _DEATH,
+                lambda user: self._ctx.evenable_domain_death(watch.domid, user, watch.uuid),
+            )
+        except errors.LibxlError as e:
+            self.log.error(
+                "could not re-arm the watch on {subject}: {error}", subject=watch.subject, error=e
+            )
+            return
+        watch._expect_repeat()
+        self._disable(old)
+
+    # Disabling.
+
+    def _disable(self, sub: _Subscription) -> None:
+        self._subscriptions.pop(sub.user, None)
+        if self._watch_subscriptions.get(sub.watch) is sub:
+            del self._watch_subscriptions[sub.watch]
+        if self._failure is not None or self._closed:
+            return  # libxl_ctx_free disables what is left
+        disable = (
+            self._ctx.evdisable_disk_eject if sub.kind == _EJECT else self._ctx.evdisable_domain_death
+        )
+        try:
+            disable(sub.handle)
+        except errors.LibxlError as e:  # pragma: no cover - evdisable returns void in 4.17
+            self.log.error("disabling a libxl generator failed: {error}", error=e)
+
+    def _retire(self, watch: _Watch) -> None:
+        # A watch has one subscription outside _rearm (which enables the new
+        # generator before it disables the old one): the one indexed by
+        # watch.  Looking it up keeps a death storm O(1) per death.
+        sub = self._watch_subscriptions.get(watch)
+        if sub is not None:
+            self._disable(sub)
+
+    def _cancel_watch(self, watch: _Watch) -> None:
+        self._retire(watch)
+
+    # Dispatch (on a reactor turn, in libxl's order).
+
+    def _dispatch_event(self, raw: Any) -> None:
+        sub = self._subscriptions.get(raw.for_user)
+        if sub is None:
+            if raw.for_user in self._progress:
+                self._dispatch_progress(raw)
+                return
+            self.log.debug(
+                "dropping a late libxl event (type {type}) for a generator already disabled",
+                type=raw.type,
+            )
+            return
+        watch = sub.watch
+        if not watch.active:
+            return
+        event = event_from_raw(raw)
+        if event is None or not watch._accept(event):
+            return
+        # libxl bookkeeping first, so that waiters resumed by the delivery
+        # see the context as it now is.
+        kind = raw.type
+        if kind == _DOMAIN_DEATH:
+            self._retire(watch)  # the generator is spent
+        elif kind == _DOMAIN_SHUTDOWN and sub.kind == _DEATH and event.reason in _REARM_REASONS:
+            self._rearm(sub)
+        watch._deliver(event)
+
+    def _fail_watches(self, error: Optional[BaseException]) -> None:
+        """
+        End every watch: with C{error} (the context's failure), or, for
+        ``None``, with :class:`~txlibxl.errors.ContextClosed`.
+        """
+        for sub in list(self._subscriptions.values()):
+            watch = sub.watch
+            if error is None:
+                watch._fail(errors.ContextClosed(f"the libxl context was closed: {watch.subject} is no longer watched"))
+            else:
+                watch._fail(error)
+

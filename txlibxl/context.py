@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import txaio
 from twisted.python import threadable
@@ -120,6 +120,7 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         self._users = itertools.count(1)
         self._subscriptions: Dict[int, _Subscription] = {}
         self._watch_subscriptions: Dict[Any, _Subscription] = {}
+        self._domain_ends: Dict[Tuple[int, Optional[str]], _Subscription] = {}
 
         self._operations: Dict[int, _Operation] = {}
         # A create's progress reports (console available), by user value.
@@ -278,7 +279,9 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
     @property
     def watches(self) -> int:
         """
-        The number of libxl generators enabled.
+        The number of libxl generators enabled (a domain watch has one, a
+        disk-eject watch one, and the disk-eject watches of one domain
+        share one more).
         """
         return len(self._subscriptions)
 
@@ -366,6 +369,7 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         self._fail_watches(self._failure)
         self._subscriptions.clear()
         self._watch_subscriptions.clear()
+        self._domain_ends.clear()
 
         self._progress.clear()
         try:

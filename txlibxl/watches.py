@@ -5,12 +5,12 @@ A watch holds the waiters of one domain (or one disk) and hands each event
 to them in the order libxl reported it, exactly once per waiter.  It knows
 nothing of libxl: the :class:`~txlibxl.context.Context` enables and
 disables the generators and feeds the watch through ``_accept``,
-``_deliver`` and ``_fail``.
+``_deliver``, ``_end`` and ``_fail``.
 
 How a watch ends, and what its waiters then get:
 
 * its domain died: :class:`~txlibxl.events.DomainDeath` is the last event
-  of a :class:`DomainWatch`; its later waiters fail with
+  of a :class:`DomainWatch`; every watch's later waiters fail with
   :class:`WatchEnded` carrying the death, and ``async for`` ends;
 * :meth:`~DomainWatch.cancel`: waiters fail with :class:`WatchCancelled`,
   and ``async for`` ends;
@@ -340,10 +340,16 @@ class DomainWatch(_Watch):
 
 class DiskEjectWatch(_Watch):
     """
-    The ejects of one virtual disk of one domain.
+    The ejects of one virtual disk of one domain: its only events are
+    :class:`~txlibxl.events.DiskEject` values.
 
     Obtain one from :meth:`txlibxl.context.Context.watch_disk_eject`.  It
-    runs until it is cancelled or its context closes or fails.
+    runs until its domain dies, as a :class:`DomainWatch` does: then,
+    once the ejects reported before are consumed, ``next_event()`` fails
+    with :class:`WatchEnded` carrying the
+    :class:`~txlibxl.events.DomainDeath`, and ``async for`` ends.  It also
+    ends when it is cancelled or its context is closed or fails (see the
+    module's docstring).
     """
 
     __slots__ = ("vdev",)
@@ -363,3 +369,10 @@ class DiskEjectWatch(_Watch):
 
     def _accept(self, event: Event) -> bool:
         return isinstance(event, DiskEject)
+
+    def _end(self, death: DomainDeath) -> None:
+        """
+        The domain died: the watch ends (its generator is the context's
+        to disable).
+        """
+        self._finish(WatchEnded(death))

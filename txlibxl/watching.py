@@ -13,16 +13,19 @@ watch (never by domid: Xen reuses domids):
   The new generator reports the shutdown the domain is still in once
   more; that repeat is dropped.
 * a :class:`~txlibxl.watches.DiskEjectWatch` has its disk's eject
-  generator.
+  generator, and ends when its domain dies: the disk-eject watches of one
+  domain share one domain-death generator, enabled with the first of them
+  and disabled with the last (a fleet arms thousands; each costs a set
+  entry, not a generator).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from . import errors
 from ._libxl import binding
 from .domids import check_domid
-from .events import ShutdownReason, event_from_raw
+from .events import DomainDeath, ShutdownReason, event_from_raw
 from .watches import DiskEjectWatch, DomainWatch, _Watch
 
 __all__ = ["WatchingMixin"]
@@ -36,11 +39,13 @@ _DOMAIN_DEATH = binding.EVENT_DOMAIN_DEATH
 # _Subscription.kind
 _DEATH = "death"  # a DomainWatch's generator
 _EJECT = "eject"  # a DiskEjectWatch's generator
+_END = "end"  # the death generator shared by a domain's DiskEjectWatches
 
 
 class _Subscription:
     """
-    One libxl event generator and the watch it feeds.
+    One libxl event generator and what it feeds: a watch, or (``_END``)
+    the :class:`_DomainEnd` of a domain's disk-eject watches.
     """
 
     __slots__ = ("user", "watch", "handle", "kind")
@@ -52,12 +57,25 @@ class _Subscription:
         self.kind = kind
 
 
+class _DomainEnd:
+    """
+    The disk-eject watches of one domain (by domid and UUID), which end
+    when its shared death generator reports the domain's death.
+    """
+
+    __slots__ = ("key", "watches")
+
+    def __init__(self, key: Tuple[int, Optional[str]]) -> None:
+        self.key = key
+        self.watches: Set[DiskEjectWatch] = set()
+
+
 class WatchingMixin:
     """
     The watches of a :class:`~txlibxl.context.Context` (which provides the
     state used here: the binding ``_ctx``, ``_tx``, ``_users``,
-    ``_subscriptions``, ``_watch_subscriptions``, ``_progress``,
-    ``_failure``, ``_closed``).
+    ``_subscriptions``, ``_watch_subscriptions``, ``_domain_ends``,
+    ``_progress``, ``_failure``, ``_closed``).
     """
 
     _ctx: Any
@@ -66,6 +84,7 @@ class WatchingMixin:
     log: Any
     _subscriptions: Dict[int, _Subscription]
     _watch_subscriptions: Dict[Any, _Subscription]
+    _domain_ends: Dict[Tuple[int, Optional[str]], _Subscription]
     _progress: Dict[int, Any]
     _failure: Optional[BaseException]
     _closed: bool
@@ -100,7 +119,8 @@ class WatchingMixin:
     def watch_disk_eject(self, domid: int, vdev: str) -> DiskEjectWatch:
         """
         Watch the virtual disk C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of
-        domain C{domid} for media ejects.
+        domain C{domid} for media ejects, until the domain dies (then the
+        watch ends, as a :class:`~txlibxl.watches.DomainWatch` does).
 
         :raises TypeError, ValueError: C{domid} is not a domid.
         :raises txlibxl.errors.DomainNotFound: there is no domain C{domid}.
@@ -113,9 +133,15 @@ class WatchingMixin:
         uuid = self._domain_uuid(domid)
         self._ctx.vdev_to_device_disk(domid, vdev)
         watch = DiskEjectWatch(self._tx, domid, vdev, self._cancel_watch, uuid)
-        self._subscribe(
-            watch, _EJECT, lambda user: self._ctx.evenable_disk_eject(domid, vdev, user, uuid)
-        )
+        end = self._domain_end(domid, uuid)
+        try:
+            self._subscribe(
+                watch, _EJECT, lambda user: self._ctx.evenable_disk_eject(domid, vdev, user, uuid)
+            )
+        except BaseException:
+            self._leave_domain_end(end, watch)
+            raise
+        end.watch.watches.add(watch)
         return watch
 
     def _domain_uuid(self, domid: int) -> str:
@@ -136,6 +162,23 @@ class WatchingMixin:
             raise
         self._watch_subscriptions[watch] = sub
         return sub
+
+    def _domain_end(self, domid: int, uuid: Optional[str]) -> _Subscription:
+        key = (domid, uuid)
+        sub = self._domain_ends.get(key)
+        if sub is None:
+            sub = self._subscribe(
+                _DomainEnd(key), _END, lambda user: self._ctx.evenable_domain_death(domid, user, uuid)
+            )
+            self._domain_ends[key] = sub
+        return sub
+
+    def _leave_domain_end(self, sub: _Subscription, watch: DiskEjectWatch) -> None:
+        end = sub.watch
+        end.watches.discard(watch)
+        if not end.watches and self._domain_ends.get(end.key) is sub:
+            del self._domain_ends[end.key]
+            self._disable(sub)
 
     # Re-arming after SUSPEND and SOFT_RESET.
 
@@ -180,6 +223,10 @@ class WatchingMixin:
 
     def _cancel_watch(self, watch: _Watch) -> None:
         self._retire(watch)
+        if isinstance(watch, DiskEjectWatch):
+            end = self._domain_ends.get((watch.domid, watch.uuid))
+            if end is not None:
+                self._leave_domain_end(end, watch)
 
     # Dispatch (on a reactor turn, in libxl's order).
 
@@ -194,6 +241,11 @@ class WatchingMixin:
                 type=raw.type,
             )
             return
+        kind = raw.type
+        if sub.kind == _END:
+            if kind == _DOMAIN_DEATH:
+                self._domain_died(sub, DomainDeath(raw.domid, raw.uuid))
+            return
         watch = sub.watch
         if not watch.active:
             return
@@ -202,12 +254,21 @@ class WatchingMixin:
             return
         # libxl bookkeeping first, so that waiters resumed by the delivery
         # see the context as it now is.
-        kind = raw.type
         if kind == _DOMAIN_DEATH:
             self._retire(watch)  # the generator is spent
         elif kind == _DOMAIN_SHUTDOWN and sub.kind == _DEATH and event.reason in _REARM_REASONS:
             self._rearm(sub)
         watch._deliver(event)
+
+    def _domain_died(self, sub: _Subscription, death: DomainDeath) -> None:
+        end = sub.watch
+        if self._domain_ends.get(end.key) is sub:
+            del self._domain_ends[end.key]
+        self._disable(sub)
+        watches, end.watches = end.watches, set()
+        for watch in watches:
+            self._retire(watch)
+            watch._end(death)
 
     def _fail_watches(self, error: Optional[BaseException]) -> None:
         """
@@ -215,6 +276,8 @@ class WatchingMixin:
         ``None``, with :class:`~txlibxl.errors.ContextClosed`.
         """
         for sub in list(self._subscriptions.values()):
+            if sub.kind == _END:
+                continue  # its watches have subscriptions of their own
             watch = sub.watch
             if error is None:
                 watch._fail(errors.ContextClosed(f"the libxl context was closed: {watch.subject} is no longer watched"))

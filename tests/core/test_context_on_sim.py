@@ -15,7 +15,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from txlibxl import errors
 from txlibxl.events import DiskEject, DomainDeath, DomainShutdown, ShutdownReason
-from txlibxl.watches import WatchCancelled
+from txlibxl.watches import WatchCancelled, WatchEnded
 
 try:
     from txlibxl.testing import SimulatedHostTestCase
@@ -264,6 +264,42 @@ class DiskEjectTests(ContextTestCase):
         domid = yield self.create()
         self.assertRaises(errors.LibxlError, self.ctx.watch_disk_eject, domid, "xvdz")
         self.assertRaises((errors.LibxlError, ValueError), self.ctx.watch_disk_eject, domid, "")
+
+    @defer.inlineCallbacks
+    def test_an_eject_watch_ends_when_its_domain_dies(self) -> Any:
+        domid = yield self.create(disks=[{"vdev": "hdc", "cdrom": True}])
+        watch = self.ctx.watch_disk_eject(domid, "hdc")
+        yield self.host.control.eject(domid, "hdc")
+        eject = yield watch.next_event()
+        seen: List[Any] = []
+
+        async def consume() -> None:
+            async for event in watch:
+                seen.append(event)
+
+        consuming = defer.ensureDeferred(consume())
+        yield self.host.control.destroy([domid])
+        yield consuming  # ends, does not hang until close
+        self.assertEqual(seen, [])
+        self.assertFalse(watch.active)
+        failure = self.failureResultOf(watch.next_event(), WatchEnded)
+        self.assertEqual(failure.value.args[0], DomainDeath(domid, eject.uuid))
+        self.assertEqual(self.ctx.watches, 0)
+
+    @defer.inlineCallbacks
+    def test_the_eject_watches_of_a_domain_share_one_death_generator(self) -> Any:
+        domid = yield self.create(disks=[{"vdev": "hdc", "cdrom": True}, {"vdev": "hdd", "cdrom": True}])
+        hdc = self.ctx.watch_disk_eject(domid, "hdc")
+        hdd = self.ctx.watch_disk_eject(domid, "hdd")
+        self.assertEqual(self.ctx.watches, 3)
+        hdc.cancel()
+        self.assertEqual(self.ctx.watches, 2)
+        again = self.ctx.watch_disk_eject(domid, "hdc")
+        self.assertEqual(self.ctx.watches, 3)
+        yield self.host.control.destroy([domid])
+        for watch in (hdd, again):
+            yield self.assertFailure(watch.next_event(), WatchEnded)
+        self.assertEqual(self.ctx.watches, 0)
 
     def test_watching_a_disk_of_a_missing_domain_raises_domain_not_found(self) -> None:
         self.assertRaises(errors.DomainNotFound, self.ctx.watch_disk_eject, 4242, "hdc")

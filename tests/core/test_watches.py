@@ -201,6 +201,26 @@ class DiskEjectWatchTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(watch.next_event()), eject)
         self.assertEqual(self.successResultOf(watch.next_event()), eject)
 
+    def test_the_domains_death_ends_it_after_the_ejects_before(self) -> None:
+        watch = DiskEjectWatch(TX, 7, "hdc", lambda w: None, UUID)
+        eject = DiskEject(7, UUID, "hdc", Disk(vdev="hdc", is_cdrom=1))
+        watch._deliver(eject)
+        waiting: List[object] = []
+
+        async def consume() -> None:
+            async for event in watch:
+                waiting.append(event)
+
+        from twisted.internet.defer import ensureDeferred
+
+        consuming = ensureDeferred(consume())
+        watch._end(DEATH)
+        self.assertIsNone(self.successResultOf(consuming))
+        self.assertEqual(waiting, [eject])
+        self.assertFalse(watch.active)
+        self.assertEqual(self.failureResultOf(watch.next_event(), WatchEnded).value.args[0], DEATH)
+        self.assertIn("ended", repr(watch))
+
     def test_the_repr_names_the_disk_and_its_domain(self) -> None:
         watch = DiskEjectWatch(TX, 7, "hdc", lambda w: None, UUID)
         self.assertEqual(repr(watch), f"<DiskEjectWatch on disk hdc of domain 7 ({UUID}), active>")

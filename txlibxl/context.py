@@ -121,7 +121,7 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         self._subscriptions: Dict[int, _Subscription] = {}
         self._watch_subscriptions: Dict[Any, _Subscription] = {}
         self._domain_ends: Dict[Tuple[int, Optional[str]], _Subscription] = {}
-
+        self._retired: List[_Subscription] = []
         self._operations: Dict[int, _Operation] = {}
         # A create's progress reports (console available), by user value.
         self._progress: Dict[int, _Operation] = {}
@@ -216,6 +216,8 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
                     item[0](*item[1])
             except Exception:
                 self.log.failure("delivering a libxl report")
+        if self._retired:
+            self._forget_retired()
 
     # Reactor-turn delivery.
 
@@ -283,7 +285,7 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         disk-eject watch one, and the disk-eject watches of one domain
         share one more).
         """
-        return len(self._subscriptions)
+        return len(self._subscriptions) - len(self._retired)
 
     @property
     def operations_in_flight(self) -> int:
@@ -370,7 +372,7 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         self._subscriptions.clear()
         self._watch_subscriptions.clear()
         self._domain_ends.clear()
-
+        self._retired.clear()
         self._progress.clear()
         try:
             self._ctx.free()  # disables the generators; calls fd_deregister

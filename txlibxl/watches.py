@@ -235,7 +235,7 @@ class DomainWatch(_Watch):
         "_first_shutdown",
         "_last_shutdown",
         "_death",
-        "_suppress_repeat",
+        "_rearmed",
     )
 
     def __init__(
@@ -247,7 +247,12 @@ class DomainWatch(_Watch):
         self._first_shutdown: Optional[DomainShutdown] = None
         self._last_shutdown: Optional[DomainShutdown] = None
         self._death: Optional[DomainDeath] = None
-        self._suppress_repeat = False
+        # Since the last shutdown: None, not re-armed (a further shutdown
+        # report is a late duplicate); _LEFT, re-armed when the domain had
+        # left that shutdown already (the next report is news); or the
+        # domain's CPU time (ns) when the watch re-armed while the domain
+        # was still in that shutdown.
+        self._rearmed: Optional[int] = None
 
     def when_shutdown(self) -> "Deferred":
         """
@@ -271,30 +276,51 @@ class DomainWatch(_Watch):
             return self._tx.create_future_error(self._tx.create_failure(self._outcome))
         return self._death_waiters.add()
 
-    def _expect_repeat(self) -> None:
+    def _rearmed_at(self, cpu_time_ns: Optional[int]) -> None:
         """
-        The generator was re-armed after a suspend or soft reset: libxl's
-        new generator reports the shutdown the domain is still in once
-        more, which is not a new shutdown.
+        The context re-armed libxl's generator after a ``SUSPEND`` or
+        ``SOFT_RESET`` shutdown (the last one delivered, or one it found
+        to be a repeat of it).  C{cpu_time_ns} is the domain's CPU time
+        then if the domain was still in that shutdown, ``None`` if it had
+        left it.
         """
-        self._suppress_repeat = True
+        self._rearmed = _LEFT if cpu_time_ns is None else cpu_time_ns
+
+    def _repeat_check(self, event: Event) -> Optional[int]:
+        """
+        If C{event} may be the re-armed generator's repeat of the last
+        shutdown (the same reason, and the domain was still in that
+        shutdown when the watch re-armed), the domain's CPU time then:
+        the event is a repeat if the domain has not run since.  Otherwise
+        ``None``: the event is news or a duplicate, as :meth:`_accept`
+        decides.
+        """
+        last = self._last_shutdown
+        if (
+            isinstance(event, DomainShutdown)
+            and last is not None
+            and event.reason == last.reason
+            and self._rearmed is not None
+            and self._rearmed >= 0
+        ):
+            return self._rearmed
+        return None
 
     def _accept(self, event: Event) -> bool:
         """
-        Whether C{event} is news for this watch (libxl may repeat events
-        across re-armed or overlapping generators).
+        Whether C{event} is news for this watch, libxl's repeats excepted
+        (:meth:`_repeat_check`): a shutdown reported again by the same
+        generator, or by one that overlapped it, is not.  A shutdown that
+        is news uses up the re-arm before it.
         """
         if self._death is not None:
             return False
         if isinstance(event, DomainShutdown):
-            if self._suppress_repeat:
-                self._suppress_repeat = False
-                if self._last_shutdown is not None and event.reason == self._last_shutdown.reason:
-                    return False
-            elif self._last_shutdown is not None:
+            if self._last_shutdown is not None and self._rearmed is None:
                 # One generator reports one shutdown; a second one with no
                 # re-arm in between is a late duplicate.
                 return False
+            self._rearmed = None
         return True
 
     def _deliver(self, event: Event) -> None:
@@ -376,3 +402,8 @@ class DiskEjectWatch(_Watch):
         to disable).
         """
         self._finish(WatchEnded(death))
+
+
+# DomainWatch._rearmed: re-armed after the domain had left its shutdown
+# (a CPU time is never negative).
+_LEFT = -1

@@ -9,9 +9,17 @@ watch (never by domid: Xen reuses domids):
 * a :class:`~txlibxl.watches.DomainWatch` has one domain-death generator
   at a time.  libxl reports one shutdown per generator, so after a
   ``SUSPEND`` or ``SOFT_RESET`` shutdown the watch re-arms: a new
-  generator is enabled before the old one is disabled, as ``xl`` does.
-  The new generator reports the shutdown the domain is still in once
-  more; that repeat is dropped.
+  generator is enabled before the old one is disabled, as ``xl`` does,
+  so that libxl's ``@releaseDomain`` watch stays registered.  The new
+  generator's first look reports the shutdown the domain is in at that
+  moment, which is either the one already reported (the domain has not
+  run since) or a new one (it was resumed and shut down again, perhaps
+  before libxl looked).  Xen counts a domain's CPU time only while it
+  runs, so the watch notes the domain's CPU time when it re-arms and
+  reads it again when such a report comes: the same time is the repeat,
+  which is dropped (and the watch re-arms again, since the repeat used
+  up the new generator's one report); a later time is a new shutdown,
+  which is delivered.
 * a :class:`~txlibxl.watches.DiskEjectWatch` has its disk's eject
   generator, and ends when its domain dies: the disk-eject watches of one
   domain share one domain-death generator, enabled with the first of them
@@ -20,12 +28,12 @@ watch (never by domid: Xen reuses domids):
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import errors
 from ._libxl import binding
 from .domids import check_domid
-from .events import DomainDeath, ShutdownReason, event_from_raw
+from .events import DomainDeath, DomainShutdown, ShutdownReason, event_from_raw
 from .watches import DiskEjectWatch, DomainWatch, _Watch
 
 __all__ = ["WatchingMixin"]
@@ -40,6 +48,7 @@ _DOMAIN_DEATH = binding.EVENT_DOMAIN_DEATH
 _DEATH = "death"  # a DomainWatch's generator
 _EJECT = "eject"  # a DiskEjectWatch's generator
 _END = "end"  # the death generator shared by a domain's DiskEjectWatches
+_RETIRED = "retired"  # a DomainWatch's generator disabled by a re-arm
 
 
 class _Subscription:
@@ -75,7 +84,7 @@ class WatchingMixin:
     The watches of a :class:`~txlibxl.context.Context` (which provides the
     state used here: the binding ``_ctx``, ``_tx``, ``_users``,
     ``_subscriptions``, ``_watch_subscriptions``, ``_domain_ends``,
-    ``_progress``, ``_failure``, ``_closed``).
+    ``_retired``, ``_progress``, ``_failure``, ``_closed``).
     """
 
     _ctx: Any
@@ -85,6 +94,7 @@ class WatchingMixin:
     _subscriptions: Dict[int, _Subscription]
     _watch_subscriptions: Dict[Any, _Subscription]
     _domain_ends: Dict[Tuple[int, Optional[str]], _Subscription]
+    _retired: List[_Subscription]
     _progress: Dict[int, Any]
     _failure: Optional[BaseException]
     _closed: bool
@@ -182,7 +192,7 @@ class WatchingMixin:
 
     # Re-arming after SUSPEND and SOFT_RESET.
 
-    def _rearm(self, old: _Subscription) -> None:
+    def _rearm(self, old: _Subscription, shutdown: DomainShutdown) -> None:
         watch = old.watch
         try:
             self._subscribe(
@@ -194,8 +204,64 @@ class WatchingMixin:
                 "could not re-arm the watch on {subject}: {error}", subject=watch.subject, error=e
             )
             return
-        watch._expect_repeat()
+        watch._rearmed_at(self._cpu_time_in(watch, shutdown))
         self._disable(old)
+        # libxl may have reported the domain's death through the old
+        # generator already (it is queued behind this report); the new one
+        # would not see it again.  So the old one's user value stays known
+        # until the queue is drained, for that death.
+        old.kind = _RETIRED
+        self._subscriptions[old.user] = old
+        self._retired.append(old)
+
+    def _forget_retired(self) -> None:
+        """
+        The queue is drained: no late report of a generator disabled by a
+        re-arm can come any more.
+        """
+        retired, self._retired = self._retired, []
+        for sub in retired:
+            if self._subscriptions.get(sub.user) is sub:
+                del self._subscriptions[sub.user]
+
+    def _cpu_time_in(self, watch: DomainWatch, shutdown: DomainShutdown) -> Optional[int]:
+        """
+        The CPU time (ns) of C{watch}'s domain if it is in C{shutdown}
+        now, else ``None`` (it left it, or it is gone).
+        """
+        try:
+            info = self._ctx.domain_info(watch.domid, name=False)
+        except errors.TxlibxlError:
+            return None
+        if (
+            info.uuid != watch.uuid
+            or not info.shutdown
+            or ShutdownReason.from_code(info.shutdown_reason) != shutdown.reason
+        ):
+            return None
+        return info.cpu_time
+
+    def _is_repeat(self, watch: DomainWatch, shutdown: DomainShutdown, cpu_then: int) -> bool:
+        """
+        Whether the re-armed generator's report of C{shutdown} is the
+        shutdown already delivered: the domain is still in it and has not
+        run since the re-arm (its CPU time is still C{cpu_then}), or it is
+        gone (its death follows).  A domain already running again cannot
+        tell: the report is taken as news.
+        """
+        try:
+            info = self._ctx.domain_info(watch.domid, name=False)
+        except errors.DomainNotFound:
+            return True
+        except errors.TxlibxlError:
+            return False
+        if info.uuid != watch.uuid:
+            return True  # the domid is another domain's now
+        return (
+            info.shutdown
+            and ShutdownReason.from_code(info.shutdown_reason) == shutdown.reason
+            and info.cpu_time == cpu_then
+        )
 
     # Disabling.
 
@@ -246,18 +312,29 @@ class WatchingMixin:
             if kind == _DOMAIN_DEATH:
                 self._domain_died(sub, DomainDeath(raw.domid, raw.uuid))
             return
+        if sub.kind == _RETIRED and kind != _DOMAIN_DEATH:
+            return  # its shutdown reports are the re-armed watch's past
         watch = sub.watch
         if not watch.active:
             return
         event = event_from_raw(raw)
-        if event is None or not watch._accept(event):
+        if event is None:
+            return
+        if kind == _DOMAIN_SHUTDOWN and sub.kind == _DEATH:
+            cpu_then = watch._repeat_check(event)
+            if cpu_then is not None and self._is_repeat(watch, event, cpu_then):
+                # Not news; but the report used up the re-armed
+                # generator: re-arm again.
+                self._rearm(sub, event)
+                return
+        if not watch._accept(event):
             return
         # libxl bookkeeping first, so that waiters resumed by the delivery
         # see the context as it now is.
         if kind == _DOMAIN_DEATH:
             self._retire(watch)  # the generator is spent
         elif kind == _DOMAIN_SHUTDOWN and sub.kind == _DEATH and event.reason in _REARM_REASONS:
-            self._rearm(sub)
+            self._rearm(sub, event)
         watch._deliver(event)
 
     def _domain_died(self, sub: _Subscription, death: DomainDeath) -> None:
@@ -276,7 +353,7 @@ class WatchingMixin:
         ``None``, with :class:`~txlibxl.errors.ContextClosed`.
         """
         for sub in list(self._subscriptions.values()):
-            if sub.kind == _END:
+            if sub.kind == _END or sub.kind == _RETIRED:
                 continue  # its watches have subscriptions of their own
             watch = sub.watch
             if error is None:

@@ -227,6 +227,54 @@ class DomainWatchTests(ContextTestCase):
         self.assertIsInstance(second, DomainDeath)
 
     @defer.inlineCallbacks
+    def scanned(self, probe: Any) -> Any:
+        """
+        Once libxl has looked at the domains after a shutdown: C{probe}, a
+        fresh watch, reports it in the same scan as every other generator;
+        a round trip later that whole batch is dispatched.
+        """
+        yield probe.when_shutdown()
+        yield self.host.control.ping()
+
+    @defer.inlineCallbacks
+    def test_a_domain_suspended_again_after_a_resume_is_reported_again(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        yield self.host.control.shutdown(domid, "suspend")
+        first = yield watch.next_event()  # the watch has re-armed
+        yield self.host.control.resume(domid)
+        probe = self.ctx.watch_domain(domid)
+        # Suspended again before libxl's new generator first looked: its
+        # first look reports the domain suspended, as it would a repeat.
+        yield self.host.control.shutdown(domid, "suspend")
+        yield self.scanned(probe)
+        second = self.successResultOf(watch.next_event())
+        self.assertEqual((first.reason, second.reason), (ShutdownReason.SUSPEND, ShutdownReason.SUSPEND))
+        yield self.host.control.destroy([domid])
+        self.assertIsInstance((yield watch.next_event()), DomainDeath)
+
+    @defer.inlineCallbacks
+    def test_the_repeat_of_a_suspend_is_not_reported_and_the_next_shutdown_is(self) -> Any:
+        domid = yield self.create()
+        other = yield self.create("other")
+        watch = self.ctx.watch_domain(domid)
+        yield self.host.control.shutdown(domid, "suspend")
+        yield watch.next_event()
+        # Another domain's shutdown makes libxl look again: the re-armed
+        # generator reports the suspended domain, a repeat.
+        other_probe = self.ctx.watch_domain(other)
+        yield self.host.control.shutdown(other, "poweroff")
+        yield self.scanned(other_probe)
+        waiting = watch.next_event()
+        self.assertNoResult(waiting)
+        # The repeat used up that generator; the next shutdown is seen all the same.
+        yield self.host.control.resume(domid)
+        probe = self.ctx.watch_domain(domid)
+        yield self.host.control.shutdown(domid, "poweroff")
+        yield self.scanned(probe)
+        self.assertEqual(self.successResultOf(waiting).reason, ShutdownReason.POWEROFF)
+
+    @defer.inlineCallbacks
     def test_a_cancelled_watch_gets_nothing_more(self) -> Any:
         domid = yield self.create()
         watch = self.ctx.watch_domain(domid)

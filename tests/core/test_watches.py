@@ -103,14 +103,28 @@ class DomainWatchTests(SynchronousTestCase):
         self.assertTrue(self.feed(shutdown()))
         self.assertFalse(self.feed(shutdown()))
 
-    def test_after_rearm_the_repeat_of_the_same_shutdown_is_dropped(self) -> None:
+    def test_after_a_rearm_in_the_shutdown_the_same_reason_may_be_a_repeat(self) -> None:
         self.feed(shutdown(ShutdownReason.SUSPEND))
-        self.watch._expect_repeat()
-        self.assertFalse(self.feed(shutdown(ShutdownReason.SUSPEND)))
+        self.watch._rearmed_at(5000)
+        # the context compares the domain's CPU time now with this one
+        self.assertEqual(self.watch._repeat_check(shutdown(ShutdownReason.SUSPEND)), 5000)
+        self.assertIsNone(self.watch._repeat_check(shutdown(ShutdownReason.POWEROFF)))
+
+    def test_after_a_rearm_a_shutdown_found_news_is_reported_once(self) -> None:
+        self.feed(shutdown(ShutdownReason.SUSPEND))
+        self.watch._rearmed_at(5000)
+        self.assertTrue(self.feed(shutdown(ShutdownReason.SUSPEND)))
+        self.assertFalse(self.feed(shutdown(ShutdownReason.SUSPEND)))  # no re-arm since
+
+    def test_after_a_rearm_once_the_domain_left_its_shutdown_the_next_report_is_news(self) -> None:
+        self.feed(shutdown(ShutdownReason.SUSPEND))
+        self.watch._rearmed_at(None)
+        self.assertIsNone(self.watch._repeat_check(shutdown(ShutdownReason.SUSPEND)))
+        self.assertTrue(self.feed(shutdown(ShutdownReason.SUSPEND)))
 
     def test_after_rearm_a_new_shutdown_is_reported(self) -> None:
         self.feed(shutdown(ShutdownReason.SUSPEND))
-        self.watch._expect_repeat()
+        self.watch._rearmed_at(5000)
         self.assertTrue(self.feed(shutdown(ShutdownReason.POWEROFF)))
 
     def test_nothing_is_reported_after_death(self) -> None:

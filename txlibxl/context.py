@@ -28,6 +28,7 @@ The event and operation layer makes its futures and logger through txaio
 from __future__ import annotations
 
 import itertools
+import os
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
@@ -72,6 +73,22 @@ _XTL_LEVELS = {
 }
 
 
+def _alloc(log: Callable[[int, str], None], min_level: int) -> Any:
+    """
+    ``binding.Ctx.alloc``, with libxl's failure to find Xen said as such.
+    """
+    try:
+        return binding.Ctx.alloc(log, min_level)
+    except errors.GeneralFailure as e:
+        said = e.message
+        if "cannot open libxc handle" in said:
+            raise errors.XenUnavailable("privcmd", said) from None
+        if "cannot connect to xenstore" in said:
+            where = os.environ.get("XENSTORED_PATH") or "/var/run/xenstored/socket or /dev/xen/xenbus"
+            raise errors.XenUnavailable("xenstored", said, where) from None
+        raise
+
+
 class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
     """
     One libxl context, driven by C{reactor}.
@@ -96,8 +113,14 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         one quiet watch and checks it locally (no round trip); when it
         breaks, the context fails as on a libxl disaster.
 
+    :raises txlibxl.errors.XenUnavailable: there is no Xen here (libxl
+        could not open privcmd, or could not connect to xenstored; the
+        message says which, and points at the simulated host).
     :raises txlibxl.errors.LibxlError: libxl could not allocate the
-        context (no Xen, no xenstored, no permission).
+        context for another reason.
+
+    ``async with Context(...) as ctx:`` closes the context when the block
+    ends, also when it ends with an exception (which then propagates).
     """
 
     _min_levels = {"debug": 1, "info": 4, "warn": 7, "error": 8}
@@ -129,7 +152,7 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         self._closing: Optional[Any] = None
         self._closed = False
 
-        self._ctx = binding.Ctx.alloc(self._libxl_log, self._min_levels[log_level])
+        self._ctx = _alloc(self._libxl_log, self._min_levels[log_level])
         try:
             self._osevents = ReactorOSEvents(reactor, self._ctx)
             self._ctx.register_osevent_hooks(self._osevents)
@@ -141,6 +164,12 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
             self._ctx.free()
             raise
         self._liveness = self._watch_xenstored(xenstore_liveness)
+
+    async def __aenter__(self) -> "Context":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
 
     def _watch_xenstored(self, interval: Optional[float]) -> Optional[XenstoreWatcher]:
         if interval is None:

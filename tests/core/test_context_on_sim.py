@@ -6,10 +6,11 @@ on the reactor trial runs (select, poll, epoll or asyncio), and closes both.
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, List
 
-from twisted.internet import defer, error as ierror, protocol, reactor
+from twisted.internet import defer, error as ierror, protocol, reactor, utils
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -440,6 +441,64 @@ class OperationTests(ContextTestCase):
         status = yield ended
         self.assertIsInstance(status, ierror.ProcessDone)
         self.assertEqual(self.ctx.children_running, len(self.ctx.running_children))
+
+
+class NoXenTests(ContextTestCase):
+    def test_without_xenstored_the_context_says_so_and_points_at_the_simulated_host(self) -> None:
+        from txlibxl.context import Context
+
+        saved = os.environ["XENSTORED_PATH"]
+        os.environ["XENSTORED_PATH"] = "/nonexistent/xenstored.sock"  # libxenstore reads it
+        self.addCleanup(os.environ.__setitem__, "XENSTORED_PATH", saved)
+        error = self.assertRaises(errors.XenUnavailable, Context, reactor)
+        self.assertEqual(error.missing, "xenstored")
+        self.assertIsInstance(error, errors.LibxlError)
+        for words in ("no Xen here", "xenstored", "/nonexistent/xenstored.sock", "cannot connect to xenstore",
+                      "txlibxl.testing", "twistd libxl-events --simulate"):
+            self.assertIn(words, str(error))
+
+    @defer.inlineCallbacks
+    def test_without_privcmd_the_context_says_so(self) -> Any:
+        if os.path.exists("/dev/xen/privcmd"):
+            raise SkipTest("this machine has Xen")
+        # A process of its own, without the simulated host's shim: the real
+        # libxenctrl looks for the hypervisor.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_PRELOAD", "XENSTORED_PATH", "TXLIBXL_SIM_HYPERCALL", "TXLIBXL_SIM_ROOT")}
+        code = (
+            "from txlibxl import errors\n"
+            "from txlibxl.context import Context\n"
+            "try:\n"
+            "    Context()\n"
+            "except errors.XenUnavailable as e:\n"
+            "    print(e.missing)\n"
+            "    print(e)\n"
+        )
+        out, err, status = yield utils.getProcessOutputAndValue(sys.executable, ["-c", code], env=env)
+        self.assertEqual(status, 0, err)
+        missing, message = out.decode().split("\n", 1)
+        self.assertEqual(missing, "privcmd")
+        for words in ("no Xen here", "privcmd", "cannot open libxc handle", "txlibxl.testing", "--simulate"):
+            self.assertIn(words, message)
+
+
+class AsyncWithTests(ContextTestCase):
+    async def test_async_with_closes_the_context_at_the_end_of_the_block(self) -> None:
+        from txlibxl.context import Context
+
+        async with Context(reactor) as ctx:
+            self.assertEqual(ctx.domain_info(0).domid, 0)
+        self.assertRaises(errors.ContextClosed, ctx.list_domains)
+
+    async def test_async_with_closes_the_context_when_the_block_fails(self) -> None:
+        from txlibxl.context import Context
+
+        with self.assertRaises(ZeroDivisionError):
+            async with Context(reactor) as ctx:
+                watch = ctx.watch_domain(0)
+                1 / 0
+        self.assertRaises(errors.ContextClosed, ctx.list_domains)
+        self.failureResultOf(watch.next_event(), errors.ContextClosed)
 
 
 class LogTests(ContextTestCase):

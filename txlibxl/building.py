@@ -129,7 +129,11 @@ class BuildingMixin(OperationsMixin):
         memory target, vCPUs, name), in libxl's JSON shape.
 
         :returns: a Deferred that fires with the mapping.  libxl has it
-            only for domains it created.  Cancelling aborts the retrieval.
+            only for domains it created.  A retrieval changes nothing, so a
+            cancel leaves nothing done; libxl usually completes it inside
+            the call that starts it (then the Deferred has the result
+            whatever the cancel), unless another toolstack holds the
+            domain's lock.
         """
         return self._operation(
             "libxl_retrieve_domain_configuration",
@@ -146,8 +150,11 @@ class BuildingMixin(OperationsMixin):
 
         :returns: a Deferred that fires with ``None`` once libxl has asked
             the guest (for PV and PVH guests: written to xenstore, where the
-            guest picks it up).  Cancelling aborts it; what libxl wrote
-            before stays written.
+            guest picks it up).  For PV and PVH guests libxl does that
+            inside the call that starts the operation, so a cancel changes
+            nothing.  For HVM guests libxl asks the device model to add
+            vCPUs first: a cancel leaves those it added, and the guest is
+            not told.
         """
         return self._operation(
             "libxl_set_vcpuonline", domid, lambda op: self._ctx.set_vcpuonline(domid, count, op.op_id)

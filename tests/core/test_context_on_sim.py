@@ -415,6 +415,46 @@ class OperationTests(ContextTestCase):
         self.assertEqual(failure.value.code, errors.ERROR_ABORTED)
 
     @defer.inlineCallbacks
+    def test_a_cancelled_destroy_still_destroys_and_settled_says_so(self) -> Any:
+        domid = yield self.create(disks=[{"vdev": "xvda"}], vifs=1)
+        watch = self.ctx.watch_domain(domid)
+        yield self.host.control.fault("slow_backend", seconds=2)
+        d = self.ctx.destroy(domid)
+        yield self.host.control.ping()  # libxl waits for the backends
+        d.cancel()
+        cancelled = self.failureResultOf(d, errors.OperationAborted).value
+        completed = yield cancelled.settled
+        self.assertIs(completed, True)
+        yield watch.when_dead()
+        listed = yield self.host.control.list()
+        self.assertNotIn(domid, [dom["domid"] for dom in listed])
+
+    @defer.inlineCallbacks
+    def test_a_cancelled_shutdown_leaves_the_request_to_the_guest(self) -> Any:
+        from txlibxl._libxl.xenstore import XenstoreConnection
+
+        domid = yield self.create()
+        yield self.host.control.fault("guest_ignore_shutdown", domid=domid)
+        d = self.ctx.shutdown(domid)
+        yield self.host.control.ping()
+        d.cancel()
+        cancelled = self.failureResultOf(d, errors.OperationAborted).value
+        self.assertIs((yield cancelled.settled), False)
+        xs = XenstoreConnection.open()
+        self.addCleanup(xs.close)
+        self.assertEqual(xs.read(f"/local/domain/{domid}/control/shutdown"), "poweroff")
+
+    @defer.inlineCallbacks
+    def test_operations_libxl_completes_inside_the_call_ignore_a_cancel(self) -> Any:
+        domid = yield self.create(vcpus=2)
+        for start in (lambda: self.ctx.pause(domid), lambda: self.ctx.unpause(domid),
+                      lambda: self.ctx.set_vcpus(domid, 1), lambda: self.ctx.domain_config(domid)):
+            d = start()
+            d.cancel()
+            self.assertFalse(isinstance(self.successResultOf(d), Exception))
+        self.assertEqual(self.ctx.operations_in_flight, 0)
+
+    @defer.inlineCallbacks
     def test_a_cancel_after_libxl_completed_the_operation_gets_its_result(self) -> Any:
         from txlibxl._libxl import binding
 

@@ -30,7 +30,7 @@ class PowerMixin(OperationsMixin):
             not the request: libxl wrote it to the guest's
             ``control/shutdown`` node first, and it stays there, so a guest
             that reads it later still shuts down
-            (:attr:`~txlibxl.operations.OperationCancelled.settled` fires
+            (``settled`` (of :class:`~txlibxl.operations.OperationCancelled`) fires
             with ``False``).
         """
         return self._operation(

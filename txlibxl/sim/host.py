@@ -361,7 +361,9 @@ class SimHost:
         if not isinstance(vdev, str):
             raise BadRequest("vdev must be a string, got %r" % (vdev,))
         if record is not None:
-            self.agents.device_model.eject(record, vdev)
+            device = self.agents.device_model.eject(record, vdev)
+            if domid in self.device_models:
+                self.device_models.guest_ejected(domid, device.devid)
         else:
             self.agents.device_model.eject_built(domid, vdev)
         return None

@@ -15,8 +15,8 @@ with the same machine model and QMP sessions
   as libxl names them) and its first four other disks as IDE disks;
 * its QMP socket is where libxl connects, and ``/local/domain/0/
   device-model/<domid>/state`` says ``running``, as QEMU writes it;
-* it follows each CD-ROM's ``eject`` node (the guest ejecting the
-  medium);
+* when the guest ejects a CD (the ``eject`` control op), the drive's tray
+  opens and it is empty (:meth:`HostDeviceModels.guest_ejected`);
 * it goes, with its socket and its xenstore node, when the domain is
   destroyed (:meth:`HostDeviceModels.forget`, called by the host).
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from twisted.logger import Logger
 
@@ -37,7 +37,6 @@ from .devicemodel.model import BlockDevice, DeviceModel
 from .devicemodel.qmp import QmpSession
 from .devicemodel.server import QmpFactory, QmpListener
 from .host_root import DM_FAULTS, host_path
-from .store import XenstoreError
 
 __all__ = ["HostDeviceModels", "QMP_SOCKET"]
 
@@ -54,7 +53,6 @@ class _Played:
         self.domid = domid
         self.model = model
         self.listener: Optional[QmpListener] = None
-        self.watches: List[Any] = []
 
 
 class HostDeviceModels:
@@ -82,10 +80,9 @@ class HostDeviceModels:
     def start(self, record: Any, spec: Any) -> None:
         """Play the device model of the HVM domain C{record} made from C{spec}."""
         self.forget(record.domid)
-        model = DeviceModel(record.domid, record.name)
+        model = DeviceModel(record.domid, record.name, vcpus=spec.vcpus)
         disks = {d.devid: d for d in spec.disks}
         hard = 0
-        cdroms = []
         for device in record.devices:
             if device.kind != "vbd":
                 continue
@@ -95,15 +92,11 @@ class HostDeviceModels:
                 medium = None if disk.format == "empty" else disk.target
                 model.add_block(BlockDevice(drive, drive, removable=True, readonly=True,
                                             medium=medium, format=disk.format if medium else "raw"))
-                cdroms.append((device, model.blocks[drive]))
             elif hard < 4:
                 model.add_block(BlockDevice("ide%d-hd%d" % (hard // 2, hard % 2), None, removable=False,
                                             readonly=False, medium=disk.target, format=disk.format))
                 hard += 1
         played = self._played[record.domid] = _Played(record.domid, model)
-        for device, block in cdroms:
-            path = device.frontend + "/eject"
-            played.watches.append(self._store.watch(path, lambda p, _b=block, _m=model: self._ejected(_m, p, _b)))
         self._listen(played)
         self._store.write("/local/domain/0/device-model/%d/state" % record.domid, b"running")
 
@@ -123,13 +116,12 @@ class HostDeviceModels:
             log.error("no QMP socket for domain {domid} at {path}: {why}", domid=played.domid, path=path,
                       why=e.strerror or str(e))
 
-    def _ejected(self, model: DeviceModel, path: str, block: BlockDevice) -> None:
-        try:
-            value = self._store.read(path)
-        except XenstoreError:
-            return
-        if value == b"eject":
-            model.guest_ejected(block)
+    def guest_ejected(self, domid: int, devid: int) -> None:
+        """The guest of C{domid} ejected the CD of drive C{devid}."""
+        played = self._played.get(domid)
+        block = played.model.blocks.get("ide-%d" % devid) if played is not None else None
+        if block is not None:
+            played.model.guest_ejected(block)
 
     def _quit(self, played: _Played) -> None:
         """``quit``: the device model is gone; the domain stays."""
@@ -142,11 +134,6 @@ class HostDeviceModels:
         played = self._played.pop(domid, None)
         if played is None:
             return
-        for handle in played.watches:
-            try:
-                self._store.unwatch(handle)
-            except XenstoreError:
-                pass
         if played.listener is not None:
             played.listener.close()
         played.model.close()

@@ -18,7 +18,8 @@ launcher there that runs the QMP stand-in
 it loads the guest's firmware (:data:`FIRMWARE`), for which the host puts
 small stand-ins (nothing reads their contents).  :data:`DM_FAULTS` is the
 file through which the host tells the device models it did not start
-itself which fault to play; :func:`host_path` is where a compiled-in
+itself which fault to play, :data:`GUEST_EJECT` the node through which
+it tells them the guest ejected a CD; :func:`host_path` is where a compiled-in
 state path is under the root, for the programs of the host that libxl
 hands such paths (the stand-in's QMP sockets).
 """
@@ -29,7 +30,8 @@ import shlex
 import sys
 from typing import Dict
 
-__all__ = ["DEVICE_MODEL", "DM_FAULTS", "FIRMWARE", "SCRIPTS", "STATE_DIRS", "host_path", "populate_root"]
+__all__ = ["DEVICE_MODEL", "DM_FAULTS", "FIRMWARE", "GUEST_EJECT", "SCRIPTS", "STATE_DIRS", "host_path",
+           "populate_root"]
 
 _SCRIPT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 
@@ -51,6 +53,14 @@ FIRMWARE = ("usr/lib/xen-4.17/boot/hvmloader", "usr/share/seabios/bios-256k.bin"
 
 #: The fault the device model stand-ins play (JSON), absent when none.
 DM_FAULTS = "txsim/device-model-fault.json"
+
+#: Where the host tells a device model stand-in that the guest ejected the
+#: CD of drive ``<devid>`` (``GUEST_EJECT % (domid, devid)``, in the device
+#: model's own xenstore directory).  A guest ejects through QEMU's emulated
+#: drive, and the simulator has no guest: the stand-in takes this node in
+#: its place (removes it, empties the drive, writes the eject node libxl
+#: watches).
+GUEST_EJECT = "/local/domain/0/device-model/%d/txsim-guest-eject/%d"
 
 #: Compiled-in state prefixes and where they are under the root (the
 #: shim's table for them).

@@ -117,6 +117,9 @@ class CommandLine:
     devices: Tuple[Tuple[str, Tuple[Tuple[str, str], ...]], ...] = ()
     vnc: Optional[str] = None
     serials: Tuple[str, ...] = ()
+    #: ``-smp N,maxcpus=M``: the vCPUs present at start, and at most.
+    vcpus: int = 1
+    max_vcpus: int = 1
     start_paused: bool = False
     incoming: Optional[str] = None
 
@@ -228,6 +231,16 @@ def parse(argv: Sequence[str]) -> CommandLine:
             fields["vnc"] = value
         elif option == "-serial":
             serials.append(value)
+        elif option == "-smp":
+            opts = _keyed(value, "cpus")
+            try:
+                vcpus = int(opts.get("cpus", "1"))
+                max_vcpus = int(opts.get("maxcpus", str(vcpus)))
+            except ValueError:
+                raise UsageError("-smp %s: not a number of CPUs" % value) from None
+            if not 1 <= vcpus <= max_vcpus:
+                raise UsageError("-smp %s: cpus must be between 1 and maxcpus" % value)
+            fields["vcpus"], fields["max_vcpus"] = vcpus, max_vcpus
         elif option == "-incoming":
             fields["incoming"] = value
     if domid is None or not 0 < domid < 0x7FF0:

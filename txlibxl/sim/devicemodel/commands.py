@@ -13,13 +13,16 @@ neighbours:
   ``xen-save-devices-state``;
 * inserting a CD (``libxl_cdrom_insert``): ``query-version``, ``eject``,
   ``add-fd``, ``blockdev-change-medium``;
+* the vCPUs (``libxl_retrieve_domain_configuration``,
+  ``libxl_set_vcpuonline``): ``query-cpus-fast``,
+  ``query-hotpluggable-cpus``, ``device_add`` of a CPU;
 * and ``query-block``, ``blockdev-open-tray``/``-close-tray``/
   ``-remove-medium``, ``remove-fd``, ``query-fdsets``, ``query-name``,
   ``query-commands``, ``xen-set-global-dirty-log``, ``quit``.
 
 Every other command is unknown (``CommandNotFound``), including those QEMU
-has but the stand-in does not emulate (PCI passthrough, vCPU hotplug,
-USB, the human monitor).  Arguments are checked as QEMU's QAPI visitor
+has but the stand-in does not emulate (PCI passthrough, USB, the human
+monitor); ``device_add`` of anything but a CPU is a ``GenericError``.  Arguments are checked as QEMU's QAPI visitor
 checks them: a missing, unexpected or mistyped one is a ``GenericError``
 naming it.  A handler gets the :class:`Context` of its session and the
 ``arguments`` object.
@@ -42,6 +45,10 @@ QEMU_VERSION = {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": "txlibx
 SAVE_MAGIC = b"QEVM\x00\x00\x00\x03"
 
 _TYPES = {str: "string", bool: "boolean", int: "int", list: "array", dict: "object"}
+
+#: The type of an HVM guest's vCPUs (``-machine xenfv``, QEMU's default
+#: model for qemu-system-i386).
+CPU_TYPE = "qemu32-i386-cpu"
 
 
 class Context:
@@ -139,6 +146,44 @@ def change_vnc_password(ctx: Context, args: Dict[str, Any]) -> Dict[str, Any]:
     check(args, {"password": str})
     if ctx.model.vnc is None:
         raise QmpError("Could not set password")
+    return {}
+
+
+def _cpu_props(socket_id: int) -> Dict[str, int]:
+    # libxl starts QEMU with -smp N,maxcpus=M: one core, one thread each.
+    return {"core-id": 0, "thread-id": 0, "socket-id": socket_id}
+
+
+def query_cpus_fast(ctx: Context, args: Dict[str, Any]) -> Any:
+    check(args)
+    return [{"cpu-index": i, "qom-path": "/machine/unattached/device[%d]" % i, "thread-id": os.getpid(),
+             "props": _cpu_props(i), "target": "i386"} for i in sorted(ctx.model.cpus)]
+
+
+def query_hotpluggable_cpus(ctx: Context, args: Dict[str, Any]) -> Any:
+    check(args)
+    cpus = []
+    for i in reversed(range(ctx.model.max_cpus)):
+        entry: Dict[str, Any] = {"type": CPU_TYPE, "vcpus-count": 1, "props": _cpu_props(i)}
+        if i in ctx.model.cpus:
+            entry["qom-path"] = "/machine/unattached/device[%d]" % i
+        cpus.append(entry)
+    return cpus
+
+
+def device_add(ctx: Context, args: Dict[str, Any]) -> Dict[str, Any]:
+    """Only a vCPU can be plugged in (``libxl_set_vcpuonline``)."""
+    driver = args.get("driver")
+    if not isinstance(driver, str):
+        raise QmpError("Parameter 'driver' is missing" if driver is None else
+                       "Invalid parameter type for 'driver', expected: string")
+    if driver != CPU_TYPE:
+        raise QmpError("the simulated device model does not emulate '%s' devices" % driver)
+    _, _, socket_id, core, thread = check(
+        args, {"driver": str, "id": str, "socket-id": int}, {"core-id": int, "thread-id": int})
+    if core or thread:
+        raise QmpError("Invalid CPU [socket: %d, core: %d, thread: %d]" % (socket_id, core, thread))
+    ctx.model.add_cpu(socket_id)
     return {}
 
 
@@ -252,6 +297,9 @@ COMMANDS: Dict[str, Callable[[Context, Dict[str, Any]], Any]] = {
     "query-chardev": query_chardev,
     "query-vnc": query_vnc,
     "change-vnc-password": change_vnc_password,
+    "query-cpus-fast": query_cpus_fast,
+    "query-hotpluggable-cpus": query_hotpluggable_cpus,
+    "device_add": device_add,
     "query-block": query_block,
     "eject": eject,
     "blockdev-open-tray": open_tray,

@@ -1,7 +1,7 @@
 """
 What a device model stand-in knows of its guest's emulated machine: the
-run state QMP reports, the block devices with their media and trays, and
-the file descriptor sets a client passed (``add-fd``).
+run state QMP reports, its vCPUs, the block devices with their media and
+trays, and the file descriptor sets a client passed (``add-fd``).
 
 The rules are QEMU 7.2's, for what libxl 4.17 does with them: ``cont``
 runs the machine, ``stop`` pauses it; ejecting opens the tray and takes the
@@ -79,10 +79,14 @@ class DeviceModel:
     @param start_paused: started with ``-S`` (``prelaunch`` until ``cont``).
     """
 
-    def __init__(self, domid: int, name: Optional[str] = None, start_paused: bool = False) -> None:
+    def __init__(self, domid: int, name: Optional[str] = None, start_paused: bool = False,
+                 vcpus: int = 1, max_vcpus: Optional[int] = None) -> None:
         self.domid = domid
         self.name = name
         self.status = PRELAUNCH if start_paused else RUNNING
+        #: The vCPUs present (by socket), and how many there may be.
+        self.cpus = set(range(vcpus))
+        self.max_cpus = max(vcpus, max_vcpus or vcpus)
         self.blocks: Dict[str, BlockDevice] = {}
         self.fdsets: Dict[int, FdSet] = {}
         self.chardevs: List[Dict[str, Any]] = []
@@ -95,7 +99,7 @@ class DeviceModel:
         The machine libxl asked for.  C{pty} names the pseudo-terminal of
         a ``pty`` chardev or serial port (there is none behind it).
         """
-        model = cls(cmdline.domid, cmdline.name, cmdline.start_paused)
+        model = cls(cmdline.domid, cmdline.name, cmdline.start_paused, cmdline.vcpus, cmdline.max_vcpus)
         for drive in cmdline.drives:
             used = cmdline.device_for(drive.id)
             driver, opts = used if used is not None else ("", {})
@@ -161,6 +165,15 @@ class DeviceModel:
         if self.status == RUNNING:
             self.status = PAUSED
             self._emit("STOP", {})
+
+    def add_cpu(self, socket_id: int) -> None:
+        """A vCPU hot-plugged (``device_add`` of a CPU; never unplugged)."""
+        if not 0 <= socket_id < self.max_cpus:
+            raise QmpError("Invalid CPU [socket: %d, core: 0, thread: 0], maximum socket: %d"
+                           % (socket_id, self.max_cpus - 1))
+        if socket_id in self.cpus:
+            raise QmpError("CPU[%d] with APIC ID %d exists" % (socket_id, socket_id))
+        self.cpus.add(socket_id)
 
     # -- block devices --------------------------------------------------------
 

@@ -66,7 +66,8 @@ class QmpSession:
     @param close: ends the connection (after what was sent).
     @param silent: never answer (the stand-in's "hung" fault): no
         greeting, no reply, input dropped.
-    @param quit: called after the reply to ``quit`` was sent.
+    @param quit: called once the reply to ``quit`` has gone out and the
+        connection is closed.
     @param host_path: where a compiled-in path is on this host.
     """
 
@@ -135,6 +136,7 @@ class QmpSession:
             self._fds.append(fd)
 
     def connection_lost(self) -> None:
+        """The connection is gone (after what was sent went out)."""
         if self._gone:
             return
         self._gone = self.closed = True
@@ -142,11 +144,16 @@ class QmpSession:
         self._drop_fds()
         self.model.unsubscribe(self._event)
         self.model.client_gone(self)
+        if self._quitting:
+            self._quitting = False
+            self._quit()
 
     def close(self) -> None:
+        """End the connection once what was sent has gone out."""
         if not self.closed:
+            self.closed = True
+            self._drop_fds()
             self._close()
-        self.connection_lost()
 
     # -- the protocol -------------------------------------------------------
 
@@ -180,10 +187,10 @@ class QmpSession:
             reply["id"] = ident
         self._reply(reply)
         if self._quitting:
-            self._quitting = False
+            # QEMU exits once the reply is out: the stand-in's quit hook
+            # runs when the connection is gone (connection_lost).
             self._event("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"})
             self.close()
-            self._quit()
 
     @staticmethod
     def _parse(message: Any) -> Any:

@@ -5,8 +5,8 @@ mode=control``), one :class:`~txlibxl.sim.devicemodel.qmp.QmpSession` per
 client, file descriptors passed with ``SCM_RIGHTS`` handed to it.
 
 The listener binds the socket itself, as QEMU does (a stale file at the
-path is replaced), or takes one the toolstack bound and passed (``-chardev
-...,fd=N``).  When it closes it removes the file only if it is still the
+path is replaced; only its owner may connect), or takes one the toolstack
+bound and passed (``-chardev ...,fd=N``).  When it closes it removes the file only if it is still the
 one it bound: libxl removes the socket itself when it destroys the
 domain, and a new device model of a reused domid may be listening there
 already.
@@ -20,6 +20,7 @@ import os
 import socket
 from typing import Any, Callable, Optional, Set
 
+from twisted.internet import tcp, unix
 from twisted.internet.interfaces import IFileDescriptorReceiver
 from twisted.internet.protocol import Factory, Protocol
 from zope.interface import implementer
@@ -68,8 +69,19 @@ class QmpFactory(Factory):
         self.protocols: Set[QmpProtocol] = set()
 
     def disconnect_all(self) -> None:
+        """Close every client's connection (after what it was sent)."""
         for protocol in list(self.protocols):
-            protocol.transport.abortConnection()
+            protocol.transport.loseConnection()
+
+
+class _Port(unix.Port):
+    """A Unix port that leaves its socket file alone when it closes
+    (:meth:`QmpListener.close` removes it, if it is still its own)."""
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.lockFile is not None:
+            self.lockFile.unlock()
+        tcp.Port.connectionLost(self, reason)
 
 
 class QmpListener:
@@ -89,20 +101,17 @@ class QmpListener:
 
         @raise OSError: it cannot be bound (no directory, too long...).
         """
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            sock.bind(path)
-            inode = os.stat(path).st_ino
-            sock.listen(backlog)
-            sock.setblocking(False)
-            port = reactor.adoptStreamPort(sock.fileno(), socket.AF_UNIX, factory)
-        finally:
-            sock.close()
-        return cls(port, factory, path, inode)
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        port = _Port(path, factory, backlog=backlog, mode=0o600, reactor=reactor)
+        try:
+            port.startListening()
+        except Exception as e:
+            raise OSError(getattr(getattr(e, "socketError", None), "errno", None) or 0,
+                          "cannot listen on %s: %s" % (path, e)) from None
+        return cls(port, factory, path, os.stat(path).st_ino)
 
     @classmethod
     def adopt(cls, reactor: Any, fd: int, factory: QmpFactory) -> "QmpListener":
@@ -117,7 +126,8 @@ class QmpListener:
                 raise OSError("fd %d is not a Unix socket" % fd)
             sock.listen(8)
             sock.setblocking(False)
-            port = reactor.adoptStreamPort(sock.fileno(), socket.AF_UNIX, factory)
+            port = _Port._fromListeningDescriptor(reactor, sock.fileno(), factory)
+            port.startListening()
         finally:
             sock.close()
         return cls(port, factory, None, None)

@@ -11,9 +11,12 @@ It does what QEMU does that libxl can see:
 * once it listens it writes ``/local/domain/0/device-model/<domid>/state``
   = ``running`` (what libxl's spawn waits for), unless started with ``-S``,
   when it does so on ``cont``;
-* it follows each CD-ROM's ``eject`` node: when the guest ejects the
-  medium (the host writes the node in QEMU's name), the drive's tray is
-  open and empty, as ``query-block`` then says;
+* when the guest ejects a CD, the drive's tray opens, the drive is empty
+  (as ``query-block`` then says) and it writes ``eject`` into the disk
+  frontend's ``eject`` node, which libxl watches.  There is no guest to
+  eject through the emulated drive: the host's ``eject`` op writes
+  :data:`~txlibxl.sim.host_root.GUEST_EJECT` in its place, which the stand-in
+  takes (and removes);
 * it exits on ``SIGHUP`` (how libxl's destroy stops it), ``SIGTERM``,
   ``SIGINT`` and ``quit``; when its domain is gone or dying (it checks the
   hypervisor on each ``@releaseDomain``), removing what it wrote; and when
@@ -40,6 +43,7 @@ import sys
 from typing import Any, List, Optional, Sequence
 
 from .. import host_root
+from ..host_root import GUEST_EJECT
 from .cmdline import CommandLine, UsageError, parse
 from .model import DeviceModel
 from .qmp import QmpSession
@@ -110,8 +114,9 @@ class StandIn:
         self.listeners: List[QmpListener] = []
         self.xs: Optional[XenstoreClient] = None
         self.state_path = "/local/domain/0/device-model/%d/state" % self.domid
+        self.guest_eject = GUEST_EJECT.rsplit("/", 1)[0] % self.domid
         self.exit_status = 0
-        self._stopping = False
+        self.stopping = False
         self._domain_gone = False
 
     def host_path(self, path: str) -> str:
@@ -134,11 +139,8 @@ class StandIn:
                 self.listeners.append(QmpListener.bind(self.reactor, self.host_path(chardev.path), factory))
         self.model.subscribe(self._machine_event)
         await self.xs.watch("@releaseDomain", "txsim-dm-release", self._released)
-        for block in self.model.blocks.values():
-            devid = _devid(block.qdev)
-            if block.removable and devid is not None:
-                path = "/local/domain/%d/device/vbd/%d/eject" % (self.domid, devid)
-                await self.xs.watch(path, "txsim-dm-eject-%d" % devid, lambda p, b=block: self._eject_node(p, b))
+        if self.fault != HANG:
+            await self.xs.watch(self.guest_eject, "txsim-dm-eject", self._guest_eject)
         if self.fault != HANG and self.model.status == "running":
             await self.xs.write(self.state_path, b"running")
         _say("domain %d: serving QMP on %s%s" % (
@@ -170,15 +172,24 @@ class StandIn:
         if event == "RESUME" and self.xs is not None and self.fault != HANG:
             self.xs.write(self.state_path, b"running").addErrback(lambda f: None)
 
-    def _eject_node(self, path: str, block: Any) -> None:
-        if self.xs is None:
+    def _guest_eject(self, path: str) -> None:
+        """The host says the guest ejected the CD of a drive: take the
+        request, empty the drive, tell libxl (the frontend's eject node)."""
+        devid = path[len(self.guest_eject) + 1:]
+        xs = self.xs
+        if xs is None or not devid.isdigit():
             return
 
-        def check(value: bytes) -> None:
-            if value == b"eject":
-                self.model.guest_ejected(block)
+        def taken(_: Any) -> Any:
+            block = self.model.blocks.get("ide-" + devid)
+            if block is None or not block.removable:
+                return None
+            self.model.guest_ejected(block)
+            return xs.write("/local/domain/%d/device/vbd/%s/eject" % (self.domid, devid), b"eject")
 
-        self.xs.read(path).addCallbacks(check, lambda f: None)
+        # Only the request that is there is taken (its removal fires too).
+        d = xs.read(path).addCallback(lambda _: xs.rm(path)).addCallback(taken)
+        d.addErrback(lambda f: None)
 
     def _released(self, _path: str) -> None:
         if self.hypercall and domain_alive(self.hypercall, self.domid) is False:
@@ -186,9 +197,9 @@ class StandIn:
             self.stop("domain %d is gone" % self.domid)
 
     def stop(self, why: str) -> None:
-        if self._stopping:
+        if self.stopping:
             return
-        self._stopping = True
+        self.stopping = True
         _say("domain %d: stopping (%s)" % (self.domid, why))
         for listener in self.listeners:
             listener.close()
@@ -205,13 +216,6 @@ class StandIn:
             self.xs.disconnect()
         if self.reactor.running:
             self.reactor.stop()
-
-
-def _devid(qdev: Optional[str]) -> Optional[int]:
-    """libxl names an emulated CD-ROM ``ide-<xenstore devid>``."""
-    if qdev and qdev.startswith("ide-") and qdev[4:].isdigit():
-        return int(qdev[4:])
-    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -235,7 +239,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         signal.signal(signum, on_signal)
 
     def started(failure: Any) -> None:
-        _say("domain %d: cannot start: %s" % (cmdline.domid, failure.getErrorMessage()))
+        if standin.stopping:
+            return  # it was told to stop while starting
+        _say("domain %d: cannot start: %s" % (cmdline.domid, failure.getErrorMessage() or failure.type.__name__))
         standin.exit_status = 1
         standin.stop("start-up failed")
 

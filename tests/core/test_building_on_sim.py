@@ -298,7 +298,7 @@ class CdromTests(BuildingTestCase):
         try:
             domid = yield self.create_or_skip(config)
         except SkipTest as e:
-            raise SkipTest(f"no HVM guest: the simulated host has no device model (QMP) stand-in yet; {e}")
+            raise SkipTest(f"no HVM guest on this simulated host; {e}")
         return domid
 
     @defer.inlineCallbacks

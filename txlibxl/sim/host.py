@@ -152,6 +152,7 @@ class SimHost:
             "create_domains": self.create_domains,
             "shutdown": self.shutdown,
             "crash": self.crash,
+            "resume": self.resume,
             "pause": self.pause,
             "unpause": self.unpause,
             "destroy": self.destroy,
@@ -243,6 +244,12 @@ class SimHost:
 
     def crash(self, domid: Any = None) -> Dict[str, Any]:
         return self._hv(self.hypervisor.crash, _domid(domid))
+
+    def resume(self, domid: Any = None) -> Dict[str, Any]:
+        """A toolstack resumes a suspended (shut down) domain: it runs again,
+        and its next shutdown fires @releaseDomain.  The guest agent does
+        not come back: the domain answers no more shutdown requests."""
+        return self._hv(self.hypervisor.resume, _domid(domid))
 
     def pause(self, domid: Any = None) -> Dict[str, Any]:
         return self._hv(self.hypervisor.pause, _domid(domid))

@@ -63,7 +63,7 @@ class DomainChange(enum.Enum):
     SHUTDOWN = "shutdown"
     DYING = "dying"
     DESTROYED = "destroyed"
-    UPDATED = "updated"  # blocked state, HVM parameters
+    UPDATED = "updated"  # blocked state, HVM parameters, a resume
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

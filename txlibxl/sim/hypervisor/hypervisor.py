@@ -267,6 +267,24 @@ class Hypervisor(_CheckDomainsMixin, _DomctlMixin):
         """The guest crashed: a shutdown with reason ``CRASH``."""
         return self.shutdown(domid, ShutdownReason.CRASH)
 
+    def resume(self, domid: int) -> Domain:
+        """
+        ``XEN_DOMCTL_resumedomain``, and the ``XS_RESUME`` that tells
+        xenstored about it (``libxl_domain_resume`` does both after a
+        suspend): the shutdown is cleared, the domain runs again unless it
+        is paused, and xenstored will announce its next shutdown.  Nothing
+        fires.  A domain that is not shut down is left alone, as in Xen.
+        """
+        domain = self._guest(domid, "resume")
+        if domain.dying:
+            raise InvalidOperation(f"domain {domid} is dying")
+        if not domain.shutdown:
+            return domain
+        domain = self._replace(domain, shutdown=False, shutdown_reason=None)
+        self._shutdown_noticed.discard(domid)
+        self._emit(domain, DomainChange.UPDATED)
+        return domain
+
     def destroy(self, domid: int) -> None:
         """``XEN_DOMCTL_destroydomain``: see :meth:`destroy_many`."""
         self.destroy_many([domid])

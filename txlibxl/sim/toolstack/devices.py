@@ -24,8 +24,8 @@ class Device:
     """
     One paravirtual device of a guest, as libxl recorded it: its kind
     (``vbd``, ``vif`` or ``console``: the frontend's), device id, and the
-    three paths.
-    ``vdev`` and ``cdrom`` are set for disks only.
+    three paths.  ``vdev`` and ``cdrom`` are set for disks only, ``mac``
+    (if it was given) and ``bridge`` for vifs only.
     """
 
     kind: str
@@ -35,6 +35,8 @@ class Device:
     libxl: str
     vdev: Optional[str] = None
     cdrom: bool = False
+    mac: Optional[str] = None
+    bridge: Optional[str] = None
 
     @property
     def backend_kind(self) -> str:
@@ -95,7 +97,7 @@ def devices_of(domid: int, spec: DomainSpec) -> Tuple[Device, ...]:
                 cdrom=disk.cdrom,
             )
         )
-    for devid in range(spec.vifs):
+    for devid, vif in enumerate(spec.vifs):
         devices.append(
             Device(
                 "vif",
@@ -103,6 +105,8 @@ def devices_of(domid: int, spec: DomainSpec) -> Tuple[Device, ...]:
                 frontend="%s/device/vif/%d" % (dom, devid),
                 backend="/local/domain/0/backend/vif/%d/%d" % (domid, devid),
                 libxl="%s/vif/%d" % (lib, devid),
+                mac=vif.mac,
+                bridge=vif.bridge,
             )
         )
     return tuple(devices)

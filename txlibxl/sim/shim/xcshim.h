@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,5 +132,11 @@ TXSIM_INTERNAL int txsim_call_ext(uint32_t op, const void *args, size_t args_len
 /* 0, or -1 with errno=EBADF if xch is not one of the shim's handles. */
 TXSIM_INTERNAL int txsim_check_handle(xc_interface *xch);
 TXSIM_INTERNAL int txsim_get_physinfo(xc_interface *xch, struct physinfo *p);
+/* The path libxl's compiled-in `path` stands for on the simulated host
+ * (under the host's root, in buf: PATH_MAX bytes), or `path` itself. */
+TXSIM_INTERNAL const char *txsim_redirect(const char *path, char *buf);
+/* connect(2) and bind(2) with a Unix address redirected (xcshim_sockets.c). */
+TXSIM_INTERNAL int txsim_w_connect(int fd, const struct sockaddr *addr, socklen_t len);
+TXSIM_INTERNAL int txsim_w_bind(int fd, const struct sockaddr *addr, socklen_t len);
 
 #endif

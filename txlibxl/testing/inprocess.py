@@ -121,7 +121,8 @@ def use_simulated_host(host: SimulatedHost) -> Callable[[], None]:
         any).  The shim stays loaded: it cannot be unloaded.
     @raise SimulatedHostUnavailable: the shim or libxenlight is missing.
     """
-    if not isinstance(host, SimulatedHost):
+    # A SimulatedHost, or its asyncio twin (txlibxl.testing.asyncio_host).
+    if not isinstance(host, SimulatedHost) and type(host).__name__ != "AsyncioSimulatedHost":
         raise TypeError(f"use_simulated_host needs a SimulatedHost, not {host!r}")
     lib = _load_shim(host.shim)
     new_env = host.environment()

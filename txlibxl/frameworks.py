@@ -7,7 +7,7 @@ their helpers (``tx``, a txaio API object), one call on the next turn
 (:meth:`~TwistedLoop.call_soon`), the way in from another thread
 (:meth:`~TwistedLoop.call_from_thread`, :meth:`~TwistedLoop.on_loop_thread`),
 and libxl's hooks, children and xenstore watcher built for that loop
-(:mod:`txlibxl.loop`).  :class:`TwistedLoop` gives Deferreds,
+(``txlibxl.loop``).  :class:`TwistedLoop` gives Deferreds,
 :class:`AsyncioLoop` ``asyncio.Future`` objects; the watches, operations
 and the context itself are the same classes on both.
 

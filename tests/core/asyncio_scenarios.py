@@ -45,7 +45,7 @@ async def run_one(name: str) -> None:
         try:
             if ctx.framework != "asyncio":
                 raise AssertionError(f"the context's framework is {ctx.framework}")
-            await SCENARIOS[name](Kit(ctx, host.control, _Checks(), asyncio.sleep, _run_process))
+            await SCENARIOS[name](Kit(ctx, host.control, _Checks(), asyncio.sleep, _run_process, asyncio.ensure_future))
         finally:
             await ctx.close()
     if "twisted.internet.reactor" in sys.modules:

@@ -13,11 +13,15 @@ running a child process of the application's own.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
 import uuid
 from typing import Any, Awaitable, Callable, Dict, List
+
+# The Deferred module only (its CancelledError): no reactor.
+from twisted.internet import defer
 
 from txlibxl import errors
 from txlibxl.events import DiskEject, DomainDeath, DomainShutdown, ShutdownReason
@@ -35,12 +39,16 @@ class Kit:
 
     def __init__(self, ctx: Any, control: Any, check: Any,
                  sleep: Callable[[float], Awaitable[None]],
-                 run_process: Callable[[List[str]], Awaitable[int]]) -> None:
+                 run_process: Callable[[List[str]], Awaitable[int]],
+                 spawn: Callable[[Awaitable[Any]], Any]) -> None:
         self.ctx = ctx
         self.control = control
         self.check = check
         self.sleep = sleep
         self.run_process = run_process
+        #: Runs a coroutine as the framework does (a Deferred, an asyncio
+        #: Task), cancellable.
+        self.spawn = spawn
         self.files = tempfile.mkdtemp(prefix="txlibxl-scenario-")
         self._made = 0
 
@@ -202,6 +210,26 @@ async def cancel_aborts_the_operation(kit: Kit) -> None:
     kit.check.assertEqual(ctx.operations_in_flight, 0)
 
 
+async def cancelling_the_awaiting_task_aborts_the_operation(kit: Kit) -> None:
+    ctx = kit.ctx
+    domid = await kit.create()
+    await kit.control.fault("guest_ignore_shutdown", domid=domid)
+    reached: List[Any] = []
+
+    async def waits() -> None:
+        await ctx.shutdown(domid)
+        reached.append("after")
+
+    task = kit.spawn(waits())
+    await kit.control.ping()
+    kit.check.assertEqual(ctx.operations_in_flight, 1)
+    task.cancel()
+    outcome = await _outcome(task)
+    kit.check.assertIsInstance(outcome, (asyncio.CancelledError, defer.CancelledError))
+    kit.check.assertEqual(reached, [])
+    await kit.until(lambda: ctx.operations_in_flight == 0)  # libxl ended the aborted wait
+
+
 async def losing_xenstored_fails_every_waiter(kit: Kit) -> None:
     ctx = kit.ctx
     domid = await kit.create()
@@ -265,6 +293,7 @@ SCENARIOS: Dict[str, Callable[[Kit], Awaitable[None]]] = {
         the_power_operations_complete,
         a_built_domain_is_changed_and_its_devices_come_and_go,
         cancel_aborts_the_operation,
+        cancelling_the_awaiting_task_aborts_the_operation,
         losing_xenstored_fails_every_waiter,
         close_with_work_in_flight,
         a_thousand_deaths_reach_their_watches_exactly_once,

@@ -45,7 +45,7 @@ class TwistedScenarioTests(SimulatedHostTestCase):
 
         self.ctx = Context(reactor)
         self.addCleanup(self.ctx.close)
-        self.kit = Kit(self.ctx, self.host.control, self, _sleep, _run_process)
+        self.kit = Kit(self.ctx, self.host.control, self, _sleep, _run_process, defer.Deferred.fromCoroutine)
 
 
 def _test(name: str) -> Any:

@@ -14,6 +14,8 @@ from txlibxl import errors
 from txlibxl.frameworks import AbortableFuture, AsyncioLoop, FrameworkConflict
 from txlibxl.operations import OperationCancelled
 
+from .loop_fixtures import run_on_asyncio_loop
+
 
 class AbortableFutureTests(TestCase):
     def setUp(self) -> None:
@@ -49,17 +51,27 @@ class AbortableFutureTests(TestCase):
         self.assertTrue(f.cancelled())
 
     def test_a_task_awaiting_a_cancelled_operation_ends_cancelled(self) -> None:
-        f = self.future(lambda f: f.set_exception(OperationCancelled(errors.ERROR_ABORTED, "op")))
+        # On a loop of its own, in a thread: under trial's asyncio reactor
+        # the reactor's loop is running in this one.
+        async def body() -> None:
+            loop = asyncio.get_running_loop()
+            f = AbortableFuture(loop=loop)
+            f._canceller = lambda f: f.set_exception(OperationCancelled(errors.ERROR_ABORTED, "op"))
 
-        async def waits() -> None:
-            await f
+            async def waits() -> None:
+                await f
 
-        task = self.loop.create_task(waits())
-        self.loop.run_until_complete(asyncio.sleep(0))
-        task.cancel()
-        self.assertRaises(asyncio.CancelledError, self.loop.run_until_complete, task)
-        self.assertTrue(task.cancelled())
-        self.assertTrue(f.done())
+            task = loop.create_task(waits())
+            await asyncio.sleep(0)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            self.assertTrue(task.cancelled())
+            self.assertIsInstance(f.exception(), OperationCancelled)
+
+        run_on_asyncio_loop(body)
 
 
 class FrameworkChoiceTests(TestCase):

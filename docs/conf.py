@@ -29,6 +29,13 @@ nitpick_ignore = [
     ("py:class", "twisted.web.server.Site"),
     # The standard library's select module (poll bits, txlibxl.interfaces).
     ("py:mod", "select"),
+    # asyncio's Future (the C class's name, as annotations of
+    # txlibxl.frameworks.Future show it) and the logging module.
+    ("py:class", "_asyncio.Future"),
+    ("py:class", "asyncio.Future"),
+    ("py:mod", "logging"),
+    # The type variable of txlibxl.frameworks.Future.
+    ("py:obj", "txlibxl.frameworks._T"),
     # The standard library's logging.Logger (txlibxl.loop.logs.StdlibLogger.logger).
     ("py:class", "logging.Logger"),
     # prometheus_client's registry (txlibxl.daemon.metrics.Metrics).

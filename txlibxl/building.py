@@ -18,6 +18,7 @@ from . import config as _config
 from . import errors
 from .domids import check_domid
 from .events import ConsoleAvailable
+from .frameworks import Future
 from .operations import NEW_DOMAIN, OperationsMixin, _Operation
 
 __all__ = ["BuildingMixin"]
@@ -35,7 +36,7 @@ class BuildingMixin(OperationsMixin):
         self,
         config: Mapping[str, Any],
         on_console: Optional[Callable[[ConsoleAvailable], None]] = None,
-    ) -> Any:
+    ) -> Future[int]:
         """
         Create a PV or PVH domain from C{config}, a ``libxl_domain_config``
         in libxl's JSON shape (:mod:`txlibxl.config`).  The domain is left
@@ -58,7 +59,7 @@ class BuildingMixin(OperationsMixin):
             the way to success), so a second Deferred would have to fail
             with every failed create and be consumed by every caller, even
             those who never attach a console.  Its exceptions are logged.
-        :returns: a Deferred that fires with the new domain's domid once it
+        :returns: a future (a Deferred on Twisted) that fires with the new domain's domid once it
             is built, its devices are attached and its console is up; or fails with a
             :class:`~txlibxl.errors.LibxlError` carrying what libxl logged.
             A failed create leaves no domain behind: libxl destroys what it
@@ -87,7 +88,7 @@ class BuildingMixin(OperationsMixin):
 
         return self._operation("libxl_domain_create_new", NEW_DOMAIN, start, result=_domid)
 
-    def _after_create(self, op: _Operation, rc: int, domid: Optional[int], answered: bool) -> Any:
+    def _after_create(self, op: _Operation, rc: int, domid: Optional[int], answered: bool) -> Optional[Future[None]]:
         """
         Destroy what a create left behind: the domain of a failed create
         (libxl destroys it itself, unless it could not), of an aborted one
@@ -112,8 +113,16 @@ class BuildingMixin(OperationsMixin):
             "libxl_domain_destroy", domid, lambda op: self._ctx.domain_destroy(domid, op.op_id),
             internal=True,
         )
-        return self._tx.add_callbacks(d, None, lambda f: self.log.failure(
-            "destroying domain {domid} of a failed create", failure=f, domid=domid))
+        # A future of its own that fires once the destroy is over, failed
+        # or not (txaio's add_callbacks chains nothing on asyncio).
+        done = self._tx.create_future()
+
+        def failed(f: Any) -> None:
+            self.log.failure("destroying domain {domid} of a failed create", failure=f, domid=domid)
+            self._tx.resolve(done, None)
+
+        self._tx.add_callbacks(d, lambda _: self._tx.resolve(done, None), failed)
+        return done
 
     def _is_domain(self, domid: int, uuid: Optional[str]) -> bool:
         try:
@@ -121,14 +130,14 @@ class BuildingMixin(OperationsMixin):
         except errors.TxlibxlError:
             return False
 
-    def domain_config(self, domid: int) -> Any:
+    def domain_config(self, domid: int) -> Future[Dict[str, Any]]:
         """
         Domain C{domid}'s configuration as libxl keeps it
         (``libxl_retrieve_domain_configuration``): what it was created
         with, updated with what changed since (devices added and removed,
         memory target, vCPUs, name), in libxl's JSON shape.
 
-        :returns: a Deferred that fires with the mapping.  libxl has it
+        :returns: a future (a Deferred on Twisted) that fires with the mapping.  libxl has it
             only for domains it created.  A retrieval changes nothing, so a
             cancel leaves nothing done; libxl usually completes it inside
             the call that starts it (then the Deferred has the result
@@ -142,13 +151,13 @@ class BuildingMixin(OperationsMixin):
             result=json.loads,
         )
 
-    def set_vcpus(self, domid: int, count: int) -> Any:
+    def set_vcpus(self, domid: int, count: int) -> Future[None]:
         """
         Have vCPUs 0 .. C{count}-1 of domain C{domid} online and the others
         offline (``libxl_set_vcpuonline``; C{count} at most the domain's
         maximum).
 
-        :returns: a Deferred that fires with ``None`` once libxl has asked
+        :returns: a future (a Deferred on Twisted) that fires with ``None`` once libxl has asked
             the guest (for PV and PVH guests: written to xenstore, where the
             guest picks it up).  For PV and PVH guests libxl does that
             inside the call that starts the operation, so a cancel changes

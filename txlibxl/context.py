@@ -1,11 +1,15 @@
 """
-A libxl context on the Twisted reactor: watches, operations, disaster.
+A libxl context on the Twisted reactor or an asyncio loop: watches,
+operations, disaster.
 
 This is txlibxl's public API.  A :class:`Context` owns one ``libxl_ctx``
 and everything libxl keeps pointers to.  libxl's osevent hooks live on the
-reactor (:mod:`txlibxl.loop.reactor_osevents`), its children are reaped by the reactor
-(:mod:`txlibxl.loop.reactor_children`), and what libxl reports reaches the application
-as Deferreds:
+loop (:mod:`txlibxl.loop.reactor_osevents`, or
+:mod:`txlibxl.loop.asyncio_osevents`), its children are reaped by the loop
+(:mod:`txlibxl.loop.reactor_children`, or pidfds:
+:mod:`txlibxl.loop.asyncio_children`), and what libxl reports reaches the
+application as futures (Deferreds on Twisted, ``asyncio.Future`` objects
+on asyncio; :mod:`txlibxl.frameworks`):
 
 * Events and operation completions are reported by libxl from *inside*
   some libxl call.  They are copied, queued in the order libxl reported
@@ -23,35 +27,35 @@ as Deferreds:
   context and open a new one to go on.
 
 The event and operation layer makes its futures and logger through txaio
-(plain Deferreds and ``twisted.logger`` under Twisted).
+(plain Deferreds and ``twisted.logger`` under Twisted, ``asyncio.Future``
+objects and ``logging`` under asyncio).  ``Context(reactor)`` opens a
+context on Twisted, ``await Context.open_asyncio()`` one on asyncio; the
+framework is txaio's, chosen once per process (:mod:`txlibxl.frameworks`).
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import txaio
-from twisted.python import threadable
 
 from . import errors
 from .building import BuildingMixin
 from .devices import DevicesMixin
-from .loop.reactor_children import ReactorChildReaper
 from .domids import check_domid
 from .events import DomainInfo, domain_info_from_raw
-from .loop.reactor_osevents import ReactorOSEvents
+from .frameworks import AsyncioLoop, Future, TwistedLoop
+from .loop.osevents_core import OSEventsCore
 from .operations import OperationCancelled, _Operation
 from .power import PowerMixin
 from .watching import WatchingMixin, _Subscription
-from .loop.reactor_xenstore import XenstoreWatcher
 from ._libxl import binding
 from ._libxl.xenstore import XenstoreConnection, XenstoreError
 
 __all__ = ["Context", "OperationCancelled"]
-
-txaio.use_twisted()
 
 _RawEvent = binding.RawEvent
 
@@ -91,7 +95,8 @@ def _alloc(log: Callable[[int, str], None], min_level: int) -> Any:
 
 class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
     """
-    One libxl context, driven by C{reactor}.
+    One libxl context, driven by C{reactor}; on asyncio, open one with
+    :meth:`open_asyncio` instead.
 
     Its watches and operations come from one module per concern: watches
     (:mod:`txlibxl.watching`), the power operations
@@ -119,6 +124,9 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
     :raises txlibxl.errors.LibxlError: libxl could not allocate the
         context for another reason.
 
+    :raises txlibxl.frameworks.FrameworkConflict: this process uses
+        asyncio through txaio already.
+
     ``async with Context(...) as ctx:`` closes the context when the block
     ends, also when it ends with an exception (which then propagates).
     """
@@ -132,11 +140,45 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
+        self._open(TwistedLoop, reactor, log_level, xenstore_liveness)
+
+    @classmethod
+    async def open_asyncio(
+        cls, loop: Optional[asyncio.AbstractEventLoop] = None, log_level: str = "warn",
+        xenstore_liveness: Optional[float] = 1.0,
+    ) -> "Context":
+        """
+        A context on the asyncio loop C{loop} (by default the running
+        one): its operations, watches and :meth:`close` give
+        ``asyncio.Future`` objects, libxl's children are reaped through
+        pidfds, and asyncio's own subprocesses keep working beside them.
+        No Twisted reactor is involved.  The other parameters and errors
+        are those of :class:`Context`; also::
+
+            async with await Context.open_asyncio() as ctx:
+                ...
+
+        :raises txlibxl.frameworks.FrameworkConflict: this process uses
+            Twisted through txaio already.
+        :raises TypeError: C{loop} is not an asyncio selector event loop.
+        :raises txlibxl.loop.asyncio_children.PidfdUnavailable: the kernel
+            or Python has no pidfds.
+        """
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        self = cls.__new__(cls)
+        self._open(AsyncioLoop, loop, log_level, xenstore_liveness)
+        return self
+
+    def _open(
+        self, framework: Callable[[Any], Any], loop: Any, log_level: str, xenstore_liveness: Optional[float]
+    ) -> None:
         if log_level not in self._min_levels:
             raise ValueError(f"log_level must be one of {sorted(self._min_levels)}")
-        self._reactor = reactor
-        self._tx = txaio.with_config(loop=reactor)
-        self.log = txaio.make_logger()
+        self._loop = framework(loop)
+        self._reactor = loop
+        self._tx = self._loop.tx
+        self.log = self._loop.logger(txaio.make_logger())
         # libxl's reports in order: a RawEvent, or a (handler, args) pair.
         self._queue: Deque[Any] = deque()
         self._drain_call: Any = None
@@ -154,9 +196,9 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
 
         self._ctx = _alloc(self._libxl_log, self._min_levels[log_level])
         try:
-            self._osevents = ReactorOSEvents(reactor, self._ctx)
+            self._osevents = self._loop.osevents(self._ctx)
             self._ctx.register_osevent_hooks(self._osevents)
-            self._children = ReactorChildReaper(reactor, self._ctx)
+            self._children = self._loop.children(self._ctx)
             self._ctx.set_childproc_mainloop(self._children)
             self._ctx.register_event_callbacks(self._libxl_event, self._libxl_disaster)
             self._ctx.set_ao_completion(self._libxl_op_complete)
@@ -171,16 +213,12 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.close()
 
-    def _watch_xenstored(self, interval: Optional[float]) -> Optional[XenstoreWatcher]:
+    def _watch_xenstored(self, interval: Optional[float]) -> Any:
         if interval is None:
             return None
         try:
-            watcher = XenstoreWatcher(
-                self._reactor,
-                XenstoreConnection.open(),
-                on_fire=lambda path, token: None,
-                on_lost=self._xenstore_lost,
-                liveness_interval=interval,
+            watcher = self._loop.xenstore_watcher(
+                XenstoreConnection.open(), lambda path, token: None, self._xenstore_lost, interval
             )
             watcher.start([_LIVENESS_PATH])
         except (XenstoreError, errors.TxlibxlError) as e:
@@ -224,14 +262,14 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
             self._schedule_next_turn()
 
     def _schedule_next_turn(self) -> None:
-        if threadable.isInIOThread():
-            self._drain_call = self._reactor.callLater(0, self._drain)
+        if self._loop.on_loop_thread():
+            self._drain_call = self._loop.call_soon(self._drain)
         else:
             self._drain_call = True
-            self._reactor.callFromThread(self._schedule_drain)
+            self._loop.call_from_thread(self._schedule_drain)
 
     def _schedule_drain(self) -> None:
-        self._drain_call = self._reactor.callLater(0, self._drain)
+        self._drain_call = self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         self._drain_call = None
@@ -324,9 +362,9 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         return len(self._operations)
 
     @property
-    def osevents(self) -> ReactorOSEvents:
+    def osevents(self) -> OSEventsCore:
         """
-        The hook registrations on the reactor (fds and timers in use).
+        The hook registrations on the loop (fds and timers in use).
         """
         return self._osevents
 
@@ -349,7 +387,14 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
 
     # Teardown.
 
-    def close(self) -> Any:
+    @property
+    def framework(self) -> str:
+        """
+        ``"twisted"`` or ``"asyncio"``: what this context's futures are.
+        """
+        return str(self._loop.name)
+
+    def close(self) -> "Future[None]":
         """
         Tear the context down.
 
@@ -364,8 +409,9 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         context is freed while the hooks are still alive (which disables
         libxl's generators), and nothing is left in the reactor.
 
-        :returns: a Deferred that fires with ``None`` when all is done.
-            Calling ``close`` again returns a Deferred for the same end.
+        :returns: a future (a Deferred on Twisted) that fires with
+            ``None`` when all is done.  Calling ``close`` again returns a
+            future for the same end.
         """
         if self._closed:
             return self._tx.create_future_success(None)
@@ -414,7 +460,7 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
         self._children.close()
         # Reports queued by libxl during teardown are of no use to anyone.
         self._queue.clear()
-        if self._drain_call is not None and self._drain_call is not True and self._drain_call.active():
-            self._drain_call.cancel()
+        if self._drain_call is not None and self._drain_call is not True:
+            self._loop.cancel_call(self._drain_call)
         self._drain_call = None
         self._tx.resolve(closing, None)

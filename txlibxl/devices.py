@@ -21,9 +21,10 @@ may be left empty; inserting again finishes the job.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Union
+from typing import Any, Dict, Mapping, Union
 
 from . import config as _config
+from .frameworks import Future
 from .operations import OperationsMixin, _Operation
 
 __all__ = ["DevicesMixin"]
@@ -39,13 +40,13 @@ class DevicesMixin(OperationsMixin):
     def _device_json(self, kind: str, device: Any) -> str:
         return _config.device_json(kind, device, self._ctx.json_round_trip, self._ctx.disk_spec_to_json)
 
-    def add_disk(self, domid: int, disk: Disk) -> Any:
+    def add_disk(self, domid: int, disk: Disk) -> Future[Dict[str, Any]]:
         """
         Attach C{disk} to running domain C{domid} (``libxl_device_disk_add``:
         the backend is set up, the hotplug script run, and the guest sees a
         new virtual disk).
 
-        :returns: a Deferred that fires with the disk as libxl attached it
+        :returns: a future (a Deferred on Twisted) that fires with the disk as libxl attached it
             (a ``libxl_device_disk`` mapping, with what libxl chose filled
             in), or fails with a :class:`~txlibxl.errors.LibxlError`
             (:class:`~txlibxl.errors.InvalidConfiguration` for a disk libxl
@@ -59,13 +60,13 @@ class DevicesMixin(OperationsMixin):
 
         return self._operation("libxl_device_disk_add", domid, start, result=json.loads)
 
-    def remove_disk(self, domid: int, vdev: str) -> Any:
+    def remove_disk(self, domid: int, vdev: str) -> Future[None]:
         """
         Detach the disk C{vdev} (``"xvdb"``) from domain C{domid}
         (``libxl_device_disk_remove``: the guest is asked to let it go,
         then the backend is torn down and the hotplug script run).
 
-        :returns: a Deferred that fires with ``None`` once the disk is gone.
+        :returns: a future (a Deferred on Twisted) that fires with ``None`` once the disk is gone.
         """
         self._check_usable()
         return self._operation(
@@ -73,13 +74,13 @@ class DevicesMixin(OperationsMixin):
             lambda op: self._ctx.device_disk_remove(domid, vdev, op.op_id),
         )
 
-    def add_nic(self, domid: int, nic: Mapping[str, Any]) -> Any:
+    def add_nic(self, domid: int, nic: Mapping[str, Any]) -> Future[Dict[str, Any]]:
         """
         Attach network interface C{nic} (a ``libxl_device_nic`` mapping;
         ``{}`` for one with libxl's defaults) to running domain C{domid}
         (``libxl_device_nic_add``).
 
-        :returns: a Deferred that fires with the NIC as libxl attached it,
+        :returns: a future (a Deferred on Twisted) that fires with the NIC as libxl attached it,
             its ``devid`` and ``mac`` chosen if they were not given.
         """
         self._check_usable()
@@ -90,13 +91,13 @@ class DevicesMixin(OperationsMixin):
 
         return self._operation("libxl_device_nic_add", domid, start, result=json.loads)
 
-    def remove_nic(self, domid: int, nic: Union[int, str]) -> Any:
+    def remove_nic(self, domid: int, nic: Union[int, str]) -> Future[None]:
         """
         Detach domain C{domid}'s network interface C{nic}, named by its
         devid (an int) or its MAC (``"00:16:3e:..."``)
         (``libxl_device_nic_remove``).
 
-        :returns: a Deferred that fires with ``None`` once it is gone.
+        :returns: a future (a Deferred on Twisted) that fires with ``None`` once it is gone.
         """
         self._check_usable()
         return self._operation(
@@ -104,7 +105,7 @@ class DevicesMixin(OperationsMixin):
             lambda op: self._ctx.device_nic_remove(domid, nic, op.op_id),
         )
 
-    def insert_cdrom(self, domid: int, vdev: str, target: str) -> Any:
+    def insert_cdrom(self, domid: int, vdev: str, target: str) -> Future[None]:
         """
         Put the medium C{target} (an image's path; ``""`` for none) into
         the CD-ROM drive C{vdev} of domain C{domid} (``libxl_cdrom_insert``,
@@ -112,7 +113,7 @@ class DevicesMixin(OperationsMixin):
         :class:`~txlibxl.events.DiskEject`.  The drive must exist; libxl
         does this for HVM guests (their device model emulates the drive).
 
-        :returns: a Deferred that fires with ``None`` once the device
+        :returns: a future (a Deferred on Twisted) that fires with ``None`` once the device
             model has the medium.  A :class:`~txlibxl.watches.DiskEjectWatch`
             on the drive keeps reporting ejects.  It fails with a
             :class:`~txlibxl.errors.GeneralFailure` carrying libxl's

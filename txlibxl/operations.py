@@ -60,13 +60,17 @@ future; only a closed or failed context raises at once.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Callable, Dict, List, Optional
 
+# The Deferred module only (no reactor): OperationCancelled is Twisted's
+# CancelledError too, as Twisted callers expect of a cancelled Deferred.
 from twisted.internet.defer import CancelledError
 
 from . import errors
 from .domids import check_domid
 from .events import ConsoleAvailable
+from .frameworks import Future
 
 __all__ = ["OperationCancelled", "OperationsMixin"]
 
@@ -77,12 +81,16 @@ _CONSOLE_AVAILABLE = 5
 NEW_DOMAIN: Any = object()
 
 
-class OperationCancelled(errors.OperationAborted, CancelledError):
+class OperationCancelled(errors.OperationAborted, CancelledError, asyncio.CancelledError):
     """
-    The operation's Deferred was cancelled and libxl accepted the abort.
-    libxl may still finish the operation; the Deferred does not wait.
+    The operation's future was cancelled and libxl accepted the abort.
+    libxl may still finish the operation; the future does not wait.
 
-    :ivar settled: a Deferred that fires once libxl has completed the
+    It is Twisted's ``CancelledError`` (what a cancelled Deferred fails
+    with) and asyncio's (so a task awaiting the operation ends cancelled
+    when nothing catches it).
+
+    :ivar settled: a future that fires once libxl has completed the
         aborted operation and txlibxl's follow-up is done (for a create:
         the half-built domain is destroyed), and never fails.  It fires
         with ``True`` if libxl completed the operation in spite of the
@@ -157,7 +165,7 @@ class OperationsMixin:
         start: Callable[[_Operation], None],
         result: Callable[[Any], Any] = _no_result,
         internal: bool = False,
-    ) -> Any:
+    ) -> Future[Any]:
         """
         The future of a new operation on domain C{domid} (L{NEW_DOMAIN}
         for a create): C{start(op)} sets C{op} up (its progress, its follow-up)
@@ -214,9 +222,9 @@ class OperationsMixin:
                 return args[1]
         return None
 
-    def _when_settled(self, op: _Operation) -> Any:
+    def _when_settled(self, op: _Operation) -> Future[bool]:
         """
-        A Deferred firing once C{op} is settled (libxl completed it, and
+        A future firing once C{op} is settled (libxl completed it, and
         its follow-up is done) with whether libxl completed it with
         success.
         """

@@ -2,13 +2,13 @@
 A domain's power operations on a :class:`~txlibxl.context.Context`:
 shutdown, reboot, destroy, pause, unpause (:class:`PowerMixin`).
 
-Each returns a Deferred (:mod:`txlibxl.operations`); cancelling it calls
+Each returns a future (:mod:`txlibxl.operations`; a Deferred on Twisted, an
+``asyncio.Future`` on asyncio); cancelling it calls
 ``libxl_ao_abort``, and each docstring says what a cancel leaves done.
 """
 from __future__ import annotations
 
-from typing import Any
-
+from .frameworks import Future
 from .operations import OperationsMixin
 
 __all__ = ["PowerMixin"]
@@ -19,11 +19,11 @@ class PowerMixin(OperationsMixin):
     Shutdown, reboot, destroy, pause and unpause of a domain.
     """
 
-    def shutdown(self, domid: int) -> Any:
+    def shutdown(self, domid: int) -> Future[None]:
         """
         Ask domain C{domid} to shut down (PV control node or ACPI).
 
-        :returns: a Deferred that fires with ``None`` once the guest has
+        :returns: a future (a Deferred on Twisted) that fires with ``None`` once the guest has
             acknowledged the request (not when it has shut down: watch it
             for that), or fails with a :class:`~txlibxl.errors.LibxlError`.
             Cancelling it stops the wait for the guest's acknowledgement,
@@ -37,7 +37,7 @@ class PowerMixin(OperationsMixin):
             "libxl_domain_shutdown", domid, lambda op: self._ctx.domain_shutdown(domid, op.op_id)
         )
 
-    def reboot(self, domid: int) -> Any:
+    def reboot(self, domid: int) -> Future[None]:
         """
         Ask domain C{domid} to reboot; like :meth:`shutdown`, cancelling
         included (the reboot request stays written).
@@ -46,7 +46,7 @@ class PowerMixin(OperationsMixin):
             "libxl_domain_reboot", domid, lambda op: self._ctx.domain_reboot(domid, op.op_id)
         )
 
-    def destroy(self, domid: int) -> Any:
+    def destroy(self, domid: int) -> Future[None]:
         """
         Destroy domain C{domid}: its devices are torn down and the domain
         is gone when the Deferred fires with ``None``.
@@ -62,7 +62,7 @@ class PowerMixin(OperationsMixin):
             "libxl_domain_destroy", domid, lambda op: self._ctx.domain_destroy(domid, op.op_id)
         )
 
-    def pause(self, domid: int) -> Any:
+    def pause(self, domid: int) -> Future[None]:
         """
         Pause domain C{domid}; the Deferred fires with ``None`` when done.
         libxl pauses the domain inside the call that starts the
@@ -73,7 +73,7 @@ class PowerMixin(OperationsMixin):
             "libxl_domain_pause", domid, lambda op: self._ctx.domain_pause(domid, op.op_id)
         )
 
-    def unpause(self, domid: int) -> Any:
+    def unpause(self, domid: int) -> Future[None]:
         """
         Unpause domain C{domid}; the Deferred fires with ``None`` when done.
         For a PV or PVH domain libxl unpauses it inside the call that

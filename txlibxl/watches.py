@@ -34,7 +34,7 @@ from .errors import ContextClosed
 from .events import DiskEject, DomainDeath, DomainShutdown, Event
 
 if TYPE_CHECKING:  # pragma: no cover
-    from twisted.internet.defer import Deferred
+    from .frameworks import Future
 
 __all__ = ["WatchEnded", "WatchCancelled", "DomainWatch", "DiskEjectWatch"]
 
@@ -74,23 +74,23 @@ class _Waiters:
 
     def __init__(self, tx: Any) -> None:
         self._tx = tx
-        self._pending: Optional[List["Deferred"]] = None
+        self._pending: Optional[List["Future[Any]"]] = None
 
-    def add(self) -> "Deferred":
+    def add(self) -> "Future[Any]":
         d = self._tx.create_future(canceller=self._forget)
         if self._pending is None:
             self._pending = []
         self._pending.append(d)
         return d
 
-    def _forget(self, d: "Deferred") -> None:
+    def _forget(self, d: "Future[Any]") -> None:
         if self._pending and d in self._pending:
             self._pending.remove(d)
 
-    def pop(self) -> Optional["Deferred"]:
+    def pop(self) -> Optional["Future[Any]"]:
         return self._pending.pop(0) if self._pending else None
 
-    def take(self) -> List["Deferred"]:
+    def take(self) -> List["Future[Any]"]:
         """
         Detach and return the pending Deferreds, to fire them once every
         piece of state they may look at is settled.
@@ -163,7 +163,7 @@ class _Watch:
             state = f"failed: {type(self._outcome).__name__}"
         return f"<{type(self).__name__} on {self.subject}, {state}>"
 
-    def next_event(self) -> "Deferred":
+    def next_event(self) -> "Future[Event]":
         """
         The next event this watch reports that no earlier ``next_event``
         waiter has taken.  Once the watch has ended and its buffered
@@ -254,7 +254,7 @@ class DomainWatch(_Watch):
         # was still in that shutdown.
         self._rearmed: Optional[int] = None
 
-    def when_shutdown(self) -> "Deferred":
+    def when_shutdown(self) -> "Future[DomainShutdown]":
         """
         Fires with the domain's first :class:`~txlibxl.events.DomainShutdown`
         seen by this watch.  If the domain dies without shutting down, fails
@@ -266,7 +266,7 @@ class DomainWatch(_Watch):
             return self._tx.create_future_error(self._tx.create_failure(self._outcome))
         return self._shutdown_waiters.add()
 
-    def when_dead(self) -> "Deferred":
+    def when_dead(self) -> "Future[DomainDeath]":
         """
         Fires with the domain's :class:`~txlibxl.events.DomainDeath`.
         """

@@ -127,7 +127,13 @@ class _WithFailure:
     def error(self, format: str, **kwargs: Any) -> None:
         self._log.error(format, **kwargs)
 
+    def critical(self, format: str, **kwargs: Any) -> None:
+        self._log.critical(format, **kwargs)
+
     def failure(self, format: str, failure: Optional[BaseException] = None, **kwargs: Any) -> None:
+        # txaio's failure objects carry the exception in .value.
+        if not isinstance(failure, BaseException):
+            failure = getattr(failure, "value", failure)
         if isinstance(failure, BaseException):
             text = "".join(traceback.format_exception(type(failure), failure, failure.__traceback__))
         else:

@@ -163,9 +163,10 @@ def use_simulated_host(host: HostLike) -> Callable[[], None]:
     @raise SimulatedHostUnavailable: the shim or libxenlight is missing,
         or a path names no running host (no readable ``host.json``, or
         its process is gone).
-    @raise TypeError: C{host} is neither a L{SimulatedHost} nor a path.
+    @raise TypeError: C{host} is neither a simulated host (L{SimulatedHost}, or the asyncio one) nor a path.
     """
-    if isinstance(host, SimulatedHost):
+    # A SimulatedHost, or its asyncio twin (txlibxl.testing.asyncio_host).
+    if isinstance(host, SimulatedHost) or type(host).__name__ == "AsyncioSimulatedHost":
         info = host.info
     elif isinstance(host, (str, os.PathLike)):
         info = _running_host_info(host)

@@ -301,9 +301,10 @@ class CreateTests(BuildingTestCase):
 
     def test_an_hvm_create_fails_typed_and_leaves_no_domain(self) -> Any:
         """
-        Records what an HVM guest's create does here: dom0 has neither
-        hvmloader nor a device model (qemu-system-xen is not installed),
-        whatever the emulated CPU offers.
+        Records what an HVM guest's create does here: the hypervisor offers
+        HVM guests (QEMU's emulated CPU has SVM and NPT), but dom0 has
+        neither hvmloader nor a device model (qemu-system-xen is not
+        installed), so libxl fails at the firmware.
         """
         return defer.ensureDeferred(self._hvm())
 
@@ -322,6 +323,10 @@ class CreateTests(BuildingTestCase):
         except errors.LibxlError as e:
             print(f"HVM-CREATE {type(e).__name__} {e}", flush=True)
             await poll(reactor, lambda: defer.succeed(self.domids() == before), "the HVM create's domain to go", 30)
+            # The hypervisor builds the HVM domain; libxl then looks for
+            # its firmware, which the image does not ship.
+            self.assertIsInstance(e, errors.GeneralFailure)
+            self.assertIn("hvmloader", e.message)
             return
         self.guests.names[domid] = name
         self.fail(f"an HVM guest was created here (domain {domid}): record it")

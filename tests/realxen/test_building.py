@@ -338,8 +338,8 @@ class DeviceTests(BuildingTestCase):
     through txlibxl.  The guest's busybox initrd loads no frontend
     drivers, so its disks and NICs are never connected on the guest's
     side: libxl's add completes once the backend and its hotplug script
-    are done, and its remove, when no frontend answers, after its own
-    10 s wait, by forcing the backend away.
+    are done, and its remove, with no frontend to close the device, once
+    libxl has waited for the backend and taken it down itself.
     """
 
     log_level = "debug"

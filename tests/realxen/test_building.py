@@ -40,8 +40,11 @@ def _hvm_capable() -> Optional[str]:
         return None
 
 
-async def _modprobe(*modules: str) -> Optional[str]:
-    """Load C{modules} (or see them built in); why not, or None."""
+async def _modprobe(loaded: List[str], *modules: str) -> Optional[str]:
+    """
+    Load C{modules} (or see them loaded or built in), adding those this
+    call loaded to C{loaded}; why not, or None.
+    """
     for module in modules:
         if os.path.isdir(f"/sys/module/{module.replace('-', '_')}"):
             continue
@@ -49,6 +52,7 @@ async def _modprobe(*modules: str) -> Optional[str]:
             await run("modprobe", module)
         except CommandFailed as e:
             return f"dom0 cannot load {module} ({e.args[2].strip() or 'modprobe failed'})"
+        loaded.append(module)
     return None
 
 
@@ -65,6 +69,10 @@ class Building:
         self.workdir = workdir
         self.names: Dict[int, str] = {}
         self.loops: List[str] = []
+        #: Modules a test loaded: unloaded again, so that the modules that
+        #: run after this one find dom0 as it was (a loaded xen-blkback
+        #: would take up the scenarios' hand-made CD-ROM).
+        self.modules: List[str] = []
 
     def name(self, what: str) -> str:
         return f"bx{os.getpid()}-{next(self._numbers)}-{what}"
@@ -146,6 +154,8 @@ class Building:
             await run("xl", "destroy", str(domid)).addErrback(lambda _: None)
         for device in self.loops:
             await run("losetup", "-d", device).addErrback(lambda _: None)
+        for module in reversed(self.modules):
+            await run("modprobe", "-r", module).addErrback(lambda _: None)
 
 
 async def xenstore_has(path: str) -> bool:
@@ -381,7 +391,7 @@ class DeviceTests(BuildingTestCase):
         return defer.ensureDeferred(self._disk())
 
     async def _disk(self) -> None:
-        why = await _modprobe("loop", "xen-blkback")
+        why = await _modprobe(self.guests.modules, "loop", "xen-blkback")
         if why:
             raise SkipTest(why)
         device = await self.guests.loop_device()
@@ -418,12 +428,12 @@ class DeviceTests(BuildingTestCase):
         return defer.ensureDeferred(self._nic())
 
     async def _nic(self) -> None:
-        why = await _modprobe("xen-netback")
+        why = await _modprobe(self.guests.modules, "xen-netback")
         if why:
             raise SkipTest(why)
         await self._network_tools()
         if not os.path.isdir(f"/sys/class/net/{BRIDGE}/bridge"):
-            why = await _modprobe("bridge")
+            why = await _modprobe(self.guests.modules, "bridge")
             if why:
                 raise SkipTest(f"no bridge {BRIDGE} in dom0, and {why}")
             try:

@@ -57,5 +57,47 @@ mkdir -p "$O"/var/lib/realxen "$O"/opt
 
 cp -a "$BUILD" "$O"/opt/txlibxl
 install -m 755 "$SRC"/xen/init "$O"/init
-(cd "$O" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >"$OUT"
+
+# The device backends a running guest's disks and NICs need in dom0 (the
+# block and network backends, loop devices, the bridge), with the Xen
+# modules the base image has: its module tree keeps only drivers/xen.
+# Taken from the base image's own kernel package once, and kept beside the
+# image (a new image starts without it).  Their modules.dep replaces the
+# base image's.
+MODULES=$BASE/extra-modules.cpio
+if [ ! -s "$MODULES" ]; then
+    KPKG=$(sed -n 's/^kernel: //p' "$BASE/manifest.txt")
+    KVER=${KPKG#linux-image-}
+    [ -n "$KPKG" ] || { echo "no kernel in $BASE/manifest.txt" >&2; exit 1; }
+    log "adding the backend modules of $KPKG"
+    mkdir -p "$ROOT/tmp/debs"
+    chmod 777 "$ROOT/tmp/debs"
+    chroot "$ROOT" sh -c "cd /tmp/debs && apt-get download -qq $KPKG"
+    mkdir -p "$STAGE/k"
+    dpkg-deb -x "$ROOT"/tmp/debs/"$KPKG"_*.deb "$STAGE/k"
+    rm -rf "$ROOT/tmp/debs"
+    K=$STAGE/k/lib/modules/$KVER
+    MODROOT=$ROOT/tmp/modroot-extra
+    rm -rf "$MODROOT"
+    M=$MODROOT/lib/modules/$KVER
+    for part in drivers/xen drivers/block/xen-blkback drivers/block/loop.ko drivers/net/xen-netback \
+        net/bridge/bridge.ko net/802/stp.ko net/llc/llc.ko; do
+        if [ -e "$K/kernel/$part" ]; then
+            mkdir -p "$M/kernel/$(dirname "$part")"
+            cp -a "$K/kernel/$part" "$M/kernel/$part"
+        fi
+    done
+    cp "$K"/modules.{order,builtin,builtin.modinfo} "$M/" 2>/dev/null || true
+    chroot "$ROOT" depmod -b /tmp/modroot-extra "$KVER"
+    mkdir -p "$MODROOT/usr/lib"
+    mv "$MODROOT/lib/modules" "$MODROOT/usr/lib/modules"
+    rmdir "$MODROOT/lib"
+    (cd "$MODROOT" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >"$MODULES.tmp"
+    rm -rf "$MODROOT"
+    mv "$MODULES.tmp" "$MODULES"
+fi
+
+# Two archives, one after the other: the kernel unpacks both.
+cat "$MODULES" >"$OUT"
+(cd "$O" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >>"$OUT"
 log "done: $(du -h "$OUT" | cut -f1) overlay"

@@ -19,6 +19,7 @@ from . import xenstored
 from .agents import DELAY, IGNORE, Agents
 from .control import Handler, UnknownOp, check_arguments
 from .errors import BadRequest, Conflict, NoSuchDomain
+from .host_guest import GuestMemoryOps
 from .hypervisor import (
     DomainChange,
     HostInfo,
@@ -60,7 +61,7 @@ def _seconds(value: Any, name: str = "seconds") -> float:
     return float(value)
 
 
-class SimHost:
+class SimHost(GuestMemoryOps):
     """
     The simulated host's state and control ops.
 
@@ -73,6 +74,7 @@ class SimHost:
             schedule=lambda f: reactor.callLater(0, f),
             domain_exists=self._domain_exists,
             ring_check=self._ring_check,
+            on_resume=lambda domid: self.hypervisor.xenstored_resume(domid),
         )
         self.hypervisor = Hypervisor(self.store, host=HostInfo(total_memory_kb=memory_kb))
         userdata = os.path.join(root, "var", "lib", "xen") if root else None
@@ -152,6 +154,8 @@ class SimHost:
             "eject": self.eject,
             "list": self.list,
             "info": self.info,
+            "guest_marker": self.guest_marker,
+            "guest_image": self.guest_image,
             "fault": self.fault,
             "check_store": self.check_store,
             "watch_count": self.watch_count,
@@ -356,7 +360,8 @@ class SimHost:
     def info(self, domid: Any = None) -> Dict[str, Any]:
         domid = _domid(domid)
         try:
-            return self._describe(self.hypervisor.get(domid))
+            domain = self.hypervisor.get(domid)
+            return dict(self._describe(domain), **self.memory_info(domain))
         except HvNoSuchDomain:
             raise NoSuchDomain("no domain %d" % domid) from None
 

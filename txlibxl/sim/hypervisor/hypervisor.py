@@ -26,6 +26,7 @@ from .errors import (
     NoSuchDomain,
     OutOfMemory,
 )
+from .saverestore import _SaveRestoreMixin
 
 __all__ = ["Hypervisor", "Subscriber"]
 
@@ -40,7 +41,7 @@ _DOMAIN_TYPES = ("pv", "pvh", "hvm")
 Subscriber = Callable[[Domain, DomainChange], Any]
 
 
-class Hypervisor(_CheckDomainsMixin, _DomctlMixin):
+class Hypervisor(_CheckDomainsMixin, _DomctlMixin, _SaveRestoreMixin):
     """
     The simulated Xen: a domain table plus xenstored's ``@releaseDomain``
     rules (see :mod:`txlibxl.sim.hypervisor`).

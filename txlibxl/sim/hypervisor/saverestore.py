@@ -17,9 +17,9 @@ so :class:`_SaveRestoreMixin` keeps what stands for it:
 * *log-dirty mode* during a live save, a model of a guest whose writes
   shrink as the save goes on: after round *r* of sending, the pages it
   dirtied are every ``4**r``-th page of the image (the set shrinks fourfold
-  a round), and the last set, once it has suspended, every
-  ``4**(r + 1)``-th; page 0 is dirty whenever the marker changed since a
-  save last sent it.  So a live save of *N* pages sends about *4N/3*, in
+  a round), and the last set, once it has suspended, is the next one of
+  the series; page 0 is dirty whenever the marker changed since a save
+  last sent it.  So a live save of *N* pages sends about *4N/3*, in
   the rounds libxc's policy makes (at most 5, until fewer than 50 pages
   are dirty).  Nothing is written behind the model's back: the pages the
   guest "dirtied" hold the same pattern;
@@ -132,13 +132,17 @@ class _SaveRestoreMixin:
         ``SHADOW_OP_CLEAN``: what the guest dirtied since the last call, as
         (number of pages, stride, page 0 or None): the pages are every
         C{stride}-th from C{stride} on, and page 0 if it is given.  With
-        C{final}, the last set (the guest has suspended).
+        C{final}, the last set, once the guest no longer runs (it has
+        suspended): the model's guest dirtied as much before it suspended
+        as in a next round.
         """
         domain = self.get(domid)
         if domain.logdirty_rounds is None:
             raise InvalidOperation("domain %d is not in log-dirty mode" % domid)
+        if final and domain.running:
+            raise InvalidOperation("the guest of domain %d still runs" % domid)
         rounds = domain.logdirty_rounds + 1
-        stride = DIRTY_SHRINK ** (rounds + 1 if final else rounds)
+        stride = DIRTY_SHRINK ** rounds
         pages = self.image_pages(domain)
         count = max(0, (pages - 1) // stride)
         page0 = encode_marker_page(domain.marker) if domain.marker_dirty else None

@@ -7,10 +7,14 @@ does (the tests in ``test_libxl_save`` check the C side against these).
 from __future__ import annotations
 
 import io
+import json
+import os
 import struct
 import uuid
 
 from twisted.trial.unittest import TestCase
+
+from txlibxl.sim import __main__ as sim_main
 
 from txlibxl.sim.savestream import (
     PAGE_SIZE,
@@ -208,3 +212,26 @@ class PartsTests(TestCase):
             split_libxl_stream(whole[:100])
         with self.assertRaises(StreamError):
             split_libxl_stream(part)
+
+
+class CommandLineTests(TestCase):
+    def run_stream(self, data: bytes):
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(data)
+        out = io.StringIO()
+        self.patch(sim_main.sys, "stdout", out)
+        sim_main.main(["stream", path])
+        return json.loads(out.getvalue())
+
+    def test_python_m_txlibxl_sim_stream_says_what_a_saved_file_carries(self) -> None:
+        part = stream(8, b"seen", rounds=[range(8), [0, 4]])
+        report = self.run_stream(libxl_stream(part))
+        self.assertEqual((report["uuid"], report["marker"], report["image_kb"]), (str(UUID), "seen", 32))
+        self.assertEqual((report["pages_sent"], report["libxl_part"]), (10, [24, 24 + len(part)]))
+
+    def test_it_exits_with_the_reason_a_restore_would_refuse(self) -> None:
+        for data in (b"", libxl_stream(stream(8)[:-100])):
+            with self.assertRaises(SystemExit) as caught:
+                self.run_stream(data)
+            self.assertIn(os.sep, str(caught.exception.code))

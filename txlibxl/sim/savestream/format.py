@@ -193,7 +193,7 @@ def libxl_stream(libxc_part: bytes, hvm_records: bytes = b"") -> bytes:
 def xl_header_length(data: bytes) -> int:
     """The length of xl's save file header (with its optional data) at
     the start of C{data}, or 0 if C{data} does not start with one."""
-    if not data.startswith(XL_MAGIC):
+    if data[:len(XL_MAGIC)] != XL_MAGIC:
         return 0
     if len(data) < XL_HEADER.size:
         raise StreamError("xl's header is truncated")
@@ -203,9 +203,9 @@ def xl_header_length(data: bytes) -> int:
 def split_libxl_stream(data: bytes) -> Tuple[int, int]:
     """
     Where the helper's part of a libxl stream (optionally behind xl's
-    header) starts and ends: offsets into C{data}.  Only the framing is
-    read (libxl's header and first record, libxc's headers and record
-    headers up to END).
+    header) starts and ends: offsets into C{data} (bytes, or an mmap of a
+    file).  Only the framing is read (libxl's header and first record,
+    libxc's headers and record headers up to END).
 
     @raise StreamError: the framing is not libxl's and libxc's.
     """

@@ -60,21 +60,21 @@ class SaveTestCase(TestCase):
 class ImageTests(SaveTestCase):
     def test_the_image_is_1_mib_by_default_and_never_more_than_the_memory(self) -> None:
         domid = self.built()
-        self.assertEqual(self.hv.image_pages(self.hv.get(domid)), DEFAULT_IMAGE_KB // 4)
+        self.assertEqual(self.hv.image_pages(domid), DEFAULT_IMAGE_KB // 4)
         small = self.built(memory_kb=512)
-        self.assertEqual(self.hv.image_pages(self.hv.get(small)), 128)
+        self.assertEqual(self.hv.image_pages(small), 128)
 
     def test_the_image_size_is_set_within_the_memory(self) -> None:
         domid = self.built()
         self.hv.set_image_size(domid, 65536)
-        self.assertEqual(self.hv.image_pages(self.hv.get(domid)), 16384)
+        self.assertEqual(self.hv.image_pages(domid), 16384)
         for bad in (0, 6, 262148):
             self.assertRaises(InvalidOperation, self.hv.set_image_size, domid, bad)
 
     def test_only_a_running_guest_writes_its_marker(self) -> None:
         domid = self.built()
         self.hv.set_marker(domid, b"one")
-        self.assertEqual(self.hv.get(domid).marker, b"one")
+        self.assertEqual(self.hv.guest_memory(domid).marker, b"one")
         self.hv.pause(domid)
         self.assertRaises(InvalidOperation, self.hv.set_marker, domid, b"two")
         self.assertRaises(InvalidOperation, self.hv.set_marker, self.fresh(), b"two")
@@ -82,8 +82,8 @@ class ImageTests(SaveTestCase):
 
     def test_the_seed_comes_from_the_uuid_unless_restored(self) -> None:
         a, b = self.built(), self.built()
-        self.assertEqual(self.hv.image_seed(self.hv.get(a)), self.hv.image_seed(self.hv.get(b)))
-        self.assertNotEqual(self.hv.image_seed(self.hv.get(a)), 0)
+        self.assertEqual(self.hv.image_seed(a), self.hv.image_seed(b))
+        self.assertNotEqual(self.hv.image_seed(a), 0)
 
 
 class SaveTests(SaveTestCase):
@@ -135,7 +135,7 @@ class SaveTests(SaveTestCase):
         self.hv.shutdown(domid, ShutdownReason.SUSPEND)
         guest, page0 = self.hv.save_end(domid)
         self.assertEqual((guest.memory_kb, guest.online_vcpus), (131072, frozenset({0, 1, 3})))
-        self.assertIsNone(self.hv.get(domid).logdirty_rounds)
+        self.assertIsNone(self.hv.guest_memory(domid).logdirty_rounds)
 
 
 class RestoreTests(SaveTestCase):
@@ -153,9 +153,10 @@ class RestoreTests(SaveTestCase):
         new = self.fresh()
         store, console = self.hv.restore(new, described, guest, page0, 1, 2)
         domain = self.hv.get(new)
-        self.assertEqual((domain.memory_kb, domain.online_vcpus, domain.marker), (262144, 2, b"carried"))
-        self.assertEqual(self.hv.image_pages(domain), 256)
-        self.assertEqual(self.hv.image_seed(domain), described.seed)
+        self.assertEqual((domain.memory_kb, domain.online_vcpus), (262144, 2))
+        self.assertEqual(self.hv.guest_memory(new).marker, b"carried")
+        self.assertEqual(self.hv.image_pages(new), 256)
+        self.assertEqual(self.hv.image_seed(new), described.seed)
         self.assertEqual((store, console), (domain.mfn_base + 2, domain.mfn_base + 3))
         self.assertEqual((domain.xenstore_gfn, domain.console_gfn), (store, console))
         self.assertTrue(domain.paused)
@@ -178,11 +179,11 @@ class RestoreTests(SaveTestCase):
             (old, described, guest, page0, errno.EEXIST),
         ]
         for domid, d, g, p, code in cases:
-            before = self.hv.get(domid)
+            before = (self.hv.get(domid), self.hv.guest_memory(domid))
             with self.assertRaises((InvalidOperation, OutOfMemory)) as caught:
                 self.hv.restore(domid, d, g, p, 1, 2)
             self.assertEqual(caught.exception.errno, code)
-            self.assertEqual(self.hv.get(domid), before)
+            self.assertEqual((self.hv.get(domid), self.hv.guest_memory(domid)), before)
 
     def test_offline_vcpus_come_back_offline(self) -> None:
         old, described, _, page0 = self.saved(vcpus=3)
@@ -227,3 +228,14 @@ class ResumeTests(SaveTestCase):
         self.assertEqual(self.hv.resume(domid), self.hv.get(domid))
         self.assertNotIn((domid, DomainChange.RESUMED), self.changes)
         self.assertRaises(InvalidOperation, self.hv.resume, 0)
+
+
+class GoneTests(SaveTestCase):
+    def test_what_a_save_carries_goes_with_the_domain(self) -> None:
+        domid = self.built()
+        self.hv.set_marker(domid, b"old")
+        self.hv.set_image_size(domid, 8192)
+        self.hv.destroy(domid)
+        self.assertEqual(self.hv._guest_memory, {})
+        again = self.hv.createdomain(domid, 0, HANDLE.bytes, 1)
+        self.assertEqual(self.hv.guest_memory(again.domid).marker, b"")

@@ -38,16 +38,18 @@ class GuestMemoryOps:
     def guest_marker(self, domid: Any = None, value: Any = None) -> Dict[str, Any]:
         if not isinstance(value, str) or len(value.encode("utf-8")) > MARKER_MAX:
             raise BadRequest("value must be a string of at most %d octets, got %r" % (MARKER_MAX, value))
-        domain = self._guest_call(self.hypervisor.set_marker, _domid(domid), value.encode("utf-8"))
-        return {"domid": domain.domid, "marker": value}
+        domid = _domid(domid)
+        self._guest_call(self.hypervisor.set_marker, domid, value.encode("utf-8"))
+        return {"domid": domid, "marker": value}
 
     def guest_image(self, domid: Any = None, kb: Any = None) -> Dict[str, Any]:
         if isinstance(kb, bool) or not isinstance(kb, int):
             raise BadRequest("kb must be an integer, got %r" % (kb,))
-        domain = self._guest_call(self.hypervisor.set_image_size, _domid(domid), kb)
-        return {"domid": domain.domid, "image_kb": self.hypervisor.image_pages(domain) * 4}
+        domid = _domid(domid)
+        self._guest_call(self.hypervisor.set_image_size, domid, kb)
+        return {"domid": domid, "image_kb": self.hypervisor.image_pages(domid) * 4}
 
-    def _guest_call(self, operation: Any, domid: int, *args: Any) -> Domain:
+    def _guest_call(self, operation: Any, domid: int, *args: Any) -> Any:
         try:
             return operation(domid, *args)
         except HvNoSuchDomain:
@@ -62,6 +64,6 @@ class GuestMemoryOps:
             "max_memory_kb": domain.max_memory_kb,
             "vcpus": domain.vcpus,
             "online_vcpus": domain.online_vcpus,
-            "image_kb": self.hypervisor.image_pages(domain) * 4,
-            "marker": domain.marker.decode("utf-8", errors="replace"),
+            "image_kb": self.hypervisor.image_pages(domain.domid) * 4,
+            "marker": self.hypervisor.guest_memory(domain.domid).marker.decode("utf-8", errors="replace"),
         }

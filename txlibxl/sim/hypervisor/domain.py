@@ -125,17 +125,6 @@ class Domain:
     #: and console rings (``xc_dom_gnttab_seed``), as the guest sees them.
     xenstore_gfn: Optional[int] = None
     console_gfn: Optional[int] = None
-    #: The memory image a save carries (:mod:`txlibxl.sim.savestream`):
-    #: its size (None: the default, see
-    #: :mod:`txlibxl.sim.hypervisor.saverestore`), the seed of its pattern
-    #: (0: derived from the UUID), the marker the guest keeps in its page
-    #: 0, and whether that page changed since a save last sent it.
-    image_kb: Optional[int] = None
-    image_seed: int = 0
-    marker: bytes = b""
-    marker_dirty: bool = False
-    #: A live save's log-dirty mode: the rounds reported so far (None: off).
-    logdirty_rounds: Optional[int] = None
 
     @property
     def online_vcpus(self) -> int:

@@ -90,6 +90,8 @@ class Hypervisor(_CheckDomainsMixin, _DomctlMixin, _SaveRestoreMixin):
         self._shutdown_unnoticed: Set[int] = set()
         self._pending_check: List[int] = []
         self._pending_removals: Dict[int, Any] = {}
+        # What a save carries, per live domain (.saverestore).
+        self._guest_memory: Dict[int, Any] = {}
         dom0 = Domain(
             domid=0,
             uuid=_uuid.UUID(int=0),
@@ -312,6 +314,7 @@ class Hypervisor(_CheckDomainsMixin, _DomctlMixin, _SaveRestoreMixin):
                 continue
             del self._domids[bisect.bisect_left(self._domids, domid)]
             self._running_since.pop(domid, None)
+            self._guest_memory.pop(domid, None)
             gone.append(domid)
             self._emit(domain, DomainChange.DESTROYED)
         if gone:

@@ -29,6 +29,9 @@ so :class:`_SaveRestoreMixin` keeps what stands for it:
   HVM container, the ring and event channel HVM parameters, as libxc's
   restore sets them.
 
+This state is kept beside the domain table, not in the :class:`Domain`
+snapshots (it changes no ``getinfolist`` row), and goes with the domain.
+
 ``resume`` is ``XEN_DOMCTL_resumedomain``: a shut-down domain runs again
 (its shutdown code is cleared), what a toolstack does after a checkpoint
 or a failed save.  It fires no ``@releaseDomain``; xenstored's memory of
@@ -38,6 +41,8 @@ from __future__ import annotations
 
 import errno as _errno
 from typing import Any, Callable, Dict, Optional, Tuple
+
+import attr
 
 from ..savestream.format import (
     MARKER_MAX,
@@ -50,7 +55,7 @@ from ..savestream.format import (
 from .domain import Domain, DomainChange
 from .errors import InvalidOperation, OutOfMemory
 
-__all__ = ["DEFAULT_IMAGE_KB", "DIRTY_SHRINK"]
+__all__ = ["DEFAULT_IMAGE_KB", "DIRTY_SHRINK", "GuestMemory"]
 
 #: The memory image of a domain nobody gave another size.
 DEFAULT_IMAGE_KB = 1024
@@ -64,11 +69,32 @@ _KB_PER_PAGE = 4
 _HVM_STORE_PFN, _HVM_STORE_EVTCHN, _HVM_CONSOLE_PFN, _HVM_CONSOLE_EVTCHN = 1, 2, 17, 18
 
 
+@attr.s(slots=True, auto_attribs=True)
+class GuestMemory:
+    """What a save carries of one domain, beside its :class:`Domain`."""
+
+    #: The image's size (None: the default, at most the domain's memory).
+    image_kb: Optional[int] = None
+    #: The seed of its pattern (0: derived from the UUID).
+    seed: int = 0
+    #: What the guest keeps in page 0, and whether page 0 changed since a
+    #: save last sent it.
+    marker: bytes = b""
+    marker_dirty: bool = False
+    #: A live save's log-dirty mode: the rounds reported so far (None: off).
+    logdirty_rounds: Optional[int] = None
+
+
+#: The record of a domain nothing changed yet (never mutated).
+_UNTOUCHED = GuestMemory()
+
+
 class _SaveRestoreMixin:
     """Save, restore and resume (part of :class:`~txlibxl.sim.hypervisor.Hypervisor`)."""
 
     _domains: Dict[int, Domain]
     _shutdown_noticed: Any
+    _guest_memory: Dict[int, GuestMemory]
 
     get: Callable[[int], Domain]
     _guest: Callable[[int, str], Domain]
@@ -81,28 +107,38 @@ class _SaveRestoreMixin:
 
     # -- the image --------------------------------------------------------
 
-    @staticmethod
-    def image_pages(domain: Domain) -> int:
-        """The pages of C{domain}'s memory image (0 without memory)."""
-        kb = DEFAULT_IMAGE_KB if domain.image_kb is None else domain.image_kb
-        return min(kb, domain.memory_kb) // _KB_PER_PAGE
+    def guest_memory(self, domid: int) -> GuestMemory:
+        """A copy of what a save of C{domid} would carry."""
+        self.get(domid)
+        return attr.evolve(self._guest_memory.get(domid, _UNTOUCHED))
 
-    @staticmethod
-    def image_seed(domain: Domain) -> int:
-        if domain.image_seed:
-            return domain.image_seed
-        raw = domain.uuid.bytes
-        return (int.from_bytes(raw[:8], "little") ^ int.from_bytes(raw[8:], "little")) or 0x7478
+    def _memory_of(self, domid: int) -> GuestMemory:
+        """C{domid}'s record, to change (C{domid} exists)."""
+        memory = self._guest_memory.get(domid)
+        if memory is None:
+            memory = self._guest_memory[domid] = GuestMemory()
+        return memory
 
-    def set_image_size(self, domid: int, kb: int) -> Domain:
+    def image_pages(self, domid: int) -> int:
+        """The pages of the domain's memory image (0 without memory)."""
+        domain = self.get(domid)
+        kb = self._guest_memory.get(domid, _UNTOUCHED).image_kb
+        return min(DEFAULT_IMAGE_KB if kb is None else kb, domain.memory_kb) // _KB_PER_PAGE
+
+    def image_seed(self, domid: int) -> int:
+        raw = self.get(domid).uuid.bytes
+        seed = self._guest_memory.get(domid, _UNTOUCHED).seed
+        return seed or (int.from_bytes(raw[:8], "little") ^ int.from_bytes(raw[8:], "little")) or 0x7478
+
+    def set_image_size(self, domid: int, kb: int) -> None:
         """The domain's memory image is C{kb} KiB (a multiple of 4, at
         most its memory)."""
         domain = self._guest(domid, "size the image of")
         if kb < _KB_PER_PAGE or kb % _KB_PER_PAGE or kb > domain.memory_kb:
             raise InvalidOperation("an image of %d KiB for a domain of %d KiB" % (kb, domain.memory_kb))
-        return self._update(domain, image_kb=kb)
+        self._memory_of(domid).image_kb = kb
 
-    def set_marker(self, domid: int, marker: bytes) -> Domain:
+    def set_marker(self, domid: int, marker: bytes) -> None:
         """The guest writes C{marker} into its page 0 (only a guest that
         runs writes its memory)."""
         domain = self._guest(domid, "mark")
@@ -110,7 +146,9 @@ class _SaveRestoreMixin:
             raise InvalidOperation("a marker is at most %d octets" % MARKER_MAX)
         if domain.paused or domain.shutdown or domain.dying:
             raise InvalidOperation("the guest of domain %d does not run" % domid)
-        return self._update(domain, marker=bytes(marker), marker_dirty=True)
+        memory = self._memory_of(domid)
+        memory.marker = bytes(marker)
+        memory.marker_dirty = True
 
     # -- save -------------------------------------------------------------
 
@@ -118,14 +156,16 @@ class _SaveRestoreMixin:
         """A save starts: what the domain is, and page 0 as it is now;
         a live save turns log-dirty mode on."""
         domain = self._guest(domid, "save")
-        pages = self.image_pages(domain)
+        pages = self.image_pages(domid)
         if domain.dying or not pages:
             raise InvalidOperation("domain %d has no memory to save" % domid)
         store, console = _ring_pfns(domain)
         described = SimDomain(domain.type, domain.uuid, domain.vcpus, domain.max_memory_kb, pages,
-                              self.image_seed(domain), store, console)
-        self._update(domain, marker_dirty=False, logdirty_rounds=0 if live else None)
-        return described, encode_marker_page(domain.marker)
+                              self.image_seed(domid), store, console)
+        memory = self._memory_of(domid)
+        memory.marker_dirty = False
+        memory.logdirty_rounds = 0 if live else None
+        return described, encode_marker_page(memory.marker)
 
     def logdirty_clean(self, domid: int, final: bool = False) -> Tuple[int, int, Optional[bytes]]:
         """
@@ -137,30 +177,31 @@ class _SaveRestoreMixin:
         as in a next round.
         """
         domain = self.get(domid)
-        if domain.logdirty_rounds is None:
+        memory = self._memory_of(domid)
+        if memory.logdirty_rounds is None:
             raise InvalidOperation("domain %d is not in log-dirty mode" % domid)
         if final and domain.running:
             raise InvalidOperation("the guest of domain %d still runs" % domid)
-        rounds = domain.logdirty_rounds + 1
-        stride = DIRTY_SHRINK ** rounds
-        pages = self.image_pages(domain)
-        count = max(0, (pages - 1) // stride)
-        page0 = encode_marker_page(domain.marker) if domain.marker_dirty else None
-        self._update(domain, logdirty_rounds=rounds, marker_dirty=False)
+        memory.logdirty_rounds += 1
+        stride = DIRTY_SHRINK ** memory.logdirty_rounds
+        count = max(0, (self.image_pages(domid) - 1) // stride)
+        page0 = encode_marker_page(memory.marker) if memory.marker_dirty else None
+        memory.marker_dirty = False
         return count + (page0 is not None), stride, page0
 
     def logdirty_off(self, domid: int) -> None:
-        domain = self.get(domid)
-        if domain.logdirty_rounds is not None:
-            self._update(domain, logdirty_rounds=None)
+        self.get(domid)
+        self._memory_of(domid).logdirty_rounds = None
 
     def save_end(self, domid: int) -> Tuple[SimGuest, bytes]:
         """The guest's state now (it has suspended) and its page 0;
         log-dirty mode ends."""
         domain = self.get(domid)
+        memory = self._memory_of(domid)
+        memory.logdirty_rounds = None
+        memory.marker_dirty = False
         online = frozenset(range(domain.vcpus)) - domain.offline_vcpus
-        self._update(domain, logdirty_rounds=None, marker_dirty=False)
-        return SimGuest(domain.memory_kb, online), encode_marker_page(domain.marker)
+        return SimGuest(domain.memory_kb, online), encode_marker_page(memory.marker)
 
     # -- restore ----------------------------------------------------------
 
@@ -196,8 +237,8 @@ class _SaveRestoreMixin:
                                  (_HVM_CONSOLE_PFN, saved.console_pfn), (_HVM_CONSOLE_EVTCHN, console_evtchn)):
                 self.set_hvm_param(domid, index, value)
         offline = frozenset(range(domain.vcpus)) - guest.online_vcpus - {0}
-        self._update(self.get(domid), image_kb=saved.image_pages * _KB_PER_PAGE, image_seed=saved.seed,
-                     marker=marker, marker_dirty=False, offline_vcpus=offline)
+        self._update(self.get(domid), offline_vcpus=offline)
+        self._guest_memory[domid] = GuestMemory(saved.image_pages * _KB_PER_PAGE, saved.seed, marker)
         return offset + saved.store_pfn, offset + saved.console_pfn
 
     # -- resume -----------------------------------------------------------

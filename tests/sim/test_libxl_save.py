@@ -22,7 +22,9 @@ from twisted.trial.unittest import SkipTest
 from tests.cclient import CClientProcess
 from tests.sim.libxl_configs import leftover_processes, write_json
 from tests.sim.test_libxl_create import CreateTestCase
-from txlibxl.sim.savestream import read_stream, split_libxl_stream
+import uuid
+
+from txlibxl.sim.savestream import SimDomain, SimGuest, libxl_stream, read_stream, split_libxl_stream, write_stream
 from txlibxl.sim.savestream import format as fmt
 from txlibxl.sim.savestream.writer import record
 from txlibxl.testing.simhost import start_simulated_host
@@ -153,6 +155,48 @@ class RoundTripTests(SaveTestCase):
         self.assertEqual(restored["bytes_read"], line["bytes"])
         info = await self.info(restored["domid"])
         self.assertEqual((info["image_kb"], info["marker"]), (65536, "big"))
+
+
+class CrossCheckTests(SaveTestCase):
+    """The shim's C restore takes what the Python writer writes, and
+    refuses what the Python reader refuses."""
+
+    def python_stream(self, cfg: Dict[str, Any], **kw: Any) -> str:
+        described = SimDomain("pv", uuid.UUID(cfg["c_info"]["uuid"]), 2, 263168, 256, 0xC0FFEE, 2, 3)
+        out = io.BytesIO()
+        write_stream(out, described, SimGuest(262144, frozenset({0, 1})), b"from python", **kw)
+        path = self.stream_path("python.save")
+        with open(path, "wb") as f:
+            f.write(libxl_stream(out.getvalue()))
+        return path
+
+    async def test_a_stream_the_python_writer_wrote_restores_through_the_helper(self) -> None:
+        cfg = self.config("web1")
+        path = self.python_stream(cfg, rounds=[range(256), range(0, 256, 4), [0]])
+        line, proc = await self.restore(cfg, path)
+        self.assertEqual(line["rc"], 0, proc.describe("restore failed"))
+        info = await self.info(line["domid"])
+        self.assertEqual((info["marker"], info["image_kb"], info["memory_kb"]), ("from python", 1024, 262144))
+
+    async def test_a_python_written_stream_missing_a_page_is_refused_by_the_helper(self) -> None:
+        cfg = self.config("web1")
+        before = await self.host_tree()
+        line, proc = await self.restore(cfg, self.python_stream(cfg, rounds=[range(255)]))
+        self.assertNotEqual(line["rc"], 0)
+        self.assertIn(b"1 pages of the image never came", proc.stderr)
+        await self.assert_nothing_left(before)
+
+    async def test_a_domain_the_simulator_made_saves_and_restores_too(self) -> None:
+        made = await self.host.control.create_domain(name="made1", vcpus=2, memory_kb=131072)
+        await self.host.control.guest_marker(made["domid"], "made")
+        config = await self.cclient_ok("config", made["domid"])
+        cfg = config.results("config")[0]["config"]
+        _, path = await self.save(made["domid"])
+        await self.cclient_ok("destroy", made["domid"])
+        line, proc = await self.restore(cfg, path, "unpause", "last")
+        self.assertEqual(line["rc"], 0, proc.describe("restore failed"))
+        info = await self.info(line["domid"])
+        self.assertEqual((info["uuid"], info["marker"], info["state"]), (made["uuid"], "made", "running"))
 
 
 class LiveAndResumeTests(SaveTestCase):

@@ -175,7 +175,9 @@ static int read_records(struct restore_ctx *c, struct restore_callbacks *cb, uin
                 return corrupt(c, "SIM_GUEST out of place");
             rc = read_or_fail(c, &c->args->guest, sizeof c->args->guest, "SIM_GUEST");
             c->have_guest = true;
-        } else if (h.type & REC_OPTIONAL && h.type != REC_SIM_DOMAIN) {
+        } else if (h.type == REC_SIM_DOMAIN) {
+            return corrupt(c, "a second SIM_DOMAIN");
+        } else if (h.type & REC_OPTIONAL) {
             rc = skip(c, h.length);
         } else {
             return corrupt(c, "not a simulated host's stream (record %#x)", h.type);

@@ -157,21 +157,32 @@ static bool wants_shim(const char *file)
     return helper && strcmp(helper, file) == 0;
 }
 
-/* In the child libxl forked, just before exec: the shim (this object, by
- * its absolute path) first in LD_PRELOAD, unless it is there already. */
-static void preload_shim(const char *file)
+/* The shim's own absolute path, found once when it is loaded: the child
+ * libxl forks (of a process with other threads) should not have to ask
+ * the dynamic loader. */
+static char shim_self[PATH_MAX];
+
+__attribute__((constructor)) static void remember_self(void)
 {
     Dl_info self;
-    if (!wants_shim(file) || !dladdr((void *)txsim_shim_version, &self) ||
-        !self.dli_fname || self.dli_fname[0] != '/')
+    if (dladdr((void *)txsim_shim_version, &self) && self.dli_fname && self.dli_fname[0] == '/' &&
+        strlen(self.dli_fname) < sizeof shim_self)
+        strcpy(shim_self, self.dli_fname);
+}
+
+/* In the child libxl forked, just before exec: the shim first in
+ * LD_PRELOAD, unless it is there already. */
+static void preload_shim(const char *file)
+{
+    if (!shim_self[0] || !wants_shim(file))
         return;
     const char *old = getenv("LD_PRELOAD");
-    size_t n = strlen(self.dli_fname);
-    for (const char *p = old; p && (p = strstr(p, self.dli_fname)); p += n)
+    size_t n = strlen(shim_self);
+    for (const char *p = old; p && (p = strstr(p, shim_self)); p += n)
         if ((p == old || p[-1] == ':' || p[-1] == ' ') && (!p[n] || p[n] == ':' || p[n] == ' '))
             return;
     char value[2 * PATH_MAX];
-    int len = snprintf(value, sizeof value, "%s%s%s", self.dli_fname, old && *old ? ":" : "",
+    int len = snprintf(value, sizeof value, "%s%s%s", shim_self, old && *old ? ":" : "",
                        old ? old : "");
     if (len > 0 && (size_t)len < sizeof value)
         setenv("LD_PRELOAD", value, 1);

@@ -11,18 +11,17 @@ APT_PACKAGES = libxen-dev libxenmisc4.17 xenstore-utils xen-utils-4.17 gcc make 
 
 .PHONY: demo test check docs build deps venv clean bench test-xen bench-smoke
 
-# The plugin on a simulated host playing the demo scenario: each event is
-# printed as a JSON line as it happens (twistd's own log goes to .demo.log);
-# the scenario is over after about 6 s, so the demo stops itself after 15.
+# The plugin on a simulated host while the demo scenario plays: each event
+# is printed as a JSON line as it happens (twistd's own log goes to
+# .demo.log).  contrib/demo.py plays the scenario through the host's control
+# socket, so it stops as soon as the scenario is over and its records are out.
 demo: build
-	@echo "twistd -n libxl-events --simulate demo --disk-eject --output -   (stops after 15 s)"
-	@timeout -s TERM 15 $(VENV)/bin/twistd -n --pidfile= --logfile=.demo.log \
-	  libxl-events --simulate demo --disk-eject --output - ; \
-	  rc=$$?; [ $$rc = 124 ] || [ $$rc = 0 ] || { tail -20 .demo.log; exit $$rc; }
+	@echo "twistd -n libxl-events --simulate --disk-eject --output -   (playing the demo scenario; stops when it is over)"
+	@$(PY) contrib/demo.py --twistd $(VENV)/bin/twistd --logfile .demo.log
 
 test: build docs check test-xen
 
-check: build .stamp-fleet-deps
+check: build .stamp-check-deps
 	@set -e; for r in $(REACTORS); do \
 	  echo "=== trial --reactor=$$r $(TESTS)"; \
 	  $(TRIAL) --reactor=$$r $(TESTS); \
@@ -31,8 +30,18 @@ check: build .stamp-fleet-deps
 docs: build
 	$(VENV)/bin/sphinx-build -q -E -W --keep-going -b html docs docs/_build/html
 
-build: .stamp-venv
-	$(PY) -m pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test,docs,bench,amqp]'
+# An editable install: the checkout is on the venv's sys.path (a .pth file;
+# setup.cfg's package_dir makes setuptools choose that), so Python changes
+# need no reinstall and twistd finds twisted/plugins/txlibxl_events.py.  Only
+# what the native parts are built from (or the metadata) reinstalls it.
+NATIVE_SOURCES = setup.py setup.cfg pyproject.toml txlibxl/_libxl/_build.py \
+	$(wildcard txlibxl/_libxl/c/*.[ch] txlibxl/sim/shim/*.[ch] txlibxl/sim/shim/*.inc)
+
+build: .stamp-build
+
+.stamp-build: .stamp-venv $(NATIVE_SOURCES)
+	$(PY) -m pip install -q --no-build-isolation -e '.[test,docs,bench,amqp]'
+	touch $@
 
 .stamp-venv: .stamp-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,15 +62,17 @@ build: .stamp-venv
 	fi
 	touch $@
 
-# The fleet tests (tests/fleet) run real RabbitMQ nodes on loopback and the
-# live page in headless Chromium.  The packaged RabbitMQ service is not
-# used: where installing it started one (systemd), it is stopped and
-# disabled, since it would listen on every interface.  If they cannot be
-# installed, those tests are SKIPPED and say why.
-FLEET_APT_PACKAGES = rabbitmq-server chromium
+# What the suite needs beyond the build: systemd-analyze (the systemd unit's
+# exposure, tests/packaging/test_systemd_unit.py), headless Chromium (the
+# docs' layout, tests/docs/test_layout.py; the fleet's live page) and
+# RabbitMQ (tests/fleet runs real nodes on loopback).  The packaged RabbitMQ
+# service is not used: where installing it started one (systemd), it is
+# stopped and disabled, since it would listen on every interface.  If they
+# cannot be installed, those tests are skipped and say why.
+CHECK_APT_PACKAGES = systemd chromium rabbitmq-server
 
-.stamp-fleet-deps:
-	@missing=$$(for p in $(FLEET_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+.stamp-check-deps:
+	@missing=$$(for p in $(CHECK_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \

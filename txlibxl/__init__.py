@@ -12,7 +12,7 @@ The public API is importable from here::
 * Domain configurations as data (:mod:`txlibxl.config`).
 
 Importing ``txlibxl`` imports none of them until a name is used, and
-never loads libxenlight: the simulated host (:mod:`txlibxl.sim`) and the
+never loads libxenlight: the simulated host (``txlibxl.sim``) and the
 ``twistd`` plugin import this package too, and test fixtures must be able
 to load the simulated host's shim before libxenlight.
 """

@@ -16,8 +16,9 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from . import config as _config
 from . import errors
+from .domids import check_domid
 from .events import ConsoleAvailable
-from .operations import OperationsMixin, _Operation
+from .operations import NEW_DOMAIN, OperationsMixin, _Operation
 
 __all__ = ["BuildingMixin"]
 
@@ -67,7 +68,7 @@ class BuildingMixin(OperationsMixin):
             keeps the half-built domain of an aborted create; txlibxl
             destroys it, and also the domain of a create that libxl
             finished in spite of the abort: once
-            :attr:`~txlibxl.operations.OperationCancelled.settled` fires,
+            the ``settled`` Deferred of :class:`~txlibxl.operations.OperationCancelled` fires,
             no domain of the cancelled create is left.
         """
         self._check_usable()
@@ -84,7 +85,7 @@ class BuildingMixin(OperationsMixin):
             self._progress[op.progress_user] = op
             self._ctx.domain_create_new(text, op.op_id, op.progress_user)
 
-        return self._operation("libxl_domain_create_new", None, start, result=_domid)
+        return self._operation("libxl_domain_create_new", NEW_DOMAIN, start, result=_domid)
 
     def _after_create(self, op: _Operation, rc: int, domid: Optional[int], answered: bool) -> Any:
         """
@@ -128,7 +129,11 @@ class BuildingMixin(OperationsMixin):
         memory target, vCPUs, name), in libxl's JSON shape.
 
         :returns: a Deferred that fires with the mapping.  libxl has it
-            only for domains it created.  Cancelling aborts the retrieval.
+            only for domains it created.  A retrieval changes nothing, so a
+            cancel leaves nothing done; libxl usually completes it inside
+            the call that starts it (then the Deferred has the result
+            whatever the cancel), unless another toolstack holds the
+            domain's lock.
         """
         return self._operation(
             "libxl_retrieve_domain_configuration",
@@ -145,8 +150,11 @@ class BuildingMixin(OperationsMixin):
 
         :returns: a Deferred that fires with ``None`` once libxl has asked
             the guest (for PV and PVH guests: written to xenstore, where the
-            guest picks it up).  Cancelling aborts it; what libxl wrote
-            before stays written.
+            guest picks it up).  For PV and PVH guests libxl does that
+            inside the call that starts the operation, so a cancel changes
+            nothing.  For HVM guests libxl asks the device model to add
+            vCPUs first: a cancel leaves those it added, and the guest is
+            not told.
         """
         return self._operation(
             "libxl_set_vcpuonline", domid, lambda op: self._ctx.set_vcpuonline(domid, count, op.op_id)
@@ -167,6 +175,7 @@ class BuildingMixin(OperationsMixin):
         :raises txlibxl.errors.LibxlError: libxl refused (with its message).
         """
         self._check_usable()
+        check_domid(domid)
         self._ctx.set_memory_target(domid, target_kb, relative, enforce)
 
     def memory_target(self, domid: int) -> int:
@@ -174,6 +183,7 @@ class BuildingMixin(OperationsMixin):
         Domain C{domid}'s memory target, in KiB (``libxl_get_memory_target``).
         """
         self._check_usable()
+        check_domid(domid)
         return self._ctx.get_memory_target(domid)
 
     def rename(self, domid: int, name: str, old_name: Optional[str] = None) -> None:
@@ -185,6 +195,7 @@ class BuildingMixin(OperationsMixin):
         :raises txlibxl.errors.LibxlError: libxl refused (with its message).
         """
         self._check_usable()
+        check_domid(domid)
         self._ctx.domain_rename(domid, name, old_name)
 
     def console_tty(self, domid: int, number: int = 0, kind: str = "pv") -> str:
@@ -194,6 +205,7 @@ class BuildingMixin(OperationsMixin):
         (an HVM guest's emulated serial port) or ``"vuart"``.
         """
         self._check_usable()
+        check_domid(domid)
         return self._ctx.console_get_tty(domid, number, kind)
 
     def parse_disk_spec(self, spec: str) -> Dict[str, Any]:

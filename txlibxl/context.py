@@ -28,8 +28,9 @@ The event and operation layer makes its futures and logger through txaio
 from __future__ import annotations
 
 import itertools
+import os
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import txaio
 from twisted.python import threadable
@@ -38,11 +39,12 @@ from . import errors
 from .building import BuildingMixin
 from .devices import DevicesMixin
 from .loop.reactor_children import ReactorChildReaper
-from .events import DomainInfo, domain_info_from_raw, event_from_raw
+from .domids import check_domid
+from .events import DomainInfo, domain_info_from_raw
 from .loop.reactor_osevents import ReactorOSEvents
 from .operations import OperationCancelled, _Operation
 from .power import PowerMixin
-from .watches import DiskEjectWatch, DomainWatch, WatchCancelled, _Watch
+from .watching import WatchingMixin, _Subscription
 from .loop.reactor_xenstore import XenstoreWatcher
 from ._libxl import binding
 from ._libxl.xenstore import XenstoreConnection, XenstoreError
@@ -51,11 +53,6 @@ __all__ = ["Context", "OperationCancelled"]
 
 txaio.use_twisted()
 
-# libxl_shutdown_reason values after which libxl's generator must be
-# re-armed to see the domain's next shutdown.
-_REARM_REASONS = frozenset({2, 5})  # SUSPEND, SOFT_RESET
-_DOMAIN_SHUTDOWN = binding.EVENT_DOMAIN_SHUTDOWN
-_DOMAIN_DEATH = binding.EVENT_DOMAIN_DEATH
 _RawEvent = binding.RawEvent
 
 # A xenstore path nobody writes: its watch fires once, when it is set, and
@@ -76,30 +73,33 @@ _XTL_LEVELS = {
 }
 
 
-class _Subscription:
+def _alloc(log: Callable[[int, str], None], min_level: int) -> Any:
     """
-    One libxl event generator and the watch it feeds.
+    ``binding.Ctx.alloc``, with libxl's failure to find Xen said as such.
     """
+    try:
+        return binding.Ctx.alloc(log, min_level)
+    except errors.GeneralFailure as e:
+        said = e.message
+        if "cannot open libxc handle" in said:
+            raise errors.XenUnavailable("privcmd", said) from None
+        if "cannot connect to xenstore" in said:
+            where = os.environ.get("XENSTORED_PATH") or "/var/run/xenstored/socket or /dev/xen/xenbus"
+            raise errors.XenUnavailable("xenstored", said, where) from None
+        raise
 
-    __slots__ = ("user", "watch", "handle", "kind")
 
-    def __init__(self, user: int, watch: _Watch, handle: Any, kind: str) -> None:
-        self.user = user
-        self.watch = watch
-        self.handle = handle
-        self.kind = kind
-
-
-class Context(BuildingMixin, DevicesMixin, PowerMixin):
+class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
     """
     One libxl context, driven by C{reactor}.
 
-    Its operations come from one module per concern: the power operations
+    Its watches and operations come from one module per concern: watches
+    (:mod:`txlibxl.watching`), the power operations
     (:mod:`txlibxl.power`), building and changing domains
     (:mod:`txlibxl.building`), their devices (:mod:`txlibxl.devices`), all
     through the machinery of :mod:`txlibxl.operations`.  This module keeps
-    the context itself: libxl's reports queued and dispatched, watches,
-    queries, disaster and teardown.
+    the context itself: libxl's reports queued and dispatched, queries,
+    disaster and teardown.
 
     :param reactor: provides ``IReactorFDSet``, ``IReactorTime`` and
         ``IReactorThreads``; defaults to the global reactor.
@@ -113,8 +113,14 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
         one quiet watch and checks it locally (no round trip); when it
         breaks, the context fails as on a libxl disaster.
 
+    :raises txlibxl.errors.XenUnavailable: there is no Xen here (libxl
+        could not open privcmd, or could not connect to xenstored; the
+        message says which, and points at the simulated host).
     :raises txlibxl.errors.LibxlError: libxl could not allocate the
-        context (no Xen, no xenstored, no permission).
+        context for another reason.
+
+    ``async with Context(...) as ctx:`` closes the context when the block
+    ends, also when it ends with an exception (which then propagates).
     """
 
     _min_levels = {"debug": 1, "info": 4, "warn": 7, "error": 8}
@@ -136,7 +142,9 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
         self._drain_call: Any = None
         self._users = itertools.count(1)
         self._subscriptions: Dict[int, _Subscription] = {}
-        self._watch_subscriptions: Dict[_Watch, _Subscription] = {}
+        self._watch_subscriptions: Dict[Any, _Subscription] = {}
+        self._domain_ends: Dict[Tuple[int, Optional[str]], _Subscription] = {}
+        self._retired: List[_Subscription] = []
         self._operations: Dict[int, _Operation] = {}
         # A create's progress reports (console available), by user value.
         self._progress: Dict[int, _Operation] = {}
@@ -144,7 +152,7 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
         self._closing: Optional[Any] = None
         self._closed = False
 
-        self._ctx = binding.Ctx.alloc(self._libxl_log, self._min_levels[log_level])
+        self._ctx = _alloc(self._libxl_log, self._min_levels[log_level])
         try:
             self._osevents = ReactorOSEvents(reactor, self._ctx)
             self._ctx.register_osevent_hooks(self._osevents)
@@ -156,6 +164,12 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
             self._ctx.free()
             raise
         self._liveness = self._watch_xenstored(xenstore_liveness)
+
+    async def __aenter__(self) -> "Context":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
 
     def _watch_xenstored(self, interval: Optional[float]) -> Optional[XenstoreWatcher]:
         if interval is None:
@@ -184,7 +198,11 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
     # Callbacks from inside libxl: copy, queue, return.
 
     def _libxl_log(self, level: int, message: str) -> None:
-        getattr(self.log, _XTL_LEVELS.get(level, "info"))("libxl: {message}", message=message)
+        # libxl's text already starts with its xentoollog context
+        # ("libxl: libxl_domain.c:...", "xencall: ..."): no prefix of ours.
+        # Not under the key "message": Twisted's legacy log bridge sets
+        # that key of every event it sees to ().
+        getattr(self.log, _XTL_LEVELS.get(level, "info"))("{text}", text=message)
 
     def _libxl_event(self, raw: Any) -> None:
         # Queued as is (no (handler, args) pair): a storm queues thousands
@@ -227,139 +245,25 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
                     item[0](*item[1])
             except Exception:
                 self.log.failure("delivering a libxl report")
+        if self._retired:
+            self._forget_retired()
 
     # Reactor-turn delivery.
-
-    def _dispatch_event(self, raw: Any) -> None:
-        sub = self._subscriptions.get(raw.for_user)
-        if sub is None:
-            if raw.for_user in self._progress:
-                self._dispatch_progress(raw)
-                return
-            self.log.debug(
-                "dropping a late libxl event (type {type}) for a generator already disabled",
-                type=raw.type,
-            )
-            return
-        watch = sub.watch
-        if not watch.active:
-            return
-        event = event_from_raw(raw)
-        if event is None or not watch._accept(event):
-            return
-        # libxl bookkeeping first, so that waiters resumed by the delivery
-        # see the context as it now is.
-        kind = raw.type
-        if kind == _DOMAIN_DEATH:
-            self._retire(watch)  # the generator is spent
-        elif kind == _DOMAIN_SHUTDOWN and sub.kind == "death" and raw.shutdown_reason in _REARM_REASONS:
-            self._rearm(sub)
-        watch._deliver(event)
 
     def _dispatch_disaster(self, disaster: BaseException) -> None:
         if self._failure is None:
             self._failure = disaster
             self.log.critical("libxl disaster: {disaster}", disaster=disaster)
-        for sub in list(self._subscriptions.values()):
-            sub.watch._fail(disaster)
+        self._fail_watches(disaster)
         for op in self._operations.values():
             if not self._tx.is_called(op.deferred):
                 self._tx.reject(op.deferred, self._tx.create_failure(disaster))
-
-    # Generators.
 
     def _check_usable(self) -> None:
         if self._closed or self._closing is not None:
             raise errors.ContextClosed("the libxl context is closed")
         if self._failure is not None:
             raise errors.ContextFailed(f"the libxl context failed: {self._failure}") from self._failure
-
-    def watch_domain(self, domid: int) -> DomainWatch:
-        """
-        Watch domain C{domid} for its shutdown and its death.
-
-        libxl does not check that the domain exists: watching a domid that
-        is not there yields a :class:`~txlibxl.events.DomainDeath`.  After
-        a ``SUSPEND`` or ``SOFT_RESET`` shutdown the watch re-arms libxl's
-        generator (a new one enabled before the old one is disabled) so
-        that the domain's next shutdown is reported too.
-
-        :raises txlibxl.errors.LibxlError: bad domid, or libxl refused.
-        """
-        self._check_usable()
-        watch = DomainWatch(self._tx, domid, self._cancel_watch)
-        self._subscribe(watch, "death", lambda user: self._ctx.evenable_domain_death(domid, user))
-        return watch
-
-    def watch_disk_eject(self, domid: int, vdev: str) -> DiskEjectWatch:
-        """
-        Watch the virtual disk C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of
-        domain C{domid} for media ejects.
-
-        :raises txlibxl.errors.LibxlError: bad arguments, or the domain has
-            no such disk (libxl's generator would not check, and would wait
-            forever).
-        """
-        self._check_usable()
-        self._ctx.vdev_to_device_disk(domid, vdev)
-        watch = DiskEjectWatch(self._tx, domid, vdev, self._cancel_watch)
-        self._subscribe(
-            watch, "eject", lambda user: self._ctx.evenable_disk_eject(domid, vdev, user)
-        )
-        return watch
-
-    def _subscribe(self, watch: _Watch, kind: str, enable: Callable[[int], Any]) -> _Subscription:
-        user = next(self._users)
-        # Registered before the C call: libxl may report inside evenable.
-        sub = _Subscription(user, watch, None, kind)
-        self._subscriptions[user] = sub
-        try:
-            sub.handle = enable(user)
-        except BaseException:
-            del self._subscriptions[user]
-            raise
-        self._watch_subscriptions[watch] = sub
-        return sub
-
-    def _rearm(self, old: _Subscription) -> None:
-        watch = old.watch
-        assert isinstance(watch, DomainWatch)
-        try:
-            self._subscribe(
-                watch, "death", lambda user: self._ctx.evenable_domain_death(watch.domid, user)
-            )
-        except errors.LibxlError as e:
-            self.log.error(
-                "could not re-arm the watch on domain {domid}: {error}", domid=watch.domid, error=e
-            )
-            return
-        watch._expect_repeat()
-        self._disable(old)
-
-    def _disable(self, sub: _Subscription) -> None:
-        self._subscriptions.pop(sub.user, None)
-        if self._watch_subscriptions.get(sub.watch) is sub:
-            del self._watch_subscriptions[sub.watch]
-        if self._failure is not None or self._closed:
-            return  # libxl_ctx_free disables what is left
-        disable = (
-            self._ctx.evdisable_domain_death if sub.kind == "death" else self._ctx.evdisable_disk_eject
-        )
-        try:
-            disable(sub.handle)
-        except errors.LibxlError as e:  # pragma: no cover - evdisable returns void in 4.17
-            self.log.error("disabling a libxl generator failed: {error}", error=e)
-
-    def _retire(self, watch: _Watch) -> None:
-        # A watch has one subscription outside _rearm (which enables the new
-        # generator before it disables the old one): the one indexed by
-        # watch.  Looking it up keeps a death storm O(1) per death.
-        sub = self._watch_subscriptions.get(watch)
-        if sub is not None:
-            self._disable(sub)
-
-    def _cancel_watch(self, watch: _Watch) -> None:
-        self._retire(watch)
 
     # Queries (synchronous in libxl, quick: one hypercall or xenstore read).
 
@@ -376,6 +280,7 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
         subclass (``ERROR_DOMAIN_NOTFOUND``) if there is none.
         """
         self._check_usable()
+        check_domid(domid)
         return domain_info_from_raw(self._ctx.domain_info(domid))
 
     def domid_to_name(self, domid: int) -> str:
@@ -383,6 +288,7 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
         The name of domain C{domid}.
         """
         self._check_usable()
+        check_domid(domid)
         return self._ctx.domid_to_name(domid)
 
     def name_to_domid(self, name: str) -> int:
@@ -404,9 +310,11 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
     @property
     def watches(self) -> int:
         """
-        The number of libxl generators enabled.
+        The number of libxl generators enabled (a domain watch has one, a
+        disk-eject watch one, and the disk-eject watches of one domain
+        share one more).
         """
-        return len(self._subscriptions)
+        return len(self._subscriptions) - len(self._retired)
 
     @property
     def operations_in_flight(self) -> int:
@@ -430,6 +338,15 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
         """
         return self._children.running_children
 
+    @property
+    def children_running(self) -> int:
+        """
+        How many of libxl's children (hotplug scripts, helpers) have not
+        been reaped yet: :attr:`running_children`, counted (for metrics).
+        0 once the context is closed.
+        """
+        return len(self._children.running_children)
+
     # Teardown.
 
     def close(self) -> Any:
@@ -441,9 +358,11 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
         with :class:`~txlibxl.operations.OperationCancelled` unless they finish first, and
         what their follow-ups do (destroying the half-built domain of an
         aborted create) is done and awaited too.  Then
-        every watch is disabled (its waiters fail with
-        :class:`~txlibxl.watches.WatchCancelled`), the context is freed while
-        the hooks are still alive, and nothing is left in the reactor.
+        every watch ends (its waiters fail with
+        :class:`~txlibxl.errors.ContextClosed`, which ``async for`` over
+        the watch raises: a closed context is not the domain's death), the
+        context is freed while the hooks are still alive (which disables
+        libxl's generators), and nothing is left in the reactor.
 
         :returns: a Deferred that fires with ``None`` when all is done.
             Calling ``close`` again returns a Deferred for the same end.
@@ -478,10 +397,11 @@ class Context(BuildingMixin, DevicesMixin, PowerMixin):
 
     def _free(self, _: Any) -> None:
         closing = self._closing
-        for sub in list(self._subscriptions.values()):
-            sub.watch._fail(WatchCancelled(sub.watch) if self._failure is None else self._failure)
+        self._fail_watches(self._failure)
         self._subscriptions.clear()
         self._watch_subscriptions.clear()
+        self._domain_ends.clear()
+        self._retired.clear()
         self._progress.clear()
         try:
             self._ctx.free()  # disables the generators; calls fd_deregister

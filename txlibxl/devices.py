@@ -8,13 +8,15 @@ or as a ``libxl_device_disk`` mapping, a NIC as a ``libxl_device_nic``
 mapping (:mod:`txlibxl.config`); mappings are checked as a domain's
 configuration is.  Each operation returns a Deferred
 (:mod:`txlibxl.operations`) and is cancellable: the abort stops libxl
-where it is.  libxl undoes neither a failed nor an aborted add: once it
-has written the device (to xenstore and to the domain's stored
-configuration) and is waiting for the backend, the device stays there,
-half attached, and :meth:`DevicesMixin.remove_disk` or
-:meth:`DevicesMixin.remove_nic` takes it away.  An aborted remove leaves
+where it is (``settled`` fires with ``False``).  libxl undoes neither a
+failed nor an aborted add: once it has written the device (to xenstore
+and to the domain's stored configuration) and is waiting for the backend,
+the device stays there, half attached, and :meth:`~txlibxl.context.Context.remove_disk`
+or :meth:`~txlibxl.context.Context.remove_nic` takes it away.  An aborted remove leaves
 the device where libxl had got to (the backend may be closing); removing
-it again finishes the job.
+it again finishes the job.  An aborted CD-ROM insert stops between the
+device model's commands: libxl ejects the old medium first, so the drive
+may be left empty; inserting again finishes the job.
 """
 from __future__ import annotations
 

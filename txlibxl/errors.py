@@ -25,7 +25,7 @@ This module imports nothing native: it is safe to import anywhere.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 __all__ = [
     "TxlibxlError",
@@ -36,6 +36,7 @@ __all__ = [
     "error_class",
     "ContextClosed",
     "ContextFailed",
+    "XenUnavailable",
     "LibxlDisaster",
     "ContextStateError",
     "ReentrantCall",
@@ -386,7 +387,7 @@ class QemuApiError(LibxlError):
     description = "QEMU API error"
 
 
-# Every libxl_error code's class, in the headers' order.
+#: Every libxl_error code's class, in the headers' order.
 ERROR_CLASSES: Tuple[Type[LibxlError], ...] = (
     NonspecificError,
     VersionError,
@@ -450,6 +451,58 @@ def from_code(code: int, call: str, message: Optional[str] = None) -> LibxlError
     if code == 0:
         raise ValueError(f"{call} returned 0, which is success")
     return error_class(code)(code, call, message)
+
+
+class XenUnavailable(GeneralFailure):
+    """
+    There is no Xen here for libxl, or none this process may use: a
+    context could not be made because libxl could not open the
+    hypervisor's privileged command interface (``missing`` is
+    ``"privcmd"``: ``/dev/xen/privcmd``) or could not connect to xenstored
+    (``"xenstored"``: its socket, ``$XENSTORED_PATH`` or
+    ``/var/run/xenstored/socket``, or ``/dev/xen/xenbus``).  The message
+    says which, what libxl said, and how to run without Xen: against a
+    simulated host (:mod:`txlibxl.testing`, ``twistd libxl-events
+    --simulate``).
+
+    It is libxl's ``ERROR_FAIL`` (a :class:`GeneralFailure`), so code that
+    catches :class:`LibxlError` still does.
+
+    :ivar missing: ``"privcmd"`` or ``"xenstored"``.
+    :ivar said: what libxl (and libxenctrl) logged, or ``None``.
+    """
+
+    description = "there is no Xen here"
+
+    _WHAT = {
+        "privcmd": "the hypervisor's privileged command interface (privcmd, /dev/xen/privcmd)",
+        "xenstored": "xenstored",
+    }
+
+    def __init__(self, missing: str, said: Optional[str] = None, where: Optional[str] = None) -> None:
+        if missing not in self._WHAT:
+            raise ValueError(f"missing must be one of {sorted(self._WHAT)}, not {missing!r}")
+        what = self._WHAT[missing] + (f" at {where}" if where else "")
+        verb = "open" if missing == "privcmd" else "connect to"
+        denied = bool(said) and "Permission denied" in str(said)
+        head = (
+            f"Xen is here but this process may not use it: libxl may not {verb} {what}"
+            if denied
+            else f"there is no Xen here: libxl could not {verb} {what}"
+        )
+        message = (
+            head
+            + (f" (libxl said: {said})" if said else "")
+            + ". To run without Xen, use a simulated host: txlibxl.testing (start_simulated_host,"
+            " then use_simulated_host before the first Context) or twistd libxl-events --simulate"
+        )
+        super().__init__(ERROR_FAIL, "libxl_ctx_alloc", message)
+        self.missing = missing
+        self.said = said
+        self._where = where
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.missing, self.said, self._where))
 
 
 class ContextClosed(TxlibxlError):

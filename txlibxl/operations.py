@@ -16,8 +16,44 @@ One operation's way:
 3. Cancelling the future calls ``libxl_ao_abort``.  If libxl accepts, the
    future fails at once with :class:`OperationCancelled`, whose
    ``settled`` fires once libxl has finished with the operation and its
-   follow-up is done; a later completion no longer reaches the caller.
+   follow-up is done, saying whether libxl completed the operation in
+   spite of the abort; a later completion no longer reaches the caller.
    If libxl had finished already, the caller gets the real result.
+
+What a cancel leaves done, operation by operation (libxl 4.17's abort
+stops the waits of an operation, a timeout or a watch, and each operation
+decides what to do then; libxl undoes nothing):
+
+* :meth:`~txlibxl.power.PowerMixin.pause`,
+  :meth:`~txlibxl.power.PowerMixin.unpause`,
+  :meth:`~txlibxl.building.BuildingMixin.set_vcpus` (of PV and PVH
+  domains) and :meth:`~txlibxl.building.BuildingMixin.domain_config`
+  (when no other toolstack holds the domain's lock): libxl completes
+  them inside the call that starts them, so a cancel never reaches
+  libxl and the future has the real result.
+* :meth:`~txlibxl.power.PowerMixin.shutdown`,
+  :meth:`~txlibxl.power.PowerMixin.reboot`: the request is written to
+  the guest's ``control/shutdown`` node before libxl waits for the guest
+  to acknowledge it; the abort ends the wait (``settled``: ``False``),
+  not the request, which stays there: a guest that reads it later still
+  shuts down or reboots.
+* :meth:`~txlibxl.power.PowerMixin.destroy`: the abort cuts short the
+  waits for the devices' backends, and libxl goes on destroying the
+  domain without them (``settled``: ``True`` once the domain is gone).
+  A cancelled destroy destroys.
+* :meth:`~txlibxl.building.BuildingMixin.create`: libxl stops, keeping
+  what it built; txlibxl destroys that domain, and also one libxl
+  finished in spite of the abort, before ``settled`` fires: whatever its
+  value, no domain of the cancelled create is left.
+* The device operations (:mod:`txlibxl.devices`): libxl stops where it
+  is.  An aborted add leaves the device written and half attached
+  (remove it); an aborted remove leaves it where the backend had got to
+  (remove it again).  An aborted CD-ROM insert (HVM) stops between its
+  device-model commands: the drive may be empty; insert again.
+* HVM domains only, through the device model: an aborted unpause leaves
+  the domain paused; an aborted ``set_vcpus`` leaves the vCPUs the
+  device model added before the abort, and the guest is not told;
+  an aborted ``domain_config`` leaves nothing.
 
 Every failure, the caller's mistakes included, arrives through the
 future; only a closed or failed context raises at once.
@@ -29,6 +65,7 @@ from typing import Any, Callable, Dict, List, Optional
 from twisted.internet.defer import CancelledError
 
 from . import errors
+from .domids import check_domid
 from .events import ConsoleAvailable
 
 __all__ = ["OperationCancelled", "OperationsMixin"]
@@ -36,16 +73,22 @@ __all__ = ["OperationCancelled", "OperationsMixin"]
 # libxl_event_type DOMAIN_CREATE_CONSOLE_AVAILABLE (libxl_types.idl)
 _CONSOLE_AVAILABLE = 5
 
+#: The C{domid} of an operation that makes a new domain (a create).
+NEW_DOMAIN: Any = object()
+
 
 class OperationCancelled(errors.OperationAborted, CancelledError):
     """
     The operation's Deferred was cancelled and libxl accepted the abort.
     libxl may still finish the operation; the Deferred does not wait.
 
-    :ivar settled: a Deferred that fires with ``None`` (never fails) once
-        libxl has completed the aborted operation and txlibxl's follow-up
-        is done (for a create: the half-built domain is destroyed).  What
-        the abort leaves done is in each operation's docstring.
+    :ivar settled: a Deferred that fires once libxl has completed the
+        aborted operation and txlibxl's follow-up is done (for a create:
+        the half-built domain is destroyed), and never fails.  It fires
+        with ``True`` if libxl completed the operation in spite of the
+        abort (a destroy does: the domain is gone), ``False`` if it
+        stopped short or failed.  What the abort leaves done is in each
+        operation's docstring and in :mod:`txlibxl.operations`.
     """
 
     settled: Any = None
@@ -110,26 +153,30 @@ class OperationsMixin:
     def _operation(
         self,
         call: str,
-        domid: Optional[int],
+        domid: Any,
         start: Callable[[_Operation], None],
         result: Callable[[Any], Any] = _no_result,
         internal: bool = False,
     ) -> Any:
         """
-        The future of a new operation: C{start(op)} sets C{op} up (its
-        progress, its follow-up) and starts it in the binding under
-        ``op.op_id``; its result, read from the kept arguments, goes
-        through C{result}.  Whatever C{start} raises fails the future.
+        The future of a new operation on domain C{domid} (L{NEW_DOMAIN}
+        for a create): C{start(op)} sets C{op} up (its progress, its follow-up)
+        and starts it in the binding under ``op.op_id``; its result, read
+        from the kept arguments, goes through C{result}.  A C{domid} that
+        is not one (:func:`~txlibxl.domids.check_domid`) and whatever
+        C{start} raises fail the future.
         """
         if not internal:
             self._check_usable()
         op_id = next(self._users)
         d = self._tx.create_future(canceller=lambda d: self._abort(op_id))
-        op = _Operation(op_id, call, domid, d)
+        op = _Operation(op_id, call, None if domid is NEW_DOMAIN else domid, d)
         op.result = result
         op.internal = internal
         self._operations[op_id] = op
         try:
+            if domid is not NEW_DOMAIN:
+                check_domid(domid)
             start(op)
         except BaseException as e:
             self._operations.pop(op_id, None)
@@ -169,8 +216,9 @@ class OperationsMixin:
 
     def _when_settled(self, op: _Operation) -> Any:
         """
-        A Deferred firing with ``None`` once C{op} is settled: libxl
-        completed it, and its follow-up is done.
+        A Deferred firing once C{op} is settled (libxl completed it, and
+        its follow-up is done) with whether libxl completed it with
+        success.
         """
         d = self._tx.create_future()
         if op.settled is None:
@@ -207,16 +255,17 @@ class OperationsMixin:
                 follow_up = op.after(rc, value, answered)
             except Exception:
                 self.log.failure("the follow-up of {call} failed", call=op.call)
+        completed = rc == 0
         if follow_up is None:
-            self._deliver(op, error, value)
+            self._deliver(op, error, value, completed)
         else:
             self._tx.add_callbacks(
                 follow_up,
-                lambda _: self._deliver(op, error, value),
-                lambda f: self._deliver(op, error, value),
+                lambda _: self._deliver(op, error, value, completed),
+                lambda f: self._deliver(op, error, value, completed),
             )
 
-    def _deliver(self, op: _Operation, error: Optional[BaseException], value: Any) -> None:
+    def _deliver(self, op: _Operation, error: Optional[BaseException], value: Any, completed: bool) -> None:
         if not self._tx.is_called(op.deferred):
             if error is None:
                 try:
@@ -229,7 +278,7 @@ class OperationsMixin:
                 self._tx.reject(op.deferred, self._tx.create_failure(error))
         settled, op.settled = op.settled, None
         for d in settled or ():
-            self._tx.resolve(d, None)
+            self._tx.resolve(d, completed)
 
     # Progress reports (a create's console).
 

@@ -4,8 +4,21 @@ Watches: the application's side of libxl's event generators.
 A watch holds the waiters of one domain (or one disk) and hands each event
 to them in the order libxl reported it, exactly once per waiter.  It knows
 nothing of libxl: the :class:`~txlibxl.context.Context` enables and
-disables the generators and feeds the watch through ``_deliver``,
-``_end`` and ``_fail``.
+disables the generators and feeds the watch through ``_accept``,
+``_deliver``, ``_end`` and ``_fail``.
+
+How a watch ends, and what its waiters then get:
+
+* its domain died: :class:`~txlibxl.events.DomainDeath` is the last event
+  of a :class:`DomainWatch`; every watch's later waiters fail with
+  :class:`WatchEnded` carrying the death, and ``async for`` ends;
+* :meth:`~DomainWatch.cancel`: waiters fail with :class:`WatchCancelled`,
+  and ``async for`` ends;
+* its context was closed: waiters fail with
+  :class:`~txlibxl.errors.ContextClosed`, which ``async for`` raises (a
+  closed context is not the end of the domain's story);
+* its context failed: waiters fail with the context's
+  :class:`~txlibxl.errors.LibxlDisaster`, which ``async for`` raises too.
 
 Every Deferred a watch hands out is fresh (one per call), so two consumers
 never share a callback chain.
@@ -17,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional
 
 import txaio
 
+from .errors import ContextClosed
 from .events import DiskEject, DomainDeath, DomainShutdown, Event
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,7 +49,17 @@ class WatchEnded(Exception):
 class WatchCancelled(Exception):
     """
     The watch was cancelled before the awaited event arrived.
+
+    :ivar watch: the watch (also ``args[0]``); the message names its
+        domain.
     """
+
+    def __init__(self, watch: "_Watch") -> None:
+        super().__init__(watch)
+        self.watch = watch
+
+    def __str__(self) -> str:
+        return f"the watch on {self.watch.subject} was cancelled"
 
 
 class _Waiters:
@@ -96,10 +120,16 @@ class _Watch:
 
     # Slots and a buffer made on first use keep a watch small: a host may
     # have thousands.
-    __slots__ = ("domid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "__weakref__")
+    __slots__ = ("domid", "uuid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "__weakref__")
 
-    def __init__(self, tx: Any, domid: int, cancel: Callable[["_Watch"], None]) -> None:
+    def __init__(
+        self, tx: Any, domid: int, cancel: Callable[["_Watch"], None], uuid: Optional[str] = None
+    ) -> None:
         self.domid = domid
+        #: The domain's UUID, when the context knew it (it does for every
+        #: watch it makes); it tells this domain from a later one on the
+        #: same domid.
+        self.uuid = uuid
         self._tx = tx
         self._cancel = cancel
         self._buffer: Optional[Deque[Event]] = None
@@ -113,12 +143,33 @@ class _Watch:
         """
         return self._outcome is None
 
+    @property
+    def subject(self) -> str:
+        """
+        What the watch watches, for people: ``"domain 7 (60f7…-…)"``.
+        """
+        return f"domain {self.domid}" + (f" ({self.uuid})" if self.uuid else "")
+
+    def __repr__(self) -> str:
+        if self._outcome is None:
+            state = "active"
+        elif isinstance(self._outcome, WatchEnded):
+            state = "ended"
+        elif isinstance(self._outcome, WatchCancelled):
+            state = "cancelled"
+        elif isinstance(self._outcome, ContextClosed):
+            state = "context closed"
+        else:
+            state = f"failed: {type(self._outcome).__name__}"
+        return f"<{type(self).__name__} on {self.subject}, {state}>"
+
     def next_event(self) -> "Deferred":
         """
         The next event this watch reports that no earlier ``next_event``
-        waiter has taken.  Fails with :class:`WatchEnded`,
-        :class:`WatchCancelled` or the context's failure once the watch has
-        ended and its buffered events are consumed.
+        waiter has taken.  Once the watch has ended and its buffered
+        events are consumed, fails with :class:`WatchEnded` (the domain
+        died), :class:`WatchCancelled`,
+        :class:`~txlibxl.errors.ContextClosed` or the context's failure.
         """
         if self._buffer:
             return self._tx.create_future_success(self._buffer.popleft())
@@ -130,6 +181,8 @@ class _Watch:
         return self
 
     async def __anext__(self) -> Event:
+        # The domain's death and the application's own cancel end the
+        # iteration; a closed or failed context raises.
         try:
             return await self.next_event()
         except (WatchEnded, WatchCancelled):
@@ -162,7 +215,8 @@ class _Watch:
 
     def _fail(self, error: BaseException) -> None:
         """
-        The context failed (disaster, close): every waiter gets C{error}.
+        The context failed (disaster) or was closed: every waiter gets
+        C{error}.
         """
         self._finish(error)
 
@@ -181,17 +235,24 @@ class DomainWatch(_Watch):
         "_first_shutdown",
         "_last_shutdown",
         "_death",
-        "_suppress_repeat",
+        "_rearmed",
     )
 
-    def __init__(self, tx: Any, domid: int, cancel: Callable[[_Watch], None]) -> None:
-        super().__init__(tx, domid, cancel)
+    def __init__(
+        self, tx: Any, domid: int, cancel: Callable[[_Watch], None], uuid: Optional[str] = None
+    ) -> None:
+        super().__init__(tx, domid, cancel, uuid)
         self._shutdown_waiters = _Waiters(tx)
         self._death_waiters = _Waiters(tx)
         self._first_shutdown: Optional[DomainShutdown] = None
         self._last_shutdown: Optional[DomainShutdown] = None
         self._death: Optional[DomainDeath] = None
-        self._suppress_repeat = False
+        # Since the last shutdown: None, not re-armed (a further shutdown
+        # report is a late duplicate); _LEFT, re-armed when the domain had
+        # left that shutdown already (the next report is news); or the
+        # domain's CPU time (ns) when the watch re-armed while the domain
+        # was still in that shutdown.
+        self._rearmed: Optional[int] = None
 
     def when_shutdown(self) -> "Deferred":
         """
@@ -215,30 +276,51 @@ class DomainWatch(_Watch):
             return self._tx.create_future_error(self._tx.create_failure(self._outcome))
         return self._death_waiters.add()
 
-    def _expect_repeat(self) -> None:
+    def _rearmed_at(self, cpu_time_ns: Optional[int]) -> None:
         """
-        The generator was re-armed after a suspend or soft reset: libxl's
-        new generator reports the shutdown the domain is still in once
-        more, which is not a new shutdown.
+        The context re-armed libxl's generator after a ``SUSPEND`` or
+        ``SOFT_RESET`` shutdown (the last one delivered, or one it found
+        to be a repeat of it).  C{cpu_time_ns} is the domain's CPU time
+        then if the domain was still in that shutdown, ``None`` if it had
+        left it.
         """
-        self._suppress_repeat = True
+        self._rearmed = _LEFT if cpu_time_ns is None else cpu_time_ns
+
+    def _repeat_check(self, event: Event) -> Optional[int]:
+        """
+        If C{event} may be the re-armed generator's repeat of the last
+        shutdown (the same reason, and the domain was still in that
+        shutdown when the watch re-armed), the domain's CPU time then:
+        the event is a repeat if the domain has not run since.  Otherwise
+        ``None``: the event is news or a duplicate, as :meth:`_accept`
+        decides.
+        """
+        last = self._last_shutdown
+        if (
+            isinstance(event, DomainShutdown)
+            and last is not None
+            and event.reason == last.reason
+            and self._rearmed is not None
+            and self._rearmed >= 0
+        ):
+            return self._rearmed
+        return None
 
     def _accept(self, event: Event) -> bool:
         """
-        Whether C{event} is news for this watch (libxl may repeat events
-        across re-armed or overlapping generators).
+        Whether C{event} is news for this watch, libxl's repeats excepted
+        (:meth:`_repeat_check`): a shutdown reported again by the same
+        generator, or by one that overlapped it, is not.  A shutdown that
+        is news uses up the re-arm before it.
         """
         if self._death is not None:
             return False
         if isinstance(event, DomainShutdown):
-            if self._suppress_repeat:
-                self._suppress_repeat = False
-                if self._last_shutdown is not None and event.reason == self._last_shutdown.reason:
-                    return False
-            elif self._last_shutdown is not None:
+            if self._last_shutdown is not None and self._rearmed is None:
                 # One generator reports one shutdown; a second one with no
                 # re-arm in between is a late duplicate.
                 return False
+            self._rearmed = None
         return True
 
     def _deliver(self, event: Event) -> None:
@@ -284,17 +366,44 @@ class DomainWatch(_Watch):
 
 class DiskEjectWatch(_Watch):
     """
-    The ejects of one virtual disk of one domain.
+    The ejects of one virtual disk of one domain: its only events are
+    :class:`~txlibxl.events.DiskEject` values.
 
     Obtain one from :meth:`txlibxl.context.Context.watch_disk_eject`.  It
-    runs until it is cancelled or its context closes.
+    runs until its domain dies, as a :class:`DomainWatch` does: then,
+    once the ejects reported before are consumed, ``next_event()`` fails
+    with :class:`WatchEnded` carrying the
+    :class:`~txlibxl.events.DomainDeath`, and ``async for`` ends.  It also
+    ends when it is cancelled or its context is closed or fails (see the
+    module's docstring).
     """
 
     __slots__ = ("vdev",)
 
-    def __init__(self, tx: Any, domid: int, vdev: str, cancel: Callable[[_Watch], None]) -> None:
-        super().__init__(tx, domid, cancel)
+    def __init__(
+        self, tx: Any, domid: int, vdev: str, cancel: Callable[[_Watch], None], uuid: Optional[str] = None
+    ) -> None:
+        super().__init__(tx, domid, cancel, uuid)
         self.vdev = vdev
+
+    @property
+    def subject(self) -> str:
+        """
+        What the watch watches: ``"disk hdc of domain 7 (60f7…-…)"``.
+        """
+        return f"disk {self.vdev} of {super().subject}"
 
     def _accept(self, event: Event) -> bool:
         return isinstance(event, DiskEject)
+
+    def _end(self, death: DomainDeath) -> None:
+        """
+        The domain died: the watch ends (its generator is the context's
+        to disable).
+        """
+        self._finish(WatchEnded(death))
+
+
+# DomainWatch._rearmed: re-armed after the domain had left its shutdown
+# (a CPU time is never negative).
+_LEFT = -1

@@ -6,7 +6,7 @@
 #   xen/build-overlay.sh BASEDIR CHECKOUT OUT.cpio
 #
 # The overlay holds /init (xen/init), /opt/txlibxl (the checkout's
-# txlibxl/, tests/, twisted/, xen/ and the freshly built binding) and
+# txlibxl/, tests/, twisted/, xen/, contrib/ and the freshly built binding) and
 # /var/lib/realxen/guest.cpio.gz (the guests' busybox initrd, from the
 # image's own busybox-static and xen/guest/).  Needs root (chroot).
 set -euo pipefail
@@ -26,7 +26,7 @@ rm -rf "$BUILD"
 mkdir -p "$BUILD"
 (cd "$SRC" && tar -c --exclude=__pycache__ --exclude='*.so' --exclude='*.o' --exclude='_trial_temp*' \
     --exclude=txlibxl/_libxl/_cffi.c --exclude=.cache --exclude=dropin.cache \
-    txlibxl tests twisted xen setup.py setup.cfg pyproject.toml) | tar -x -C "$BUILD"
+    txlibxl tests twisted xen contrib setup.py setup.cfg pyproject.toml) | tar -x -C "$BUILD"
 
 log "building the cffi binding in the image's chroot"
 if ! chroot "$ROOT" env LC_ALL=C sh -c 'cd /opt/txlibxl && python3 txlibxl/_libxl/_build.py' \

@@ -1,7 +1,10 @@
 """
 Run trial tests in the real-Xen dom0 and mark each result on the console.
 
-    python3 xen/dom0_trial.py tests.realxen [more test names]
+    python3 xen/dom0_trial.py [test names]
+
+Without names it runs every module of ``tests/realxen`` that runs in dom0
+(:func:`realxen_modules`): a new module there runs without being named.
 
 Besides trial's usual verbose output, each finished test prints one line
 that xen/runner.py parses from the serial log::
@@ -16,16 +19,39 @@ or was skipped.
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
 import tempfile
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from twisted.trial import reporter, runner
 
 STATUSES = ("PASS", "FAIL", "ERROR", "SKIP", "XFAIL", "UXPASS")
+
+REALXEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "realxen")
+
+
+def _runs_in_dom0(path: str) -> bool:
+    """False if the module says ``RUNS_IN_DOM0 = False`` (read, not imported)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "RUNS_IN_DOM0" for t in node.targets):
+            return bool(ast.literal_eval(node.value))
+    return True
+
+
+def realxen_modules(directory: str = REALXEN, package: str = "tests.realxen") -> List[str]:
+    """
+    Every ``test_*.py`` module of C{directory} (as C{package}.name), but
+    those that run on the host instead (``RUNS_IN_DOM0 = False``: the
+    runner's own tests, the simulator-fidelity tests).
+    """
+    names = sorted(n[:-3] for n in os.listdir(directory) if n.startswith("test_") and n.endswith(".py"))
+    return [f"{package}.{n}" for n in names if _runs_in_dom0(os.path.join(directory, n + ".py"))]
 
 
 def _emit(line: str) -> None:
@@ -103,7 +129,7 @@ class MarkerReporter(reporter.VerboseTextReporter):
 
 
 def main(argv: Any) -> int:
-    names = argv[1:] or ["tests.realxen"]
+    names = argv[1:] or realxen_modules()
     record = os.environ.setdefault(
         "REALXEN_RECORD", os.path.join(tempfile.mkdtemp(prefix="realxen-record-"), "record.jsonl")
     )

@@ -363,8 +363,8 @@ def record_sequences(run: Run) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--timeout", type=int, default=1200, help="outer limit for the whole run, seconds")
-    parser.add_argument("--tests", nargs="*", default=[], help="trial names to run in dom0 (default: tests.realxen)")
+    parser.add_argument("--timeout", type=int, default=2400, help="outer limit for the whole run, seconds")
+    parser.add_argument("--tests", nargs="*", default=[], help="trial names to run in dom0 (default: every module of tests/realxen that runs in dom0)")
     parser.add_argument("--record", action="store_true", help="write the recorded sequences to tests/realxen/sequences.json")
     parser.add_argument("--cache", default=os.environ.get("TXLIBXL_XEN_CACHE", os.path.join(CHECKOUT, ".cache", "xen")))
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")

@@ -3,6 +3,8 @@ The tutorial's tour: a domain's life on a simulated host, through txlibxl.
 
 Run it with ``.venv/bin/python docs/examples/tour.py``.
 """
+# The tutorial's code, in the page's order: the imports, main, tour, and
+# the call that runs main on the reactor (docs/tutorial.rst).
 from twisted.internet import defer, task
 
 from txlibxl.context import Context, OperationCancelled

@@ -6,14 +6,17 @@ on the reactor trial runs (select, poll, epoll or asyncio), and closes both.
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, List
 
-from twisted.internet import defer, error as ierror, protocol, reactor
+from twisted.internet import defer, error as ierror, protocol, reactor, utils
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
 from txlibxl import errors
 from txlibxl.events import DiskEject, DomainDeath, DomainShutdown, ShutdownReason
+from txlibxl.watches import WatchCancelled, WatchEnded
 
 try:
     from txlibxl.testing import SimulatedHostTestCase
@@ -76,6 +79,54 @@ class QueryTests(ContextTestCase):
         self.assertEqual(self.ctx.domain_info(0).domid, 0)
 
 
+class DomidRuleTests(ContextTestCase):
+    """
+    A domid that is not an int (bool included) is a TypeError, a negative
+    or reserved one a ValueError, wherever the public API takes one:
+    raised by watches and synchronous calls, through the Deferred of an
+    operation.  Neither is a LibxlError: libxl is never called.
+    """
+
+    NOT_INTS = ("7", 7.0, None, True)
+    OUT_OF_RANGE = (-1, 0x7FF0, 0x7FF4, 2**32)
+
+    def assertRefused(self, call: Any, *args: Any) -> None:
+        for bad, error in [(b, TypeError) for b in self.NOT_INTS] + [(b, ValueError) for b in self.OUT_OF_RANGE]:
+            try:
+                result = call(bad, *args)
+            except Exception as e:
+                raised = e
+            else:
+                raised = self.failureResultOf(result).value
+            self.assertIsInstance(raised, error, (call, bad))
+            self.assertFalse(isinstance(raised, errors.LibxlError), (call, bad, raised))
+            self.assertNotIn("libxl_", str(raised), (call, bad))
+
+    def test_watches_raise(self) -> None:
+        self.assertRefused(self.ctx.watch_domain)
+        self.assertRefused(self.ctx.watch_disk_eject, "hdc")
+
+    def test_queries_and_synchronous_calls_raise(self) -> None:
+        self.assertRefused(self.ctx.domain_info)
+        self.assertRefused(self.ctx.domid_to_name)
+        self.assertRefused(self.ctx.memory_target)
+        self.assertRefused(self.ctx.set_memory_target, 262144)
+        self.assertRefused(self.ctx.rename, "other")
+        self.assertRefused(self.ctx.console_tty)
+
+    def test_operations_fail_their_deferred(self) -> None:
+        for op in (self.ctx.shutdown, self.ctx.reboot, self.ctx.destroy, self.ctx.pause, self.ctx.unpause,
+                   self.ctx.domain_config):
+            self.assertRefused(op)
+        self.assertRefused(self.ctx.set_vcpus, 1)
+        self.assertRefused(self.ctx.add_disk, "phy:/dev/null,xvdb,w")
+        self.assertRefused(self.ctx.remove_disk, "xvdb")
+        self.assertRefused(self.ctx.add_nic, {})
+        self.assertRefused(self.ctx.remove_nic, 0)
+        self.assertRefused(self.ctx.insert_cdrom, "hdc", "")
+        self.assertEqual(self.ctx.operations_in_flight, 0)
+
+
 class DomainWatchTests(ContextTestCase):
     @defer.inlineCallbacks
     def assertShutdownReported(self, reason: str, expected: ShutdownReason) -> Any:
@@ -115,11 +166,55 @@ class DomainWatchTests(ContextTestCase):
         events = [(yield watch.next_event())]
         self.assertEqual(events, [death])
 
+    def test_watching_a_missing_domain_raises_domain_not_found(self) -> None:
+        error = self.assertRaises(errors.DomainNotFound, self.ctx.watch_domain, 4242)
+        self.assertIn("4242", str(error))
+        self.assertEqual(self.ctx.watches, 0)
+
     @defer.inlineCallbacks
-    def test_watching_a_missing_domain_reports_its_death(self) -> Any:
-        watch = self.ctx.watch_domain(4242)
-        death = yield watch.when_dead()
-        self.assertEqual(death.domid, 4242)
+    def test_a_watch_and_its_cancel_name_the_domain_by_domid_and_uuid(self) -> Any:
+        dom = yield self.host.control.create_domain(name="named")
+        watch = self.ctx.watch_domain(dom["domid"])
+        self.assertEqual(watch.uuid, dom["uuid"])
+        self.assertIn(f"domain {dom['domid']} ({dom['uuid']})", repr(watch))
+        waiting = watch.next_event()
+        watch.cancel()
+        failure = self.failureResultOf(waiting, WatchCancelled)
+        self.assertEqual(str(failure.value), f"the watch on domain {dom['domid']} ({dom['uuid']}) was cancelled")
+        self.assertIn("cancelled", repr(watch))
+
+    @defer.inlineCallbacks
+    def test_close_raises_context_closed_through_async_for_and_next_event(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        seen: List[Any] = []
+
+        async def consume() -> None:
+            async for event in watch:
+                seen.append(event)
+
+        consuming = defer.ensureDeferred(consume())
+        yield self.ctx.close()
+        failure = yield self.assertFailure(consuming, errors.ContextClosed)
+        self.assertIn(f"domain {domid}", str(failure))
+        self.assertEqual(seen, [])
+        self.failureResultOf(watch.next_event(), errors.ContextClosed)
+        self.failureResultOf(watch.when_dead(), errors.ContextClosed)
+
+    @defer.inlineCallbacks
+    def test_a_death_still_ends_async_for_quietly(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        seen: List[Any] = []
+
+        async def consume() -> None:
+            async for event in watch:
+                seen.append(event)
+
+        consuming = defer.ensureDeferred(consume())
+        yield self.host.control.destroy([domid])
+        yield consuming
+        self.assertEqual([type(e) for e in seen], [DomainDeath])
 
     @defer.inlineCallbacks
     def test_after_suspend_the_watch_still_sees_death_and_no_repeat(self) -> Any:
@@ -131,6 +226,54 @@ class DomainWatchTests(ContextTestCase):
         yield self.host.control.destroy([domid])
         second = yield watch.next_event()
         self.assertIsInstance(second, DomainDeath)
+
+    @defer.inlineCallbacks
+    def scanned(self, probe: Any) -> Any:
+        """
+        Once libxl has looked at the domains after a shutdown: C{probe}, a
+        fresh watch, reports it in the same scan as every other generator;
+        a round trip later that whole batch is dispatched.
+        """
+        yield probe.when_shutdown()
+        yield self.host.control.ping()
+
+    @defer.inlineCallbacks
+    def test_a_domain_suspended_again_after_a_resume_is_reported_again(self) -> Any:
+        domid = yield self.create()
+        watch = self.ctx.watch_domain(domid)
+        yield self.host.control.shutdown(domid, "suspend")
+        first = yield watch.next_event()  # the watch has re-armed
+        yield self.host.control.resume(domid)
+        probe = self.ctx.watch_domain(domid)
+        # Suspended again before libxl's new generator first looked: its
+        # first look reports the domain suspended, as it would a repeat.
+        yield self.host.control.shutdown(domid, "suspend")
+        yield self.scanned(probe)
+        second = self.successResultOf(watch.next_event())
+        self.assertEqual((first.reason, second.reason), (ShutdownReason.SUSPEND, ShutdownReason.SUSPEND))
+        yield self.host.control.destroy([domid])
+        self.assertIsInstance((yield watch.next_event()), DomainDeath)
+
+    @defer.inlineCallbacks
+    def test_the_repeat_of_a_suspend_is_not_reported_and_the_next_shutdown_is(self) -> Any:
+        domid = yield self.create()
+        other = yield self.create("other")
+        watch = self.ctx.watch_domain(domid)
+        yield self.host.control.shutdown(domid, "suspend")
+        yield watch.next_event()
+        # Another domain's shutdown makes libxl look again: the re-armed
+        # generator reports the suspended domain, a repeat.
+        other_probe = self.ctx.watch_domain(other)
+        yield self.host.control.shutdown(other, "poweroff")
+        yield self.scanned(other_probe)
+        waiting = watch.next_event()
+        self.assertNoResult(waiting)
+        # The repeat used up that generator; the next shutdown is seen all the same.
+        yield self.host.control.resume(domid)
+        probe = self.ctx.watch_domain(domid)
+        yield self.host.control.shutdown(domid, "poweroff")
+        yield self.scanned(probe)
+        self.assertEqual(self.successResultOf(waiting).reason, ShutdownReason.POWEROFF)
 
     @defer.inlineCallbacks
     def test_a_cancelled_watch_gets_nothing_more(self) -> Any:
@@ -170,6 +313,53 @@ class DiskEjectTests(ContextTestCase):
         domid = yield self.create()
         self.assertRaises(errors.LibxlError, self.ctx.watch_disk_eject, domid, "xvdz")
         self.assertRaises((errors.LibxlError, ValueError), self.ctx.watch_disk_eject, domid, "")
+
+    @defer.inlineCallbacks
+    def test_an_eject_watch_ends_when_its_domain_dies(self) -> Any:
+        domid = yield self.create(disks=[{"vdev": "hdc", "cdrom": True}])
+        watch = self.ctx.watch_disk_eject(domid, "hdc")
+        yield self.host.control.eject(domid, "hdc")
+        eject = yield watch.next_event()
+        seen: List[Any] = []
+
+        async def consume() -> None:
+            async for event in watch:
+                seen.append(event)
+
+        consuming = defer.ensureDeferred(consume())
+        yield self.host.control.destroy([domid])
+        yield consuming  # ends, does not hang until close
+        self.assertEqual(seen, [])
+        self.assertFalse(watch.active)
+        failure = self.failureResultOf(watch.next_event(), WatchEnded)
+        self.assertEqual(failure.value.args[0], DomainDeath(domid, eject.uuid))
+        self.assertEqual(self.ctx.watches, 0)
+
+    @defer.inlineCallbacks
+    def test_the_eject_watches_of_a_domain_share_one_death_generator(self) -> Any:
+        domid = yield self.create(disks=[{"vdev": "hdc", "cdrom": True}, {"vdev": "hdd", "cdrom": True}])
+        hdc = self.ctx.watch_disk_eject(domid, "hdc")
+        hdd = self.ctx.watch_disk_eject(domid, "hdd")
+        self.assertEqual(self.ctx.watches, 3)
+        hdc.cancel()
+        self.assertEqual(self.ctx.watches, 2)
+        again = self.ctx.watch_disk_eject(domid, "hdc")
+        self.assertEqual(self.ctx.watches, 3)
+        yield self.host.control.destroy([domid])
+        for watch in (hdd, again):
+            yield self.assertFailure(watch.next_event(), WatchEnded)
+        self.assertEqual(self.ctx.watches, 0)
+
+    def test_watching_a_disk_of_a_missing_domain_raises_domain_not_found(self) -> None:
+        self.assertRaises(errors.DomainNotFound, self.ctx.watch_disk_eject, 4242, "hdc")
+        self.assertEqual(self.ctx.watches, 0)
+
+    @defer.inlineCallbacks
+    def test_an_eject_watch_names_its_disk_and_domain(self) -> Any:
+        dom = yield self.host.control.create_domain(name="cd", disks=[{"vdev": "hdc", "cdrom": True}])
+        watch = self.ctx.watch_disk_eject(dom["domid"], "hdc")
+        self.assertIn(f"disk hdc of domain {dom['domid']} ({dom['uuid']})", repr(watch))
+        watch.cancel()
 
 
 class OperationTests(ContextTestCase):
@@ -225,6 +415,46 @@ class OperationTests(ContextTestCase):
         self.assertEqual(failure.value.code, errors.ERROR_ABORTED)
 
     @defer.inlineCallbacks
+    def test_a_cancelled_destroy_still_destroys_and_settled_says_so(self) -> Any:
+        domid = yield self.create(disks=[{"vdev": "xvda"}], vifs=1)
+        watch = self.ctx.watch_domain(domid)
+        yield self.host.control.fault("slow_backend", seconds=2)
+        d = self.ctx.destroy(domid)
+        yield self.host.control.ping()  # libxl waits for the backends
+        d.cancel()
+        cancelled = self.failureResultOf(d, errors.OperationAborted).value
+        completed = yield cancelled.settled
+        self.assertIs(completed, True)
+        yield watch.when_dead()
+        listed = yield self.host.control.list()
+        self.assertNotIn(domid, [dom["domid"] for dom in listed])
+
+    @defer.inlineCallbacks
+    def test_a_cancelled_shutdown_leaves_the_request_to_the_guest(self) -> Any:
+        from txlibxl._libxl.xenstore import XenstoreConnection
+
+        domid = yield self.create()
+        yield self.host.control.fault("guest_ignore_shutdown", domid=domid)
+        d = self.ctx.shutdown(domid)
+        yield self.host.control.ping()
+        d.cancel()
+        cancelled = self.failureResultOf(d, errors.OperationAborted).value
+        self.assertIs((yield cancelled.settled), False)
+        xs = XenstoreConnection.open()
+        self.addCleanup(xs.close)
+        self.assertEqual(xs.read(f"/local/domain/{domid}/control/shutdown"), "poweroff")
+
+    @defer.inlineCallbacks
+    def test_operations_libxl_completes_inside_the_call_ignore_a_cancel(self) -> Any:
+        domid = yield self.create(vcpus=2)
+        for start in (lambda: self.ctx.pause(domid), lambda: self.ctx.unpause(domid),
+                      lambda: self.ctx.set_vcpus(domid, 1), lambda: self.ctx.domain_config(domid)):
+            d = start()
+            d.cancel()
+            self.assertFalse(isinstance(self.successResultOf(d), Exception))
+        self.assertEqual(self.ctx.operations_in_flight, 0)
+
+    @defer.inlineCallbacks
     def test_a_cancel_after_libxl_completed_the_operation_gets_its_result(self) -> Any:
         from txlibxl._libxl import binding
 
@@ -250,6 +480,79 @@ class OperationTests(ContextTestCase):
         yield self.ctx.destroy(domid)  # forks the hotplug script and the destroy child
         status = yield ended
         self.assertIsInstance(status, ierror.ProcessDone)
+        self.assertEqual(self.ctx.children_running, len(self.ctx.running_children))
+
+
+class NoXenTests(ContextTestCase):
+    def test_without_xenstored_the_context_says_so_and_points_at_the_simulated_host(self) -> None:
+        from txlibxl.context import Context
+
+        saved = os.environ["XENSTORED_PATH"]
+        os.environ["XENSTORED_PATH"] = "/nonexistent/xenstored.sock"  # libxenstore reads it
+        self.addCleanup(os.environ.__setitem__, "XENSTORED_PATH", saved)
+        error = self.assertRaises(errors.XenUnavailable, Context, reactor)
+        self.assertEqual(error.missing, "xenstored")
+        self.assertIsInstance(error, errors.LibxlError)
+        for words in ("no Xen here", "xenstored", "/nonexistent/xenstored.sock", "cannot connect to xenstore",
+                      "txlibxl.testing", "twistd libxl-events --simulate"):
+            self.assertIn(words, str(error))
+
+    @defer.inlineCallbacks
+    def test_without_privcmd_the_context_says_so(self) -> Any:
+        if os.path.exists("/dev/xen/privcmd"):
+            raise SkipTest("this machine has Xen")
+        # A process of its own, without the simulated host's shim: the real
+        # libxenctrl looks for the hypervisor.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_PRELOAD", "XENSTORED_PATH", "TXLIBXL_SIM_HYPERCALL", "TXLIBXL_SIM_ROOT")}
+        code = (
+            "from txlibxl import errors\n"
+            "from txlibxl.context import Context\n"
+            "try:\n"
+            "    Context()\n"
+            "except errors.XenUnavailable as e:\n"
+            "    print(e.missing)\n"
+            "    print(e)\n"
+        )
+        out, err, status = yield utils.getProcessOutputAndValue(sys.executable, ["-c", code], env=env)
+        self.assertEqual(status, 0, err)
+        missing, message = out.decode().split("\n", 1)
+        self.assertEqual(missing, "privcmd")
+        for words in ("no Xen here", "privcmd", "cannot open libxc handle", "txlibxl.testing", "--simulate"):
+            self.assertIn(words, message)
+
+
+class AsyncWithTests(ContextTestCase):
+    async def test_async_with_closes_the_context_at_the_end_of_the_block(self) -> None:
+        from txlibxl.context import Context
+
+        async with Context(reactor) as ctx:
+            self.assertEqual(ctx.domain_info(0).domid, 0)
+        self.assertRaises(errors.ContextClosed, ctx.list_domains)
+
+    async def test_async_with_closes_the_context_when_the_block_fails(self) -> None:
+        from txlibxl.context import Context
+
+        with self.assertRaises(ZeroDivisionError):
+            async with Context(reactor) as ctx:
+                watch = ctx.watch_domain(0)
+                1 / 0
+        self.assertRaises(errors.ContextClosed, ctx.list_domains)
+        self.failureResultOf(watch.next_event(), errors.ContextClosed)
+
+
+class LogTests(ContextTestCase):
+    @defer.inlineCallbacks
+    def test_libxls_messages_are_logged_with_libxls_own_prefix_once(self) -> Any:
+        events: List[Any] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        with self.assertRaises(errors.LibxlError):
+            yield self.ctx.pause(4242)  # libxl logs why at error level
+        said = [formatEvent(e) for e in events if e.get("log_namespace", "").startswith("txlibxl.context")]
+        # "libxl: libxl_domain.c:587:libxl_domain_pause: Domain 4242:Pausing domain: ..."
+        self.assertTrue([line for line in said if line.startswith("libxl: libxl_domain.c:")], said)
+        self.assertEqual([line for line in said if line.startswith("libxl: libxl:")], [])
 
 
 class TeardownTests(ContextTestCase):

@@ -198,7 +198,7 @@ class CancelledCreateTests(OperationTestCase):
         self.assertNoResult(cancelled.settled)
         self.libxl.complete(self.libxl.op("destroy"), 0)
         self.turn()
-        self.assertIsNone(self.successResultOf(cancelled.settled))
+        self.assertIs(self.successResultOf(cancelled.settled), False)  # libxl stopped short
 
     def test_a_create_libxl_finished_in_spite_of_the_abort_is_destroyed_too(self) -> None:
         d, op_id = self.create()
@@ -210,7 +210,7 @@ class CancelledCreateTests(OperationTestCase):
         self.assertEqual(self.libxl.started[self.libxl.op("destroy")], ("destroy", 7))
         self.libxl.complete(self.libxl.op("destroy"), 0)
         self.turn()
-        self.successResultOf(cancelled.settled)
+        self.assertIs(self.successResultOf(cancelled.settled), True)  # libxl had completed it
 
     def test_a_cancel_after_libxl_completed_gives_the_domid(self) -> None:
         d, op_id = self.create()
@@ -232,6 +232,24 @@ class CancelledCreateTests(OperationTestCase):
         self.turn()
         self.successResultOf(closed)
         self.assertTrue(self.libxl.freed)
+
+
+class CancelledOperationTests(OperationTestCase):
+    def test_settled_says_libxl_completed_an_aborted_operation_anyway(self) -> None:
+        d = self.ctx.destroy(7)
+        d.cancel()
+        cancelled = self.failureResultOf(d, OperationCancelled).value
+        self.libxl.complete(self.libxl.op("destroy"), 0)  # libxl destroys all the same
+        self.turn()
+        self.assertIs(self.successResultOf(cancelled.settled), True)
+
+    def test_settled_says_libxl_stopped_an_aborted_operation(self) -> None:
+        d = self.ctx.pause(7)
+        d.cancel()
+        cancelled = self.failureResultOf(d, OperationCancelled).value
+        self.libxl.complete(self.libxl.op("pause"), errors.ERROR_ABORTED)
+        self.turn()
+        self.assertIs(self.successResultOf(cancelled.settled), False)
 
 
 class KeptArgumentsTests(OperationTestCase):
@@ -257,6 +275,15 @@ class ArgumentTests(OperationTestCase):
     def test_every_mistake_arrives_through_the_deferred(self) -> None:
         self.failureResultOf(self.ctx.create([1]), TypeError)
         self.failureResultOf(self.ctx.create(CONFIG, on_console=3), TypeError)
+        self.assertEqual(self.libxl.started, {})
+        self.assertEqual(self.ctx.operations_in_flight, 0)
+
+    def test_a_domid_that_is_not_one_fails_the_deferred_before_libxl_is_called(self) -> None:
+        for bad, error in (("7", TypeError), (True, TypeError), (None, TypeError), (-1, ValueError),
+                           (0x7FF0, ValueError)):
+            failure = self.failureResultOf(self.ctx.pause(bad), error)
+            self.assertNotIsInstance(failure.value, errors.LibxlError)
+            self.failureResultOf(self.ctx.destroy(bad), error)
         self.assertEqual(self.libxl.started, {})
         self.assertEqual(self.ctx.operations_in_flight, 0)
 

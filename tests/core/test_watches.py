@@ -10,6 +10,7 @@ from typing import List
 import txaio
 from twisted.trial.unittest import SynchronousTestCase
 
+from txlibxl import errors
 from txlibxl.events import Disk, DiskEject, DomainDeath, DomainShutdown, ShutdownReason
 from txlibxl.watches import DiskEjectWatch, DomainWatch, WatchCancelled, WatchEnded
 
@@ -102,14 +103,28 @@ class DomainWatchTests(SynchronousTestCase):
         self.assertTrue(self.feed(shutdown()))
         self.assertFalse(self.feed(shutdown()))
 
-    def test_after_rearm_the_repeat_of_the_same_shutdown_is_dropped(self) -> None:
+    def test_after_a_rearm_in_the_shutdown_the_same_reason_may_be_a_repeat(self) -> None:
         self.feed(shutdown(ShutdownReason.SUSPEND))
-        self.watch._expect_repeat()
-        self.assertFalse(self.feed(shutdown(ShutdownReason.SUSPEND)))
+        self.watch._rearmed_at(5000)
+        # the context compares the domain's CPU time now with this one
+        self.assertEqual(self.watch._repeat_check(shutdown(ShutdownReason.SUSPEND)), 5000)
+        self.assertIsNone(self.watch._repeat_check(shutdown(ShutdownReason.POWEROFF)))
+
+    def test_after_a_rearm_a_shutdown_found_news_is_reported_once(self) -> None:
+        self.feed(shutdown(ShutdownReason.SUSPEND))
+        self.watch._rearmed_at(5000)
+        self.assertTrue(self.feed(shutdown(ShutdownReason.SUSPEND)))
+        self.assertFalse(self.feed(shutdown(ShutdownReason.SUSPEND)))  # no re-arm since
+
+    def test_after_a_rearm_once_the_domain_left_its_shutdown_the_next_report_is_news(self) -> None:
+        self.feed(shutdown(ShutdownReason.SUSPEND))
+        self.watch._rearmed_at(None)
+        self.assertIsNone(self.watch._repeat_check(shutdown(ShutdownReason.SUSPEND)))
+        self.assertTrue(self.feed(shutdown(ShutdownReason.SUSPEND)))
 
     def test_after_rearm_a_new_shutdown_is_reported(self) -> None:
         self.feed(shutdown(ShutdownReason.SUSPEND))
-        self.watch._expect_repeat()
+        self.watch._rearmed_at(5000)
         self.assertTrue(self.feed(shutdown(ShutdownReason.POWEROFF)))
 
     def test_nothing_is_reported_after_death(self) -> None:
@@ -124,6 +139,43 @@ class DomainWatchTests(SynchronousTestCase):
         self.failureResultOf(waiting, WatchCancelled)
         self.assertEqual(self.cancelled, [self.watch])
         self.failureResultOf(self.watch.when_dead(), WatchCancelled)
+
+    def test_a_cancel_names_the_domain(self) -> None:
+        watch = DomainWatch(TX, 7, self.cancelled.append, UUID)
+        waiting = watch.next_event()
+        watch.cancel()
+        failure = self.failureResultOf(waiting, WatchCancelled)
+        self.assertEqual(str(failure.value), f"the watch on domain 7 ({UUID}) was cancelled")
+        self.assertIs(failure.value.watch, watch)
+
+    def test_the_repr_names_the_domain_and_the_state(self) -> None:
+        self.assertEqual(repr(self.watch), "<DomainWatch on domain 7, active>")
+        watch = DomainWatch(TX, 7, self.cancelled.append, UUID)
+        self.assertEqual(repr(watch), f"<DomainWatch on domain 7 ({UUID}), active>")
+        watch._fail(errors.ContextClosed("closed"))
+        self.assertEqual(repr(watch), f"<DomainWatch on domain 7 ({UUID}), context closed>")
+
+    def test_async_iteration_raises_a_closed_context(self) -> None:
+        async def consume() -> None:
+            async for event in self.watch:
+                pass
+
+        from twisted.internet.defer import ensureDeferred
+
+        consuming = ensureDeferred(consume())
+        self.watch._fail(errors.ContextClosed("closed"))
+        self.failureResultOf(consuming, errors.ContextClosed)
+
+    def test_async_iteration_ends_quietly_on_cancel(self) -> None:
+        async def consume() -> None:
+            async for event in self.watch:
+                pass
+
+        from twisted.internet.defer import ensureDeferred
+
+        consuming = ensureDeferred(consume())
+        self.watch.cancel()
+        self.assertIsNone(self.successResultOf(consuming))
 
     def test_a_context_failure_reaches_every_waiter(self) -> None:
         waiters = [self.watch.next_event(), self.watch.when_shutdown(), self.watch.when_dead()]
@@ -162,6 +214,30 @@ class DiskEjectWatchTests(SynchronousTestCase):
             watch._deliver(eject)
         self.assertEqual(self.successResultOf(watch.next_event()), eject)
         self.assertEqual(self.successResultOf(watch.next_event()), eject)
+
+    def test_the_domains_death_ends_it_after_the_ejects_before(self) -> None:
+        watch = DiskEjectWatch(TX, 7, "hdc", lambda w: None, UUID)
+        eject = DiskEject(7, UUID, "hdc", Disk(vdev="hdc", is_cdrom=1))
+        watch._deliver(eject)
+        waiting: List[object] = []
+
+        async def consume() -> None:
+            async for event in watch:
+                waiting.append(event)
+
+        from twisted.internet.defer import ensureDeferred
+
+        consuming = ensureDeferred(consume())
+        watch._end(DEATH)
+        self.assertIsNone(self.successResultOf(consuming))
+        self.assertEqual(waiting, [eject])
+        self.assertFalse(watch.active)
+        self.assertEqual(self.failureResultOf(watch.next_event(), WatchEnded).value.args[0], DEATH)
+        self.assertIn("ended", repr(watch))
+
+    def test_the_repr_names_the_disk_and_its_domain(self) -> None:
+        watch = DiskEjectWatch(TX, 7, "hdc", lambda w: None, UUID)
+        self.assertEqual(repr(watch), f"<DiskEjectWatch on disk hdc of domain 7 ({UUID}), active>")
 
     def test_only_ejects_are_accepted(self) -> None:
         watch = DiskEjectWatch(TX, 7, "hdc", lambda w: None)

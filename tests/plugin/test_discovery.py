@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional
 
 from twisted.trial.unittest import TestCase
 
+from txlibxl import errors
 from txlibxl.daemon.discovery import DomainFilter, TrackedDomain, cdrom_vdevs, compare
 from txlibxl.events import DomainInfo
 
@@ -101,6 +102,7 @@ class _Watch:
 
 class _Context:
     failed = None
+    children_running = 0
 
     def __init__(self, host: "_Host") -> None:
         self.host = host
@@ -109,6 +111,8 @@ class _Context:
         return list(self.host.domains)
 
     def watch_domain(self, domid: int) -> _Watch:
+        if domid in self.host.gone:
+            raise errors.DomainNotFound(call="libxl_domain_info")
         return _Watch()
 
     def close(self) -> defer.Deferred:
@@ -158,6 +162,7 @@ class _Xenstore:
 class _Host:
     def __init__(self) -> None:
         self.domains = [info(0, "00000000-0000-0000-0000-000000000000", "Domain-0")]
+        self.gone: set = set()  # listed, but gone by the time they are watched
 
 
 @implementer(IEventSink)
@@ -230,6 +235,27 @@ class DiscoveryLatencyTests(TestCase):
         self.xs.fire("/local/domain/7/name")
         self.service._watcher.check()
         self.assertEqual([(r.type, r.domid, r.name) for r in self.sink.records], [("new", 7, "web1")])
+
+
+class VanishingDomainTests(TestCase):
+    start = DiscoveryLatencyTests.start
+    introduce = DiscoveryLatencyTests.introduce
+
+    def test_a_domain_gone_before_its_watch_is_armed_is_published_dead(self) -> None:
+        self.start()
+        self.host.gone.add(7)
+        self.introduce(being_built(7, "u7"))
+        self.assertEqual([(r.type, r.domid) for r in self.sink.records], [("new", 7), ("death", 7)])
+        self.assertNotIn((7, "u7"), self.service.tracked)
+
+
+class MetricsTests(TestCase):
+    start = DiscoveryLatencyTests.start
+
+    def test_the_children_gauge_is_the_contexts_count_of_libxls_children(self) -> None:
+        service = self.start()
+        service.context.children_running = 2
+        self.assertIn("txlibxl_libxl_children 2.0", service.metrics_text())
 
 
 def attr_evolve(value: Any, **changes: Any) -> Any:

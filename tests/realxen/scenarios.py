@@ -58,11 +58,24 @@ class GuestSpec:
         ``"reboot"`` or ``"crash"`` (does that by itself).
     :ivar type: ``"pv"`` or ``"pvh"``.
     :ivar cdrom: the guest has a CD-ROM ``hdc``.
+    :ivar on_poweroff: what the toolstack does once the guest has powered
+        off (xl's actions: ``"preserve"``, ``"destroy"``, ``"restart"``,
+        ...).  ``"preserve"``, the default, leaves it to the test.
+    :ivar on_reboot: likewise, once the guest has rebooted.
+    :ivar on_crash: likewise, once the guest has crashed.
     """
 
     action: str = "idle"
     type: str = "pv"
     cdrom: bool = False
+    on_poweroff: str = "preserve"
+    on_reboot: str = "preserve"
+    on_crash: str = "preserve"
+
+    @property
+    def preserved(self) -> bool:
+        """Whether every shutdown leaves the domain as it is, for the test."""
+        return self.on_poweroff == self.on_reboot == self.on_crash == "preserve"
 
 
 class GuestHost:

@@ -42,7 +42,9 @@ class RealXenScenarioTests(TestCase):
     One test per scenario, each with its own Context and guests.
     """
 
-    timeout = 180
+    # A guest's life takes 15-40 s on an idle machine, three times as long on
+    # a loaded one (xl create alone: 60-80 s).
+    timeout = 360
     if _UNAVAILABLE:
         skip = _UNAVAILABLE
 

@@ -213,6 +213,13 @@ class LifecycleOpTests(_HostCase):
             self.assertEqual((info["state"], info["shutdown_reason"]), ("shutdown", reason))
             self.assertEqual(self.host.hypervisor.get(domid).shutdown_reason, ShutdownReason[reason.upper()])
 
+    def test_resume_after_suspend_runs_the_domain_again(self) -> None:
+        self.host.shutdown(domid=self.domid, reason="suspend")
+        info = self.host.resume(domid=self.domid)
+        self.assertEqual((info["state"], info["shutdown_reason"]), ("running", None))
+        self.assertEqual(self.host.shutdown(domid=self.domid, reason="suspend")["shutdown_reason"], "suspend")
+        self.assertRaises(NoSuchDomain, self.host.resume, domid=4242)
+
     def test_an_unknown_reason_is_a_bad_request(self) -> None:
         self.assertRaises(BadRequest, self.host.shutdown, domid=self.domid, reason="explode")
 

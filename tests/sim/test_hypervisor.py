@@ -250,6 +250,24 @@ class ReleaseDomainTests(HostTestCase):
         self.hv.crash(domid)
         self.assertEqual(self.fired(), 0)
 
+    def test_a_resumed_domain_runs_and_its_next_shutdown_fires_again(self) -> None:
+        domid = self.guest(paused=False).domid
+        self.hv.shutdown(domid, ShutdownReason.SUSPEND)
+        self.assertEqual(self.fired(), 1)
+        suspended = self.hv.get(domid).cpu_time_ns
+        resumed = self.hv.resume(domid)
+        self.hv.xenstored_resume(domid)  # libxl_domain_resume's XS_RESUME
+        self.assertEqual((resumed.shutdown, resumed.shutdown_reason, resumed.running), (False, None, True))
+        self.assertEqual(self.fired(), 0)  # a resume announces nothing
+        self.now += 0.5
+        self.hv.shutdown(domid, ShutdownReason.SUSPEND)
+        self.assertEqual(self.fired(), 1)
+        self.assertGreater(self.hv.get(domid).cpu_time_ns, suspended)
+
+    def test_resuming_a_domain_that_is_not_shut_down_changes_nothing(self) -> None:
+        domain = self.guest(paused=False)
+        self.assertEqual(self.hv.resume(domain.domid), self.hv.get(domain.domid))
+
     def test_domains_never_introduced_fire_nothing(self) -> None:
         domid = self.guest(introduce=False).domid
         self.hv.shutdown(domid, ShutdownReason.POWEROFF)

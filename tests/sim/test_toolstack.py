@@ -18,6 +18,7 @@ from txlibxl.sim.toolstack import (
     DiskSpec,
     DomainSpec,
     Toolstack,
+    VifSpec,
     devices_of,
     domain_layout,
     vdev_to_devid,
@@ -53,8 +54,13 @@ class SpecTests(TestCase):
         spec = DomainSpec.from_args({"name": "web1"})
         self.assertEqual(
             (spec.type, spec.memory_kb, spec.vcpus, spec.disks, spec.vifs, spec.paused),
-            ("pv", 262144, 1, (), 0, False),
+            ("pv", 262144, 1, (), (), False),
         )
+
+    def test_vifs_are_a_list_of_mappings_like_disks_or_a_count(self) -> None:
+        spec = DomainSpec.from_args({"name": "web1", "vifs": [{}, {"mac": "00:16:3E:AA:BB:CC", "bridge": "br1"}]})
+        self.assertEqual(spec.vifs, (VifSpec(), VifSpec("00:16:3e:aa:bb:cc", "br1")))
+        self.assertEqual(DomainSpec.from_args({"name": "web1", "vifs": 2}).vifs, (VifSpec(), VifSpec()))
 
     def test_a_disk_defaults_to_a_raw_dev_null_disk(self) -> None:
         self.assertEqual(DiskSpec.from_args({"vdev": "xvda"}), DiskSpec("xvda", False, "/dev/null", "raw"))
@@ -72,6 +78,11 @@ class SpecTests(TestCase):
             {"name": "x", "memory_kb": "lots"},
             {"name": "x", "vcpus": 0},
             {"name": "x", "vifs": True},
+            {"name": "x", "vifs": 65},
+            {"name": "x", "vifs": {"mac": "00:16:3e:00:00:01"}},
+            {"name": "x", "vifs": [{"mac": "nope"}]},
+            {"name": "x", "vifs": [{"model": "e1000"}]},
+            {"name": "x", "vifs": [{"mac": "00:16:3e:00:00:01"}, {"mac": "00:16:3e:00:00:01"}]},
             {"name": "x", "paused": 1},
             {"name": "x", "disks": {"vdev": "xvda"}},
             {"name": "x", "disks": [{"vdev": "xvda", "format": "iso"}]},
@@ -235,6 +246,16 @@ class DeviceTreeTests(_Case):
         for key in (("vbd", 51712), ("vif", 0)):
             self.assertEqual(self.read(self.devices[key].backend + "/script"), HOTPLUG_SCRIPT)
         self.assertEqual(self.read(self.devices[("vif", 0)].backend + "/type"), "vif")
+
+    def test_a_vifs_mac_and_bridge_reach_its_backend_and_frontend(self) -> None:
+        record = self.create(name="nets", vifs=[{"mac": "00:16:3e:01:02:03", "bridge": "br-lan"}, {}])
+        vifs = [d for d in record.devices if d.kind == "vif"]
+        self.assertEqual([d.devid for d in vifs], [0, 1])
+        self.assertEqual(self.read(vifs[0].backend + "/mac"), "00:16:3e:01:02:03")
+        self.assertEqual(self.read(vifs[0].frontend + "/mac"), "00:16:3e:01:02:03")
+        self.assertEqual(self.read(vifs[0].backend + "/bridge"), "br-lan")
+        self.assertEqual(self.read(vifs[1].backend + "/bridge"), "xenbr0")
+        self.assertTrue(self.read(vifs[1].backend + "/mac").startswith("00:16:3e:"))
 
     def test_an_hvm_guests_nics_are_emulated_too(self) -> None:
         hvm = self.create(name="h", type="hvm", vifs=1)

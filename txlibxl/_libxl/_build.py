@@ -49,8 +49,16 @@ def libxl_error_names(include_dir: str = INCLUDE_DIR) -> List[str]:
     The ``ERROR_*`` names of the ``libxl_error`` enum in the installed
     ``_libxl_types.h`` (generated from ``libxl_types.idl``), in order.
     """
-    with open(os.path.join(include_dir, "_libxl_types.h")) as f:
-        text = f.read()
+    path = os.path.join(include_dir, "_libxl_types.h")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"txlibxl's binding is built against libxenlight's headers, and {path} is missing. "
+            "On Debian and Ubuntu: apt-get install libxen-dev. "
+            "Headers elsewhere: set TXLIBXL_INCLUDE_DIR to the directory holding libxl.h."
+        ) from None
     match = re.search(r"typedef enum libxl_error \{(.*?)\} libxl_error;", text, re.S)
     if match is None:
         raise RuntimeError(f"no libxl_error enum in {include_dir}/_libxl_types.h")

@@ -51,6 +51,12 @@ def check_text(call: str, what: str, value: Any) -> bytes:
     return value.encode("utf-8")
 
 
+def check_uuid(call: str, value: Any) -> None:
+    """A UUID in its text form (``"60f7...-..."``), or ``None``."""
+    if value is not None and not (isinstance(value, str) and len(value) == 36 and value.count("-") == 4):
+        raise errors.InvalidArgument(call=call, message=f"uuid must be a UUID's text or None, not {value!r}")
+
+
 def check_callable(call: str, what: str, value: Any) -> None:
     if not callable(value):
         raise errors.InvalidArgument(call=call, message=f"{what} must be callable, not {value!r}")

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional, Type, TypeVar
 
 from .. import errors
 from . import native
+from .capture import LibxlSays
 from .checks import check_c_int, check_callable
 from .constants import XTL_DEBUG, XTL_INFO, XTL_NUM_LEVELS
 from .native import forbidden, in_forbidden, live_contexts
@@ -60,7 +61,8 @@ class CtxBase:
         with libxl's lock held): it must not call libxl.
 
         :raises txlibxl.errors.LibxlError: libxl could not make the
-            context (no Xen, no xenstored, no permission...).
+            context (no Xen, no xenstored, no permission...); its message
+            is what libxl logged at error level meanwhile.
         :raises txlibxl._libxl.loader.BindingUnavailable: the binding is not built.
         """
         check_callable("libxl_ctx_alloc", "log", log)
@@ -73,10 +75,13 @@ class CtxBase:
         if logger == ffi.NULL:
             raise errors.from_code(errors.ERROR_NOMEM, "libxl_ctx_alloc", "no memory for the logger")
         pctx = ffi.new("libxl_ctx **")
-        rc = lib.txl_ctx_alloc(pctx, logger)
+        with LibxlSays() as said:
+            rc = lib.txl_ctx_alloc(pctx, logger)
         if rc:
             lib.txl_logger_free(logger)
-            raise errors.from_code(rc, "libxl_ctx_alloc")
+            # libxl says what it could not open ("cannot open libxc
+            # handle", "cannot connect to xenstore") only in its log.
+            raise errors.from_code(rc, "libxl_ctx_alloc", said.message())
         self._logger = logger
         self._ctx = pctx[0]
         self.address = int(ffi.cast("uintptr_t", self._ctx))

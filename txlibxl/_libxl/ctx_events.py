@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from .. import errors
 from . import native
-from .checks import check_callable, check_domid, check_text, check_uint64
+from .checks import check_callable, check_domid, check_text, check_uint64, check_uuid
 from .constants import (
     EVENT_DOMAIN_SHUTDOWN,
     EVENT_OPERATION_COMPLETE,
@@ -167,17 +167,22 @@ class EventsMixin(CtxBase):
         """
         return len(self._generators)
 
-    def evenable_domain_death(self, domid: int, user: int) -> Any:
+    def evenable_domain_death(self, domid: int, user: int, uuid: Optional[str] = None) -> Any:
         """
         ``libxl_evenable_domain_death``: report DOMAIN_SHUTDOWN (at most
         once) and DOMAIN_DEATH of C{domid}, with C{for_user=user}.  libxl
         does not check that the domain exists (a missing one yields DEATH).
+
+        The events carry C{uuid}, the domain's UUID (libxl 4.17 leaves it
+        out of them); without it, it is read after the generator is
+        enabled (one ``libxl_domain_info``).
 
         :returns: an opaque handle for :meth:`evdisable_domain_death`.
         """
         call = "libxl_evenable_domain_death"
         check_domid(call, domid)
         check_uint64(call, "user", user)
+        check_uuid(call, uuid)
         ctx = self._enter(call)
         out = _ffi.new("libxl_evgen_domain_death **")
         self._libxl_busy = True
@@ -187,7 +192,8 @@ class EventsMixin(CtxBase):
         generator = _EventGenerator(self, "domain_death", out[0], user)
         generator.domid = domid
         self._add_generator(generator)
-        uuid = uuid_of(ctx, domid)
+        if uuid is None:
+            uuid = uuid_of(ctx, domid)
         if uuid is not None:
             self._uuids[(domid, user)] = uuid
         return generator
@@ -200,11 +206,11 @@ class EventsMixin(CtxBase):
         self._disable(handle, "domain_death", "libxl_evdisable_domain_death",
                       _lib.libxl_evdisable_domain_death)
 
-    def evenable_disk_eject(self, domid: int, vdev: str, user: int) -> Any:
+    def evenable_disk_eject(self, domid: int, vdev: str, user: int, uuid: Optional[str] = None) -> Any:
         """
         ``libxl_evenable_disk_eject``: report DISK_EJECT of the disk
         C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of C{domid}, with
-        C{for_user=user}.
+        C{for_user=user}; C{uuid} as for :meth:`evenable_domain_death`.
 
         :returns: an opaque handle for :meth:`evdisable_disk_eject`.
         """
@@ -212,6 +218,7 @@ class EventsMixin(CtxBase):
         check_domid(call, domid)
         vdev_bytes = check_text(call, "vdev", vdev)
         check_uint64(call, "user", user)
+        check_uuid(call, uuid)
         ctx = self._enter(call)
         out = _ffi.new("libxl_evgen_disk_eject **")
         self._libxl_busy = True
@@ -222,7 +229,8 @@ class EventsMixin(CtxBase):
         generator.domid, generator.vdev = domid, vdev
         self._add_generator(generator)
         self._eject_vdevs[(domid, user)] = vdev
-        uuid = uuid_of(ctx, domid)
+        if uuid is None:
+            uuid = uuid_of(ctx, domid)
         if uuid is not None:
             self._uuids[(domid, user)] = uuid
         return generator

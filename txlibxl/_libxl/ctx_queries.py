@@ -84,9 +84,11 @@ class QueriesMixin(CtxBase):
         finally:
             _lib.libxl_dominfo_list_free(infos, count[0])
 
-    def domain_info(self, domid: int) -> DomainInfoRaw:
+    def domain_info(self, domid: int, name: bool = True) -> DomainInfoRaw:
         """
-        ``libxl_domain_info`` of C{domid}, with its name.
+        ``libxl_domain_info`` of C{domid}, with its name (one xenstore
+        read; C{name=False} leaves it ``None`` and makes only the
+        hypercall).
 
         :raises txlibxl.errors.DomainNotFound: there is no such domain.
         """
@@ -99,7 +101,7 @@ class QueriesMixin(CtxBase):
             rc = _lib.libxl_domain_info(ctx, info, domid)
             if rc:
                 raise errors.from_code(rc, call)
-            return read_dominfo(info[0], name_or_none(ctx, domid))
+            return read_dominfo(info[0], name_or_none(ctx, domid) if name else None)
         finally:
             _lib.libxl_dominfo_dispose(info)
 

@@ -9,51 +9,25 @@ output) and puts a level filter in front of it; :class:`DaemonService
 ``ILogObserver`` component, which twistd uses unless ``--logger`` names
 another observer (then that one gets every event, unfiltered).
 
-:class:`TidyObserver` also removes the ``libxl: `` prefix the library's
-context puts before libxl's own messages, which already start with
-libxl's xentoollog context (``libxl: libxl: libxl.c:108: ...``).
+libxl's own messages reach it as the library logs them, starting with
+libxl's xentoollog context (``libxl: libxl.c:108: ...``).
 """
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from twisted.logger import (
-    FilteringLogObserver,
-    ILogObserver,
-    LogEvent,
-    LogLevel,
-    LogLevelFilterPredicate,
-    Logger,
-)
-from zope.interface import implementer
+from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate
 
-__all__ = ["LOG_LEVELS", "TidyObserver", "filtered", "twistd_observer"]
+__all__ = ["LOG_LEVELS", "filtered", "twistd_observer"]
 
 #: ``--log-level`` values, least severe first.
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 
-_LIBXL_FORMAT = "libxl: {message}"
-
-_log = Logger(namespace="txlibxl.daemon")
-
-
-@implementer(ILogObserver)
-class TidyObserver:
-    """Passes each event to C{observer}, a doubled ``libxl: libxl:`` made single."""
-
-    def __init__(self, observer: Any) -> None:
-        self._observer = observer
-
-    def __call__(self, event: LogEvent) -> None:
-        if event.get("log_format") == _LIBXL_FORMAT and str(event.get("message", "")).startswith("libxl: "):
-            event = dict(event, log_format="{message}")
-        self._observer(event)
-
 
 def filtered(observer: Any, level: str) -> Any:
-    """C{observer}, given only events at C{level} or more severe, tidied."""
+    """C{observer}, given only events at C{level} or more severe."""
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
-    return FilteringLogObserver(TidyObserver(observer), [predicate])
+    return FilteringLogObserver(observer, [predicate])
 
 
 def twistd_observer(server_options: Any, level: str) -> Optional[Any]:

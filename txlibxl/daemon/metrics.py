@@ -72,7 +72,7 @@ class _LabelledGauges:
 
 class Metrics:
     """
-    What the service counts, in :attr:`registry`.
+    What the service counts, in its ``registry``.
 
     :param registry: the registry to fill (a new one by default).
     :param process: also collect the ``process_*`` metrics of this process.

@@ -316,12 +316,7 @@ class LibxlEventsService(Service):
         return self.metrics.registry
 
     def _children_count(self) -> int:
-        # The context has no public word for its child reaper yet.
-        reaper = getattr(self._ctx, "_children", None) if self._ctx is not None else None
-        try:
-            return len(reaper.running_children) if reaper is not None else 0
-        except Exception:
-            return 0
+        return self._ctx.children_running if self._ctx is not None else 0
 
     def _queue_depths(self) -> Dict[str, float]:
         depths: Dict[str, float] = {}
@@ -628,6 +623,11 @@ class LibxlEventsService(Service):
                 dom.reconcile_next_shutdown = reconciling
         try:
             dom.watch = self._call("libxl_evenable_domain_death", ctx.watch_domain, dom.domid)
+        except errors.DomainNotFound:
+            # Gone since the scan: its death, as its watch would have said.
+            dom.watch = None
+            self._handle(dom, None, DomainDeath(dom.domid, dom.uuid), perf_counter())
+            return
         except errors.LibxlError as e:
             self._log.warn("cannot watch domain {domid}: {error}", domid=dom.domid, error=e)
             dom.watch = None
@@ -687,8 +687,8 @@ class LibxlEventsService(Service):
             watch.next_event().addCallbacks(got, ended)
 
         def ended(failure: Failure) -> None:
-            if failure.check(WatchEnded, WatchCancelled):
-                return
+            if failure.check(WatchEnded, WatchCancelled, errors.ContextClosed):
+                return  # the domain died, or the service let go of it
             if failure.check(errors.LibxlDisaster, errors.ContextFailed):
                 if ctx is self._ctx:  # not a late word from a closed session
                     self._session_failed(failure.value)

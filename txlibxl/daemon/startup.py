@@ -93,7 +93,7 @@ class ProcessExit:
     """
     How the process ends once it runs: :meth:`fail` records the first
     failure, logs it and stops the reactor; :meth:`install` makes the
-    process exit with :attr:`status` once twistd is done.
+    process exit with ``status`` once twistd is done.
 
     :param reactor: the reactor to stop.
     :param echo_to_stderr: also write the failure's line on standard
@@ -139,7 +139,7 @@ class ProcessExit:
         reactor.callWhenRunning(stop)
 
     def install(self) -> None:
-        """Exit with :attr:`status` at interpreter exit (once twistd returned)."""
+        """Exit with ``status`` at interpreter exit (once twistd returned)."""
         if not self._installed:
             self._installed = True
             atexit.register(self._exit)

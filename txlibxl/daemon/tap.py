@@ -431,7 +431,7 @@ class DaemonService(MultiService):
     """
     The daemon's top service: its children are started in order (the
     listeners, the events service, the ready-file writer) unless start-up
-    has already failed (:attr:`exit`), in which case nothing more starts
+    has already failed (``exit``), in which case nothing more starts
     and the reactor stops.
 
     :ivar exit: the :class:`~txlibxl.daemon.startup.ProcessExit` every
@@ -446,7 +446,7 @@ class DaemonService(MultiService):
     def setServiceParent(self, parent: Any) -> Any:
         """
         Join C{parent}; if it is twistd's application, give it the
-        daemon's log observer (:func:`txlibxl.daemon.logs.twistd_observer`).
+        daemon's log observer (``txlibxl.daemon.logs.twistd_observer``).
         """
         result = super().setServiceParent(parent)
         if self._log_observer is not None and hasattr(parent, "setComponent"):

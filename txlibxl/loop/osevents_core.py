@@ -49,7 +49,7 @@ Timeouts
       alone, and a fired timer is never cancelled.
     * ``occurred_timeout(token)`` is called exactly once per registration,
       unless it was deregistered first (``timeout_deregister``, which libxl
-      4.17 never calls, cancels defensively) or :meth:`close` ran.
+      4.17 never calls, cancels defensively) or :meth:`OSEventsCore.close` ran.
 
 Reentrancy
     No ``occurred_*`` call is ever made from inside a hook: everything is

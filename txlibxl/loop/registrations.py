@@ -45,7 +45,7 @@ HANGUP_BITS = select.POLLHUP | select.POLLERR | select.POLLNVAL
 class OSEventsClosed(RuntimeError):
     """
     A hook was called after its event loop side was closed
-    (:meth:`~txlibxl.loop.reactor_osevents.ReactorOSEvents.close`).
+    (:meth:`~txlibxl.loop.osevents_core.OSEventsCore.close`).
     """
 
 

@@ -238,6 +238,9 @@ class ControlClient:
     def crash(self, domid: int) -> defer.Deferred:
         return self.call("crash", domid=domid)
 
+    def resume(self, domid: int) -> defer.Deferred:
+        return self.call("resume", domid=domid)
+
     def pause(self, domid: int) -> defer.Deferred:
         return self.call("pause", domid=domid)
 

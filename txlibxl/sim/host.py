@@ -148,6 +148,7 @@ class SimHost(GuestMemoryOps):
             "create_domains": self.create_domains,
             "shutdown": self.shutdown,
             "crash": self.crash,
+            "resume": self.resume,
             "pause": self.pause,
             "unpause": self.unpause,
             "destroy": self.destroy,
@@ -239,6 +240,16 @@ class SimHost(GuestMemoryOps):
 
     def crash(self, domid: Any = None) -> Dict[str, Any]:
         return self._hv(self.hypervisor.crash, _domid(domid))
+
+    def resume(self, domid: Any = None) -> Dict[str, Any]:
+        """A toolstack resumes a suspended (shut down) domain, as
+        ``libxl_domain_resume`` does (``XEN_DOMCTL_resumedomain``, then
+        ``XS_RESUME``): it runs again, its guest agent answers again, and
+        its next shutdown fires @releaseDomain."""
+        domid = _domid(domid)
+        reply = self._hv(self.hypervisor.resume, domid)
+        self.hypervisor.xenstored_resume(domid)
+        return reply
 
     def pause(self, domid: Any = None) -> Dict[str, Any]:
         return self._hv(self.hypervisor.pause, _domid(domid))

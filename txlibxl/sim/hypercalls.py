@@ -1,5 +1,5 @@
 """The hypercall server: answers the libxenctrl shim (``_xcshim``) from a
-:class:`~txlibxl.sim.hypervisor.Hypervisor`.
+``Hypervisor`` (``txlibxl.sim.hypervisor``).
 
 Wire protocol
 =============

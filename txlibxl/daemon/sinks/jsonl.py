@@ -8,7 +8,7 @@ written as a whole with one unbuffered ``write``, so a reader never sees
 half a record.
 
 A closed output (the reader of a pipe went away: ``--output - | head -3``)
-ends the sink: :meth:`JSONLinesSink.publish` raises
+ends the sink: ``JSONLinesSink.publish`` raises
 :class:`~txlibxl.daemon.sinks.SinkClosed` once, the sink closes its file
 and takes no more records.
 """

@@ -40,7 +40,7 @@ from .devices import Device, GuestRecord, devices_of
 from .host_layout import HOTPLUG_SCRIPT, dom0_layout
 from .libxl_layout import domain_layout
 from .nodes import XENBUS_CLOSED, XENBUS_CLOSING, XENBUS_CONNECTED, XENBUS_INITIALISING, Node
-from .specs import DiskSpec, DomainSpec
+from .specs import DiskSpec, DomainSpec, VifSpec
 from .toolstack import Toolstack
 from .vdev import vdev_to_devid
 
@@ -48,6 +48,7 @@ __all__ = [
     "Node",
     "DiskSpec",
     "DomainSpec",
+    "VifSpec",
     "Device",
     "GuestRecord",
     "HOTPLUG_SCRIPT",

@@ -24,7 +24,8 @@ class Device:
     """
     One paravirtual device of a guest, as libxl recorded it: its kind
     (``vbd``, ``vif`` or ``console``), device id, and the three paths.
-    ``vdev`` and ``cdrom`` are set for disks only.
+    ``vdev`` and ``cdrom`` are set for disks only, ``mac`` (if it was
+    given) and ``bridge`` for vifs only.
     """
 
     kind: str
@@ -34,6 +35,8 @@ class Device:
     libxl: str
     vdev: Optional[str] = None
     cdrom: bool = False
+    mac: Optional[str] = None
+    bridge: Optional[str] = None
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -86,7 +89,7 @@ def devices_of(domid: int, spec: DomainSpec) -> Tuple[Device, ...]:
                 cdrom=disk.cdrom,
             )
         )
-    for devid in range(spec.vifs):
+    for devid, vif in enumerate(spec.vifs):
         devices.append(
             Device(
                 "vif",
@@ -94,6 +97,8 @@ def devices_of(domid: int, spec: DomainSpec) -> Tuple[Device, ...]:
                 frontend="%s/device/vif/%d" % (dom, devid),
                 backend="/local/domain/0/backend/vif/%d/%d" % (domid, devid),
                 libxl="%s/vif/%d" % (lib, devid),
+                mac=vif.mac,
+                bridge=vif.bridge,
             )
         )
     return tuple(devices)

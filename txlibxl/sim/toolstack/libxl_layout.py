@@ -115,7 +115,7 @@ def _disk_nodes(domid: int, dtype: str, device: Device, disk: DiskSpec, script: 
 
 
 def _vif_nodes(domid: int, dtype: str, uuid: str, device: Device, script: str) -> List[Node]:
-    mac = _mac(uuid, device.devid)
+    mac = device.mac or _mac(uuid, device.devid)
     # libxl__device_nic_setdefault: an HVM guest's boot-time nics are
     # emulated too (QEMU's tap plus the PV vif); PV and PVH get a plain vif.
     nictype = "vif_ioemu" if dtype == "hvm" else "vif"
@@ -125,7 +125,7 @@ def _vif_nodes(domid: int, dtype: str, uuid: str, device: Device, script: str) -
         ("state", str(XENBUS_CONNECTED)),
         ("script", script),
         ("mac", mac),
-        ("bridge", "xenbr0"),
+        ("bridge", device.bridge or "xenbr0"),
         ("handle", str(device.devid)),
         ("type", nictype),
         ("hotplug-status", "connected"),

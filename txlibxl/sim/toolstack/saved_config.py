@@ -53,11 +53,11 @@ def saved_config(record: GuestRecord, spec: DomainSpec) -> Dict[str, Any]:
         {
             "backend_domid": 0,
             "devid": devid,
-            "mac": _mac(record.uuid, devid),
-            "bridge": "xenbr0",
+            "mac": vif.mac or _mac(record.uuid, devid),
+            "bridge": vif.bridge,
             "nictype": "vif_ioemu" if hvm else "vif",
         }
-        for devid in range(spec.vifs)
+        for devid, vif in enumerate(spec.vifs)
     ]
     return {
         "c_info": {"type": spec.type, "name": spec.name, "uuid": record.uuid},

@@ -1,9 +1,11 @@
 """
 What ``create_domain`` is asked to build: a :class:`DomainSpec` with its
-disks (:class:`DiskSpec`), validated from a control request's arguments.
+disks (:class:`DiskSpec`) and network interfaces (:class:`VifSpec`),
+validated from a control request's arguments.
 
 Every bad argument is a :class:`~txlibxl.sim.errors.BadRequest` naming it.
 """
+import re
 from typing import Optional, Tuple
 
 import attr
@@ -11,10 +13,12 @@ import attr
 from ..errors import BadRequest
 from .vdev import vdev_to_devid
 
-__all__ = ["DOMAIN_TYPES", "DISK_FORMATS", "DiskSpec", "DomainSpec"]
+__all__ = ["DOMAIN_TYPES", "DISK_FORMATS", "MAX_VIFS", "DiskSpec", "VifSpec", "DomainSpec"]
 
 DOMAIN_TYPES = ("pv", "pvh", "hvm")
 DISK_FORMATS = ("raw", "qcow", "qcow2", "vhd", "empty", "qed")
+MAX_VIFS = 64
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def _check_int(args: dict, key: str, default: int, low: int, high: int) -> int:
@@ -78,6 +82,59 @@ class DiskSpec:
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
+class VifSpec:
+    """
+    A virtual network interface as ``create_domain`` takes it: its MAC
+    (``None``: one made from the domain's UUID, in Xen's ``00:16:3e``
+    range, as libxl makes one) and the bridge its backend joins.
+    """
+
+    mac: Optional[str] = None
+    bridge: str = "xenbr0"
+
+    @classmethod
+    def from_args(cls, args: object) -> "VifSpec":
+        """
+        Validate one vif of a request.
+
+        @raise BadRequest: unknown keys, a bad MAC or bridge.
+        """
+        if not isinstance(args, dict):
+            raise BadRequest("a vif must be an object, got %r" % (args,))
+        unknown = set(args) - {"mac", "bridge"}
+        if unknown:
+            raise BadRequest("unknown vif keys: %s" % ", ".join(sorted(unknown)))
+        mac = args.get("mac")
+        if mac is not None:
+            if not isinstance(mac, str) or not _MAC.match(mac.lower()):
+                raise BadRequest("mac must be six hex bytes separated by colons, got %r" % (mac,))
+            mac = mac.lower()
+        bridge = _check_str(args, "bridge", "xenbr0")
+        if "/" in bridge:
+            raise BadRequest("invalid bridge name %r" % (bridge,))
+        return cls(mac=mac, bridge=bridge)
+
+
+def _vifs(value: object) -> Tuple[VifSpec, ...]:
+    """A request's ``vifs``: a list of vif objects, or how many default ones."""
+    if isinstance(value, bool):
+        raise BadRequest("vifs must be a list of vifs or a count, got %r" % (value,))
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_VIFS:
+            raise BadRequest("vifs must be in [0, %d], got %d" % (MAX_VIFS, value))
+        return tuple(VifSpec() for _ in range(value))
+    if not isinstance(value, list):
+        raise BadRequest("vifs must be a list of vifs or a count, got %r" % (value,))
+    if len(value) > MAX_VIFS:
+        raise BadRequest("at most %d vifs, got %d" % (MAX_VIFS, len(value)))
+    vifs = tuple(VifSpec.from_args(v) for v in value)
+    macs = [v.mac for v in vifs if v.mac is not None]
+    if len(set(macs)) != len(macs):
+        raise BadRequest("two vifs share a mac: %s" % ", ".join(macs))
+    return vifs
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
 class DomainSpec:
     """What ``create_domain`` is asked to build."""
 
@@ -86,7 +143,7 @@ class DomainSpec:
     memory_kb: int = 262144
     vcpus: int = 1
     disks: Tuple[DiskSpec, ...] = ()
-    vifs: int = 0
+    vifs: Tuple[VifSpec, ...] = ()
     paused: bool = False
 
     #: The request keys besides ``name`` (shared with ``create_domains``).
@@ -124,6 +181,6 @@ class DomainSpec:
             memory_kb=_check_int(args, "memory_kb", 262144, 1024, 1 << 40),
             vcpus=_check_int(args, "vcpus", 1, 1, 128),
             disks=disks,
-            vifs=_check_int(args, "vifs", 0, 0, 64),
+            vifs=_vifs(args.get("vifs", [])),
             paused=_check_bool(args, "paused", False),
         )

@@ -1,0 +1,363 @@
+"""
+Watches on a :class:`~txlibxl.context.Context` (:class:`WatchingMixin`):
+libxl's event generators enabled, re-armed and disabled for them, and
+libxl's events dispatched to them.
+
+Each generator gets a fresh user value, by which its events find their
+watch (never by domid: Xen reuses domids):
+
+* a :class:`~txlibxl.watches.DomainWatch` has one domain-death generator
+  at a time.  libxl reports one shutdown per generator, so after a
+  ``SUSPEND`` or ``SOFT_RESET`` shutdown the watch re-arms: a new
+  generator is enabled before the old one is disabled, as ``xl`` does,
+  so that libxl's ``@releaseDomain`` watch stays registered.  The new
+  generator's first look reports the shutdown the domain is in at that
+  moment, which is either the one already reported (the domain has not
+  run since) or a new one (it was resumed and shut down again, perhaps
+  before libxl looked).  Xen counts a domain's CPU time only while it
+  runs, so the watch notes the domain's CPU time when it re-arms and
+  reads it again when such a report comes: the same time is the repeat,
+  which is dropped (and the watch re-arms again, since the repeat used
+  up the new generator's one report); a later time is a new shutdown,
+  which is delivered.
+* a :class:`~txlibxl.watches.DiskEjectWatch` has its disk's eject
+  generator, and ends when its domain dies: the disk-eject watches of one
+  domain share one domain-death generator, enabled with the first of them
+  and disabled with the last (a fleet arms thousands; each costs a set
+  entry, not a generator).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from . import errors
+from ._libxl import binding
+from .domids import check_domid
+from .events import DomainDeath, DomainShutdown, ShutdownReason, event_from_raw
+from .watches import DiskEjectWatch, DomainWatch, _Watch
+
+__all__ = ["WatchingMixin"]
+
+# libxl_shutdown_reason values after which libxl's generator must be
+# re-armed to see the domain's next shutdown.
+_REARM_REASONS = frozenset({ShutdownReason.SUSPEND, ShutdownReason.SOFT_RESET})
+_DOMAIN_SHUTDOWN = binding.EVENT_DOMAIN_SHUTDOWN
+_DOMAIN_DEATH = binding.EVENT_DOMAIN_DEATH
+
+# _Subscription.kind
+_DEATH = "death"  # a DomainWatch's generator
+_EJECT = "eject"  # a DiskEjectWatch's generator
+_END = "end"  # the death generator shared by a domain's DiskEjectWatches
+_RETIRED = "retired"  # a DomainWatch's generator disabled by a re-arm
+
+
+class _Subscription:
+    """
+    One libxl event generator and what it feeds: a watch, or (``_END``)
+    the :class:`_DomainEnd` of a domain's disk-eject watches.
+    """
+
+    __slots__ = ("user", "watch", "handle", "kind")
+
+    def __init__(self, user: int, watch: Any, handle: Any, kind: str) -> None:
+        self.user = user
+        self.watch = watch
+        self.handle = handle
+        self.kind = kind
+
+
+class _DomainEnd:
+    """
+    The disk-eject watches of one domain (by domid and UUID), which end
+    when its shared death generator reports the domain's death.
+    """
+
+    __slots__ = ("key", "watches")
+
+    def __init__(self, key: Tuple[int, Optional[str]]) -> None:
+        self.key = key
+        self.watches: Set[DiskEjectWatch] = set()
+
+
+class WatchingMixin:
+    """
+    The watches of a :class:`~txlibxl.context.Context` (which provides the
+    state used here: the binding ``_ctx``, ``_tx``, ``_users``,
+    ``_subscriptions``, ``_watch_subscriptions``, ``_domain_ends``,
+    ``_retired``, ``_progress``, ``_failure``, ``_closed``).
+    """
+
+    _ctx: Any
+    _tx: Any
+    _users: Any
+    log: Any
+    _subscriptions: Dict[int, _Subscription]
+    _watch_subscriptions: Dict[Any, _Subscription]
+    _domain_ends: Dict[Tuple[int, Optional[str]], _Subscription]
+    _retired: List[_Subscription]
+    _progress: Dict[int, Any]
+    _failure: Optional[BaseException]
+    _closed: bool
+    # The Context's and the operations' (txlibxl.operations).
+    _check_usable: Callable[[], None]
+    _dispatch_progress: Callable[[Any], None]
+
+    # Enabling.
+
+    def watch_domain(self, domid: int) -> DomainWatch:
+        """
+        Watch domain C{domid} for its shutdowns and its death.
+
+        The watch reports the domain's shutdown, and after a ``SUSPEND``
+        or ``SOFT_RESET`` shutdown its next shutdown too (libxl reports
+        one per generator; the watch re-arms, see :mod:`txlibxl.watching`),
+        then its :class:`~txlibxl.events.DomainDeath`, and ends.
+
+        :raises TypeError, ValueError: C{domid} is not a domid
+            (:mod:`txlibxl.domids`).
+        :raises txlibxl.errors.DomainNotFound: there is no domain C{domid}
+            (libxl itself would not check, and would report a death).
+        :raises txlibxl.errors.LibxlError: libxl refused.
+        """
+        self._check_usable()
+        check_domid(domid)
+        uuid = self._domain_uuid(domid)
+        watch = DomainWatch(self._tx, domid, self._cancel_watch, uuid)
+        self._subscribe(watch, _DEATH, lambda user: self._ctx.evenable_domain_death(domid, user, uuid))
+        return watch
+
+    def watch_disk_eject(self, domid: int, vdev: str) -> DiskEjectWatch:
+        """
+        Watch the virtual disk C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of
+        domain C{domid} for media ejects, until the domain dies (then the
+        watch ends, as a :class:`~txlibxl.watches.DomainWatch` does).
+
+        :raises TypeError, ValueError: C{domid} is not a domid.
+        :raises txlibxl.errors.DomainNotFound: there is no domain C{domid}.
+        :raises txlibxl.errors.LibxlError: bad C{vdev}, or the domain has
+            no such disk (libxl's generator would not check, and would wait
+            forever).
+        """
+        self._check_usable()
+        check_domid(domid)
+        uuid = self._domain_uuid(domid)
+        self._ctx.vdev_to_device_disk(domid, vdev)
+        watch = DiskEjectWatch(self._tx, domid, vdev, self._cancel_watch, uuid)
+        end = self._domain_end(domid, uuid)
+        try:
+            self._subscribe(
+                watch, _EJECT, lambda user: self._ctx.evenable_disk_eject(domid, vdev, user, uuid)
+            )
+        except BaseException:
+            self._leave_domain_end(end, watch)
+            raise
+        end.watch.watches.add(watch)
+        return watch
+
+    def _domain_uuid(self, domid: int) -> str:
+        try:
+            return self._ctx.domain_info(domid, name=False).uuid
+        except errors.DomainNotFound as e:
+            raise errors.DomainNotFound(call=e.call, message=f"there is no domain {domid}") from None
+
+    def _subscribe(self, watch: Any, kind: str, enable: Callable[[int], Any]) -> _Subscription:
+        user = next(self._users)
+        # Registered before the C call: libxl may report inside evenable.
+        sub = _Subscription(user, watch, None, kind)
+        self._subscriptions[user] = sub
+        try:
+            sub.handle = enable(user)
+        except BaseException:
+            del self._subscriptions[user]
+            raise
+        self._watch_subscriptions[watch] = sub
+        return sub
+
+    def _domain_end(self, domid: int, uuid: Optional[str]) -> _Subscription:
+        key = (domid, uuid)
+        sub = self._domain_ends.get(key)
+        if sub is None:
+            sub = self._subscribe(
+                _DomainEnd(key), _END, lambda user: self._ctx.evenable_domain_death(domid, user, uuid)
+            )
+            self._domain_ends[key] = sub
+        return sub
+
+    def _leave_domain_end(self, sub: _Subscription, watch: DiskEjectWatch) -> None:
+        end = sub.watch
+        end.watches.discard(watch)
+        if not end.watches and self._domain_ends.get(end.key) is sub:
+            del self._domain_ends[end.key]
+            self._disable(sub)
+
+    # Re-arming after SUSPEND and SOFT_RESET.
+
+    def _rearm(self, old: _Subscription, shutdown: DomainShutdown) -> None:
+        watch = old.watch
+        try:
+            self._subscribe(
+                watch, _DEATH,
+                lambda user: self._ctx.evenable_domain_death(watch.domid, user, watch.uuid),
+            )
+        except errors.LibxlError as e:
+            self.log.error(
+                "could not re-arm the watch on {subject}: {error}", subject=watch.subject, error=e
+            )
+            return
+        watch._rearmed_at(self._cpu_time_in(watch, shutdown))
+        self._disable(old)
+        # libxl may have reported the domain's death through the old
+        # generator already (it is queued behind this report); the new one
+        # would not see it again.  So the old one's user value stays known
+        # until the queue is drained, for that death.
+        old.kind = _RETIRED
+        self._subscriptions[old.user] = old
+        self._retired.append(old)
+
+    def _forget_retired(self) -> None:
+        """
+        The queue is drained: no late report of a generator disabled by a
+        re-arm can come any more.
+        """
+        retired, self._retired = self._retired, []
+        for sub in retired:
+            if self._subscriptions.get(sub.user) is sub:
+                del self._subscriptions[sub.user]
+
+    def _cpu_time_in(self, watch: DomainWatch, shutdown: DomainShutdown) -> Optional[int]:
+        """
+        The CPU time (ns) of C{watch}'s domain if it is in C{shutdown}
+        now, else ``None`` (it left it, or it is gone).
+        """
+        try:
+            info = self._ctx.domain_info(watch.domid, name=False)
+        except errors.TxlibxlError:
+            return None
+        if (
+            info.uuid != watch.uuid
+            or not info.shutdown
+            or ShutdownReason.from_code(info.shutdown_reason) != shutdown.reason
+        ):
+            return None
+        return info.cpu_time
+
+    def _is_repeat(self, watch: DomainWatch, shutdown: DomainShutdown, cpu_then: int) -> bool:
+        """
+        Whether the re-armed generator's report of C{shutdown} is the
+        shutdown already delivered: the domain is still in it and has not
+        run since the re-arm (its CPU time is still C{cpu_then}), or it is
+        gone (its death follows).  A domain already running again cannot
+        tell: the report is taken as news.
+        """
+        try:
+            info = self._ctx.domain_info(watch.domid, name=False)
+        except errors.DomainNotFound:
+            return True
+        except errors.TxlibxlError:
+            return False
+        if info.uuid != watch.uuid:
+            return True  # the domid is another domain's now
+        return (
+            info.shutdown
+            and ShutdownReason.from_code(info.shutdown_reason) == shutdown.reason
+            and info.cpu_time == cpu_then
+        )
+
+    # Disabling.
+
+    def _disable(self, sub: _Subscription) -> None:
+        self._subscriptions.pop(sub.user, None)
+        if self._watch_subscriptions.get(sub.watch) is sub:
+            del self._watch_subscriptions[sub.watch]
+        if self._failure is not None or self._closed:
+            return  # libxl_ctx_free disables what is left
+        disable = (
+            self._ctx.evdisable_disk_eject if sub.kind == _EJECT else self._ctx.evdisable_domain_death
+        )
+        try:
+            disable(sub.handle)
+        except errors.LibxlError as e:  # pragma: no cover - evdisable returns void in 4.17
+            self.log.error("disabling a libxl generator failed: {error}", error=e)
+
+    def _retire(self, watch: _Watch) -> None:
+        # A watch has one subscription outside _rearm (which enables the new
+        # generator before it disables the old one): the one indexed by
+        # watch.  Looking it up keeps a death storm O(1) per death.
+        sub = self._watch_subscriptions.get(watch)
+        if sub is not None:
+            self._disable(sub)
+
+    def _cancel_watch(self, watch: _Watch) -> None:
+        self._retire(watch)
+        if isinstance(watch, DiskEjectWatch):
+            end = self._domain_ends.get((watch.domid, watch.uuid))
+            if end is not None:
+                self._leave_domain_end(end, watch)
+
+    # Dispatch (on a reactor turn, in libxl's order).
+
+    def _dispatch_event(self, raw: Any) -> None:
+        sub = self._subscriptions.get(raw.for_user)
+        if sub is None:
+            if raw.for_user in self._progress:
+                self._dispatch_progress(raw)
+                return
+            self.log.debug(
+                "dropping a late libxl event (type {type}) for a generator already disabled",
+                type=raw.type,
+            )
+            return
+        kind = raw.type
+        if sub.kind == _END:
+            if kind == _DOMAIN_DEATH:
+                self._domain_died(sub, DomainDeath(raw.domid, raw.uuid))
+            return
+        if sub.kind == _RETIRED and kind != _DOMAIN_DEATH:
+            return  # its shutdown reports are the re-armed watch's past
+        watch = sub.watch
+        if not watch.active:
+            return
+        event = event_from_raw(raw)
+        if event is None:
+            return
+        if kind == _DOMAIN_SHUTDOWN and sub.kind == _DEATH:
+            cpu_then = watch._repeat_check(event)
+            if cpu_then is not None and self._is_repeat(watch, event, cpu_then):
+                # Not news; but the report used up the re-armed
+                # generator: re-arm again.
+                self._rearm(sub, event)
+                return
+        if not watch._accept(event):
+            return
+        # libxl bookkeeping first, so that waiters resumed by the delivery
+        # see the context as it now is.
+        if kind == _DOMAIN_DEATH:
+            self._retire(watch)  # the generator is spent
+        elif kind == _DOMAIN_SHUTDOWN and sub.kind == _DEATH and event.reason in _REARM_REASONS:
+            self._rearm(sub, event)
+        watch._deliver(event)
+
+    def _domain_died(self, sub: _Subscription, death: DomainDeath) -> None:
+        end = sub.watch
+        if self._domain_ends.get(end.key) is sub:
+            del self._domain_ends[end.key]
+        self._disable(sub)
+        watches, end.watches = end.watches, set()
+        for watch in watches:
+            self._retire(watch)
+            watch._end(death)
+
+    def _fail_watches(self, error: Optional[BaseException]) -> None:
+        """
+        End every watch: with C{error} (the context's failure), or, for
+        ``None``, with :class:`~txlibxl.errors.ContextClosed`.
+        """
+        for sub in list(self._subscriptions.values()):
+            if sub.kind == _END or sub.kind == _RETIRED:
+                continue  # its watches have subscriptions of their own
+            watch = sub.watch
+            if error is None:
+                watch._fail(errors.ContextClosed(f"the libxl context was closed: {watch.subject} is no longer watched"))
+            else:
+                watch._fail(error)
+

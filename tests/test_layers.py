@@ -118,7 +118,8 @@ def _within(name: str, *prefixes: str) -> bool:
 
 #: The public API's modules (the Context and the parts it is made of).
 PUBLIC_API = ("txlibxl.context", "txlibxl.operations", "txlibxl.power", "txlibxl.building",
-              "txlibxl.devices", "txlibxl.config", "txlibxl.watches", "txlibxl.events",
+              "txlibxl.devices", "txlibxl.moving", "txlibxl.streamhead", "txlibxl.migration",
+              "txlibxl.config", "txlibxl.watches", "txlibxl.events",
               "txlibxl.errors", "txlibxl.interfaces")
 
 CLIENT_SIDE = PUBLIC_API + ("txlibxl._libxl", "txlibxl.loop", "txlibxl.daemon", "txlibxl.testing")

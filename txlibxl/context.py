@@ -37,6 +37,7 @@ from twisted.python import threadable
 
 from . import errors
 from .building import BuildingMixin
+from .moving import MovingMixin
 from .devices import DevicesMixin
 from .loop.reactor_children import ReactorChildReaper
 from .domids import check_domid
@@ -89,14 +90,15 @@ def _alloc(log: Callable[[int, str], None], min_level: int) -> Any:
         raise
 
 
-class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
+class Context(WatchingMixin, MovingMixin, BuildingMixin, DevicesMixin, PowerMixin):
     """
     One libxl context, driven by C{reactor}.
 
     Its watches and operations come from one module per concern: watches
     (:mod:`txlibxl.watching`), the power operations
     (:mod:`txlibxl.power`), building and changing domains
-    (:mod:`txlibxl.building`), their devices (:mod:`txlibxl.devices`), all
+    (:mod:`txlibxl.building`), their devices (:mod:`txlibxl.devices`),
+    saving and restoring them (:mod:`txlibxl.moving`), all
     through the machinery of :mod:`txlibxl.operations`.  This module keeps
     the context itself: libxl's reports queued and dispatched, queries,
     disaster and teardown.

@@ -179,6 +179,16 @@ class MovingMixin(BuildingMixin):
             "libxl_domain_resume", domid, lambda op: self._ctx.domain_resume(domid, op.op_id, True)
         )
 
+    def migrate(self, domid: int, endpoint: str) -> Any:
+        """
+        Live-migrate domain C{domid} to the migration listener at
+        C{endpoint} (a Twisted client endpoint string):
+        :func:`txlibxl.migration.migrate`.
+        """
+        from .migration import migrate
+
+        return migrate(self, domid, endpoint)
+
     def restore(
         self,
         config: Any,

@@ -11,9 +11,8 @@ reaped through the loop: nothing blocks the reactor.
 """
 from __future__ import annotations
 
-import io
 import os
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple
 
 from . import config as _config
 from . import errors
@@ -26,7 +25,7 @@ __all__ = ["MovingMixin", "SAVE_THEN"]
 #: What :meth:`MovingMixin.save` does with the domain once it is saved.
 SAVE_THEN = ("destroy", "resume", "keep")
 
-Target = Union[str, "os.PathLike[str]", int, io.IOBase, Any]
+Target = Any  # a path, a file object with fileno(), or an fd
 
 
 def _open_fd(where: Any, writing: bool) -> Tuple[int, bool, Optional[str]]:
@@ -82,7 +81,7 @@ class MovingMixin(BuildingMixin):
             complete and C{then} is done; or fails with the
             :class:`~txlibxl.errors.LibxlError` libxl reported (a guest that
             does not acknowledge the suspend request within libxl's 60
-            seconds: :class:`~txlibxl.errors.GuestTimedOut`).  A failed save
+            seconds: ``GuestTimedOut``).  A failed save
             leaves the domain running: if the guest had suspended already,
             txlibxl resumes it before the Deferred fails.  Cancelling
             aborts libxl's save (``libxl_ao_abort``); the domain is left

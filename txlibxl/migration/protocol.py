@@ -6,23 +6,19 @@ Every message is a frame: one octet saying what it is, a 4-octet
 big-endian length, then that many octets.  Control frames carry a JSON
 object; stream frames carry libxl's stream as it comes.  Version 1:
 
-==========  ===========  ====================================================
-frame       from         payload
-==========  ===========  ====================================================
-``H`` hello source       ``{"protocol": "txlibxl-migration", "version": 1,
-                         "config": {...}}``: the domain's configuration
-``A`` accept target      ``{"version": 1}``: send the stream
-``D`` data   source      the next octets of libxl's stream (at most
-                         :data:`MAX_DATA` per frame)
-``E`` end    source      empty: libxl's stream is complete
-``R`` ready  target      ``{"domid": N}``: restored, paused
-``G`` go     source      empty: the permission to run it; from here on the
-                         source never resumes its copy
-``K`` done   target      ``{"domid": N}``: unpaused; the source destroys its
-                         copy
-``X`` error  either      ``{"message": "...", "code": rc}``: the sender of
-                         it stops; the other side undoes its part
-==========  ===========  ====================================================
+* ``H`` hello, from the source: ``{"protocol": "txlibxl-migration",
+  "version": 1, "config": {...}}``, the domain's configuration.
+* ``A`` accept, from the target: ``{"version": 1}``, send the stream.
+* ``D`` data, from the source: the next octets of libxl's stream (at
+  most ``MAX_DATA`` octets per frame).
+* ``E`` end, from the source, empty: libxl's stream is complete.
+* ``R`` ready, from the target: ``{"domid": N}``, restored and paused.
+* ``G`` go, from the source, empty: the permission to run it; from here
+  on the source never resumes its copy.
+* ``K`` done, from the target: ``{"domid": N}``, unpaused; the source
+  destroys its copy.
+* ``X`` error, from either: ``{"message": "...", "code": rc}``; its
+  sender stops, the other side undoes its part.
 
 libxl's stream is framed (not sent raw, as ``xl migrate`` does) so that
 its end is known without parsing it, and so that it can cross TLS: libxl

@@ -21,6 +21,8 @@ setup(
                 "txlibxl/sim/shim/xcshim.c",
                 "txlibxl/sim/shim/xcshim_create.c",
                 "txlibxl/sim/shim/xcshim_builder.c",
+                "txlibxl/sim/shim/xcshim_hvm.c",
+                "txlibxl/sim/shim/xcshim_sockets.c",
                 "txlibxl/sim/shim/xcshim_redirect.c",
                 "txlibxl/sim/shim/xcshim_stream.c",
                 "txlibxl/sim/shim/xcshim_save.c",

@@ -114,7 +114,16 @@ class DevicesMixin(OperationsMixin):
 
         :returns: a Deferred that fires with ``None`` once the device
             model has the medium.  A :class:`~txlibxl.watches.DiskEjectWatch`
-            on the drive keeps reporting ejects.
+            on the drive keeps reporting ejects.  It fails with a
+            :class:`~txlibxl.errors.GeneralFailure` carrying libxl's
+            message for a drive that is not a CD-ROM (``Virtual device not
+            found``) or an image libxl cannot open; libxl has ejected the
+            old medium by then, so the drive is left empty.  Cancelled, it
+            fails with :class:`~txlibxl.operations.OperationCancelled`
+            and the drive has its old medium or none.  Either way the next
+            insert works.  A C{vdev} or C{target} that is not a string, or
+            holds a comma (the disk spec libxl parses cannot carry it), is
+            the caller's mistake: a ``ValueError``.
         """
         self._check_usable()
 

@@ -465,7 +465,7 @@ class XenUnavailable(GeneralFailure):
     simulated host (:mod:`txlibxl.testing`, ``twistd libxl-events
     --simulate``).
 
-    It is libxl's ``ERROR_FAIL`` (a :class:`GeneralFailure`), so code that
+    It is libxl's ``ERROR_FAIL`` (a ``GeneralFailure``), so code that
     catches :class:`LibxlError` still does.
 
     :ivar missing: ``"privcmd"`` or ``"xenstored"``.

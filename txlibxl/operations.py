@@ -24,24 +24,24 @@ What a cancel leaves done, operation by operation (libxl 4.17's abort
 stops the waits of an operation, a timeout or a watch, and each operation
 decides what to do then; libxl undoes nothing):
 
-* :meth:`~txlibxl.power.PowerMixin.pause`,
-  :meth:`~txlibxl.power.PowerMixin.unpause`,
-  :meth:`~txlibxl.building.BuildingMixin.set_vcpus` (of PV and PVH
-  domains) and :meth:`~txlibxl.building.BuildingMixin.domain_config`
+* :meth:`~txlibxl.context.Context.pause`,
+  :meth:`~txlibxl.context.Context.unpause`,
+  :meth:`~txlibxl.context.Context.set_vcpus` (of PV and PVH
+  domains) and :meth:`~txlibxl.context.Context.domain_config`
   (when no other toolstack holds the domain's lock): libxl completes
   them inside the call that starts them, so a cancel never reaches
   libxl and the future has the real result.
-* :meth:`~txlibxl.power.PowerMixin.shutdown`,
-  :meth:`~txlibxl.power.PowerMixin.reboot`: the request is written to
+* :meth:`~txlibxl.context.Context.shutdown`,
+  :meth:`~txlibxl.context.Context.reboot`: the request is written to
   the guest's ``control/shutdown`` node before libxl waits for the guest
   to acknowledge it; the abort ends the wait (``settled``: ``False``),
   not the request, which stays there: a guest that reads it later still
   shuts down or reboots.
-* :meth:`~txlibxl.power.PowerMixin.destroy`: the abort cuts short the
+* :meth:`~txlibxl.context.Context.destroy`: the abort cuts short the
   waits for the devices' backends, and libxl goes on destroying the
   domain without them (``settled``: ``True`` once the domain is gone).
   A cancelled destroy destroys.
-* :meth:`~txlibxl.building.BuildingMixin.create`: libxl stops, keeping
+* :meth:`~txlibxl.context.Context.create`: libxl stops, keeping
   what it built; txlibxl destroys that domain, and also one libxl
   finished in spite of the abort, before ``settled`` fires: whatever its
   value, no domain of the cancelled create is left.

@@ -30,8 +30,8 @@ class PowerMixin(OperationsMixin):
             not the request: libxl wrote it to the guest's
             ``control/shutdown`` node first, and it stays there, so a guest
             that reads it later still shuts down
-            (:attr:`~txlibxl.operations.OperationCancelled.settled` fires
-            with ``False``).
+            (the :class:`~txlibxl.operations.OperationCancelled`'s
+            ``settled`` fires with ``False``).
         """
         return self._operation(
             "libxl_domain_shutdown", domid, lambda op: self._ctx.domain_shutdown(domid, op.op_id)

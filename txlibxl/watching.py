@@ -1,5 +1,5 @@
 """
-Watches on a :class:`~txlibxl.context.Context` (:class:`WatchingMixin`):
+Watches on a :class:`~txlibxl.context.Context` (``WatchingMixin``):
 libxl's event generators enabled, re-armed and disabled for them, and
 libxl's events dispatched to them.
 

@@ -69,6 +69,10 @@
  *   nic-add D NIC.json | nic-remove D NIC.json
  *                            libxl_device_{disk,nic}_{add,remove}, an ao:
  *                            {"cmd":"disk-add","domid":D,"rc":RC}
+ *   cdrom-insert D DISK.json libxl_cdrom_insert (an ao): the medium of
+ *                            DISK.json (its pdev_path; none for "empty")
+ *                            into the CD-ROM drive of its vdev:
+ *                            {"cmd":"cdrom-insert","domid":D,"rc":RC}
  *   mem-set D KB             libxl_set_memory_target (absolute, enforced)
  *   vcpu-set D N             libxl_set_vcpuonline (an ao): vCPUs 0..N-1
  *   rename D NAME            libxl_domain_rename (any old name)
@@ -1025,7 +1029,8 @@ static void cmd_device(const char *name, uint32_t domid, const char *path)
 {
     struct op op = { name, domid, 0, 0 };
     libxl_asyncop_how how = { .callback = on_op_done };
-    int is_disk = !strncmp(name, "disk-", 5), is_add = !!strstr(name, "-add");
+    int is_cdrom = !strcmp(name, "cdrom-insert");
+    int is_disk = is_cdrom || !strncmp(name, "disk-", 5), is_add = !!strstr(name, "-add");
     libxl_device_disk disk;
     libxl_device_nic nic;
     int rc;
@@ -1042,7 +1047,9 @@ static void cmd_device(const char *name, uint32_t domid, const char *path)
         free(json);
     }
     if (!rc) {
-        if (is_disk)
+        if (is_cdrom)
+            rc = libxl_cdrom_insert(ctx, domid, &disk, &how);
+        else if (is_disk)
             rc = is_add ? libxl_device_disk_add(ctx, domid, &disk, &how)
                         : libxl_device_disk_remove(ctx, domid, &disk, &how);
         else
@@ -1354,7 +1361,8 @@ static ao_fn op_function(const char *name)
 static int device_op(const char *name)
 {
     return !strcmp(name, "disk-add") || !strcmp(name, "disk-remove")
-        || !strcmp(name, "nic-add") || !strcmp(name, "nic-remove");
+        || !strcmp(name, "nic-add") || !strcmp(name, "nic-remove")
+        || !strcmp(name, "cdrom-insert");
 }
 
 /* Check the whole command line before touching libxl. */
@@ -1427,7 +1435,7 @@ static void validate(int argc, char **argv)
         } else if (device_op(c)) {
             arg_domid(argv, argc, i++, c);
             if (i >= argc)
-                usage("disk-add|disk-remove|nic-add|nic-remove D DEVICE.json");
+                usage("disk-add|disk-remove|nic-add|nic-remove|cdrom-insert D DEVICE.json");
             i++;
         } else {
             fprintf(stderr, "cclient: unknown command %s\n", c);

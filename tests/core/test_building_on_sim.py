@@ -16,6 +16,7 @@ from twisted.trial.unittest import SkipTest
 
 from txlibxl import errors
 from txlibxl.events import ConsoleAvailable, DiskEject, DomainDeath
+from txlibxl.operations import OperationCancelled
 
 try:
     from txlibxl.testing import SimulatedHostTestCase
@@ -289,28 +290,120 @@ class DeviceTests(BuildingTestCase):
 
 
 class CdromTests(BuildingTestCase):
+    """
+    CD-ROM media on an HVM guest the real libxl built: the library's
+    insert, the guest's eject as libxl's ``DISK_EJECT``, and what a
+    cancelled insert or a medium that is not there leaves (a working
+    context, a drive that takes the next medium).
+    """
+
+    @defer.inlineCallbacks
+    def setUp(self) -> Any:
+        yield super().setUp()
+        self.first = self.file("cd.iso", size=1 << 20)
+        self.domid = yield self.hvm_guest_with_a_cdrom()
+
     @defer.inlineCallbacks
     def hvm_guest_with_a_cdrom(self) -> Any:
         config = self.config("hvm1", type="hvm")
-        del config["b_info"]["kernel"]
-        config["disks"].append({"pdev_path": self.file("cd.iso", size=1 << 20), "vdev": "hdc",
+        del config["b_info"]["kernel"]  # hvmloader boots it
+        config["disks"].append({"pdev_path": self.first, "vdev": "hdc",
                                 "format": "raw", "is_cdrom": 1, "removable": 1})
         try:
             domid = yield self.create_or_skip(config)
         except SkipTest as e:
-            raise SkipTest(f"no HVM guest: the simulated host has no device model (QMP) stand-in yet; {e}")
+            raise SkipTest(f"no HVM guest on this simulated host; {e}")
+        yield self.ctx.unpause(domid)
         return domid
 
     @defer.inlineCallbacks
-    def test_a_medium_inserted_after_an_eject_and_the_eject_watch_still_fires(self) -> Any:
-        domid = yield self.hvm_guest_with_a_cdrom()
-        watch = self.ctx.watch_disk_eject(domid, "hdc")
-        yield self.host.control.eject(domid, "hdc")
+    def medium(self) -> Any:
+        """The CD-ROM hdc's medium as libxl's configuration and the device
+        model's QMP (``query-block``) have it: the configured path, and the
+        inserted image's size with the tray's state."""
+        from tests.sim.qmp_client import qmp_connect
+
+        config = yield self.ctx.domain_config(self.domid)
+        [cd] = [d for d in config["disks"] if d["vdev"] == "hdc"]
+        socket = os.path.join(self.host.info["root"], "var/run/xen/qmp-libxl-%d" % self.domid)
+        client = yield defer.ensureDeferred(qmp_connect(socket))
+        try:
+            blocks = yield defer.ensureDeferred(client.call("query-block"))
+        finally:
+            yield defer.ensureDeferred(client.close())
+        [block] = [b for b in blocks if b.get("qdev") == "ide-5632"]
+        inserted = block.get("inserted")
+        size = inserted["image"]["virtual-size"] if inserted else None
+        return cd.get("pdev_path"), size, block["tray_open"]
+
+    @defer.inlineCallbacks
+    def test_a_medium_inserted_shows_in_the_config_and_the_device_model(self) -> Any:
+        self.assertEqual((yield self.medium()), (self.first, 1 << 20, False))
+        other = self.file("other.iso", size=1 << 21)
+        result = yield self.ctx.insert_cdrom(self.domid, "hdc", other)
+        self.assertIsNone(result)
+        self.assertEqual((yield self.medium()), (other, 1 << 21, False))
+
+    @defer.inlineCallbacks
+    def test_the_guests_eject_fires_the_watch_and_a_new_medium_goes_in(self) -> Any:
+        watch = self.ctx.watch_disk_eject(self.domid, "hdc")
+        self.addCleanup(watch.cancel)
+        yield self.host.control.eject(self.domid, "hdc")
+        event = yield watch.next_event()
+        self.assertIsInstance(event, DiskEject)
+        self.assertEqual((event.domid, event.disk.is_cdrom), (self.domid, 1))
+        self.assertEqual((yield self.medium())[1:], (None, True))
+        other = self.file("other.iso", size=1 << 21)
+        yield self.ctx.insert_cdrom(self.domid, "hdc", other)
+        self.assertEqual((yield self.medium()), (other, 1 << 21, False))
+        # The watch still fires on the next eject, and the drive takes a
+        # medium again after it.
+        yield self.host.control.eject(self.domid, "hdc")
         self.assertIsInstance((yield watch.next_event()), DiskEject)
-        yield self.ctx.insert_cdrom(domid, "hdc", self.file("other.iso", size=1 << 20))
-        yield self.host.control.eject(domid, "hdc")
-        self.assertIsInstance((yield watch.next_event()), DiskEject)
-        watch.cancel()
+        yield self.ctx.insert_cdrom(self.domid, "hdc", self.first)
+        self.assertEqual((yield self.medium()), (self.first, 1 << 20, False))
+
+    @defer.inlineCallbacks
+    def test_an_empty_medium_empties_the_drive(self) -> Any:
+        yield self.ctx.insert_cdrom(self.domid, "hdc", "")
+        self.assertEqual((yield self.medium())[1], None)
+
+    @defer.inlineCallbacks
+    def test_a_cancelled_insert_is_typed_and_the_next_insert_works(self) -> Any:
+        d = self.ctx.insert_cdrom(self.domid, "hdc", self.file("other.iso", size=1 << 21))
+        d.cancel()
+        failure = yield self.assertFailure(d, OperationCancelled)
+        yield failure.settled
+        self.assertEqual(self.ctx.operations_in_flight, 0)
+        # libxl stopped between the device model's commands: the drive has
+        # its old medium or, past the eject, none.
+        self.assertIn((yield self.medium()), [(self.first, 1 << 20, False), ("", None, True)])
+        third = self.file("third.iso", size=1 << 22)
+        yield self.ctx.insert_cdrom(self.domid, "hdc", third)
+        self.assertEqual((yield self.medium()), (third, 1 << 22, False))
+
+    @defer.inlineCallbacks
+    def test_a_medium_that_is_not_there_is_a_typed_error_and_the_next_insert_works(self) -> Any:
+        missing = os.path.join(self.files, "no-such.iso")
+        with self.assertRaises(errors.GeneralFailure) as caught:
+            yield self.ctx.insert_cdrom(self.domid, "hdc", missing)
+        self.assertIn(f"Failed to open cdrom file {missing}", caught.exception.message)
+        self.assertEqual(self.ctx.operations_in_flight, 0)
+        # libxl ejected the old medium before it tried the new one.
+        self.assertEqual((yield self.medium()), ("", None, True))
+        other = self.file("other.iso", size=1 << 21)
+        yield self.ctx.insert_cdrom(self.domid, "hdc", other)
+        self.assertEqual((yield self.medium()), (other, 1 << 21, False))
+
+    @defer.inlineCallbacks
+    def test_a_drive_that_is_not_a_cdrom_is_refused_typed(self) -> Any:
+        with self.assertRaises(errors.GeneralFailure) as caught:
+            yield self.ctx.insert_cdrom(self.domid, "xvda", self.file("other.iso", size=1 << 21))
+        self.assertIn("Virtual device not found", caught.exception.message)
+        self.assertEqual((yield self.medium())[0], self.first)
+
+    def test_a_medium_path_with_a_comma_is_the_callers_mistake(self) -> Any:
+        return self.assertFailure(self.ctx.insert_cdrom(self.domid, "hdc", "/a,b.iso"), ValueError)
 
 
 class ChangeTests(BuildingTestCase):

@@ -18,7 +18,7 @@ from txlibxl.sim.hypervisor import (
     NoSuchDomain,
     OutOfMemory,
 )
-from txlibxl.sim.hypervisor.domctl import CDF_HAP, CDF_HVM, EMU_ALL, EMU_LAPIC
+from txlibxl.sim.hypervisor.domctl import CDF_HAP, CDF_HVM, EMU_ALL, EMU_HVM, EMU_LAPIC
 from txlibxl.sim.store import Store
 
 HANDLE = uuid.UUID("6a8b1f2e-2f6c-4a53-9d2e-8d1f0b6e4c11")
@@ -59,11 +59,11 @@ class CreatedomainTests(BuildTestCase):
     def test_the_type_comes_from_the_flags_and_the_emulation_flags(self) -> None:
         pv = self.hv.createdomain(ANY_DOMID, 0, HANDLE.bytes, 1)
         pvh = self.hv.createdomain(ANY_DOMID, CDF_HVM | CDF_HAP, HANDLE.bytes, 1, emulation_flags=EMU_LAPIC)
-        hvm = self.hv.createdomain(ANY_DOMID, CDF_HVM | CDF_HAP, HANDLE.bytes, 1, emulation_flags=EMU_ALL)
+        hvm = self.hv.createdomain(ANY_DOMID, CDF_HVM | CDF_HAP, HANDLE.bytes, 1, emulation_flags=EMU_HVM)
         self.assertEqual([d.type for d in (pv, pvh, hvm)], ["pv", "pvh", "hvm"])
 
     def test_emulation_a_type_cannot_have_is_eopnotsupp(self) -> None:
-        for flags, emulation in ((0, EMU_LAPIC), (CDF_HVM, 0), (CDF_HVM, 1 << 3)):
+        for flags, emulation in ((0, EMU_LAPIC), (CDF_HVM, 0), (CDF_HVM, 1 << 3), (CDF_HVM, EMU_ALL)):
             with self.assertRaises(InvalidOperation) as caught:
                 self.hv.createdomain(ANY_DOMID, flags, HANDLE.bytes, 1, emulation_flags=emulation)
             self.assertEqual(caught.exception.errno, errno.EOPNOTSUPP)

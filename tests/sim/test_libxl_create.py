@@ -70,15 +70,28 @@ class CreateTestCase(LibxlOnSimTestCase):
         return nodes
 
     async def host_tree(self) -> List[str]:
-        """Every node, but for ``/vm`` and ``/libxl`` themselves: libxl
-        makes them on its first domain and never removes them, on Xen too
-        (what is below them counts)."""
-        return sorted(n for n in await self.tree("/") if n not in ("/vm", "/libxl"))
+        """Every node, but for ``/vm``, ``/libxl`` and
+        ``/local/domain/0/device-model`` themselves: libxl makes them on
+        its first domain (the last with its first HVM guest) and never
+        removes them, on Xen too (what is below them counts)."""
+        kept = ("/vm", "/libxl", "/local/domain/0/device-model")
+        return sorted(n for n in await self.tree("/") if n not in kept)
 
     async def retrieved(self, domid: int) -> Dict[str, Any]:
         proc = await self.cclient_ok("config", domid)
         [line] = proc.results("config")
         return line["config"]
+
+    async def no_process_left(self, seconds: float = 10.0) -> None:
+        """libxl's children and the device models it started end (some
+        asynchronously, like xl's monitor): wait for them."""
+        left: List[str] = []
+        for _ in range(int(seconds / 0.1)):
+            left = leftover_processes(self.host.info["hypercall"])
+            if not left:
+                return
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.fail("processes left behind: %s" % left)
 
     async def assert_nothing_left(self, before: List[str], domid: Optional[int] = None) -> None:
         self.assertEqual(await self.sim_domids(), [0])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 from twisted.internet import reactor, task, utils
 from twisted.trial.unittest import SkipTest
@@ -56,15 +56,6 @@ class XlTestCase(CreateTestCase):
         [domain] = [d for d in await self.host.control.list() if d["name"] == name]
         return domain
 
-    async def no_process_left(self, seconds: float = 10.0) -> None:
-        """The xl monitor notices the death and exits: wait for it."""
-        left: List[str] = []
-        for _ in range(int(seconds / 0.1)):
-            left = leftover_processes(self.host.info["hypercall"])
-            if not left:
-                return
-            await task.deferLater(reactor, 0.1, lambda: None)
-        self.fail("processes left behind: %s" % left)
 
 
 class XlCreateTests(XlTestCase):

@@ -35,6 +35,9 @@ And around them:
 
 * :mod:`txlibxl.sim.agents`: the guests, backends and QEMU that answer
   what libxl writes;
+* :mod:`txlibxl.sim.devicemodel`: an HVM guest's device model, a QMP
+  stand-in libxl spawns in QEMU's place; :mod:`txlibxl.sim.host_device_models`:
+  the same played by the host for the HVM domains it makes;
 * :mod:`txlibxl.sim.built_domains` and :mod:`txlibxl.sim.xenbus`: what the
   host plays for a domain a toolstack builds through the hypercall
   interface (dom0's backends and the guest's frontends, xenconsoled, the
@@ -42,7 +45,8 @@ And around them:
 * :mod:`txlibxl.sim.host`: everything composed into one host and its
   control ops; :mod:`txlibxl.sim.host_process`: the host process;
   :mod:`txlibxl.sim.host_root`: the part of the filesystem libxl reaches
-  by compiled-in paths (its state directories, the hotplug scripts);
+  by compiled-in paths (its state directories, the hotplug scripts, the
+  device model and the firmware);
 * :mod:`txlibxl.sim.scenario`: timed sequences of control ops;
 * ``python -m txlibxl.sim`` (:mod:`txlibxl.sim.__main__`): run a host, or
   talk to one.

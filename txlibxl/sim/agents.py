@@ -16,8 +16,14 @@ The simulated host's actors besides the toolstack: guests, backends, QEMU.
   a backend's ``online`` is ``0`` and its ``state`` is Closing (5), it
   writes Closed (6), after an optional delay (the ``slow_backend`` fault).
   That is what ``libxl_domain_destroy`` waits for (10 s at most).
-* :class:`DeviceModel` plays QEMU's CD-ROM eject: it writes ``eject`` into
-  the disk frontend's ``eject`` node.
+* :class:`DeviceModel` plays the guest ejecting a CD: QEMU writes
+  ``eject`` into the disk frontend's ``eject`` node.  For the domains the
+  simulator made it writes it itself (the host also plays their device
+  models); for those a toolstack built (the CD-ROM found through libxl's
+  ``/libxl`` copy of the device) it asks their device model, the stand-in
+  libxl spawned, which writes it
+  (:data:`~txlibxl.sim.host_root.GUEST_EJECT`), or writes it itself when
+  none runs (a PV guest's CD-ROM).
 * :class:`Agents` starts and stops all of these per domain, following the
   hypervisor: a domain's agents go when it is destroyed.  For a domain a
   toolstack builds through the hypercall interface it also starts the
@@ -34,8 +40,9 @@ from twisted.logger import Logger
 
 from .built_domains import BuiltDomain
 from .errors import BadRequest, NoSuchDomain
+from .host_root import GUEST_EJECT
 from .hypervisor import DomainChange, ShutdownReason
-from .toolstack import Device, GuestRecord, XENBUS_CLOSED, XENBUS_CLOSING
+from .toolstack import Device, GuestRecord, XENBUS_CLOSED, XENBUS_CLOSING, vdev_to_devid
 
 __all__ = ["SHUTDOWN_REQUESTS", "GuestAgent", "BackendAgent", "DeviceModel", "Agents"]
 
@@ -251,7 +258,7 @@ class DeviceModel:
     def __init__(self, store):
         self._store = store
 
-    def eject(self, record: GuestRecord, vdev: str) -> None:
+    def eject(self, record: GuestRecord, vdev: str) -> Device:
         """
         Write ``eject`` into the frontend's ``eject`` node of the CD-ROM
         C{vdev} (as dom0's QEMU does when the guest ejects the medium).
@@ -266,6 +273,32 @@ class DeviceModel:
         if not self._store.exists(device.frontend):
             raise NoSuchDomain("domain %d has no frontend for %s any more" % (record.domid, vdev))
         self._store.write(device.frontend + "/eject", b"eject")
+        return device
+
+    def eject_built(self, domid: int, vdev: str) -> None:
+        """
+        The same for a domain a toolstack built: its CD-ROM C{vdev} is the
+        one libxl recorded under ``/libxl/<domid>/device/vbd``.
+
+        @raise BadRequest: no such disk, or it is not a CD-ROM.
+        @raise NoSuchDomain: no such domain, or its frontend is gone.
+        """
+        devid = vdev_to_devid(vdev)
+        recorded = "/libxl/%d/device/vbd/%d" % (domid, devid)
+        frontend = _read(self._store, recorded + "/frontend")
+        backend = _read(self._store, recorded + "/backend")
+        if frontend is None or backend is None:
+            if not self._store.exists("/libxl/%d" % domid):
+                raise NoSuchDomain("no domain %d" % domid)
+            raise BadRequest("domain %d has no disk %s" % (domid, vdev))
+        if _read(self._store, backend + "/device-type") != "cdrom":
+            raise BadRequest("%s of domain %d is not a CD-ROM" % (vdev, domid))
+        if not self._store.exists(frontend):
+            raise NoSuchDomain("domain %d has no frontend for %s any more" % (domid, vdev))
+        if _read(self._store, "/local/domain/0/device-model/%d/state" % domid) == "running":
+            self._store.write(GUEST_EJECT % (domid, devid), b"eject")
+        else:
+            self._store.write(frontend + "/eject", b"eject")
 
 
 class Agents:

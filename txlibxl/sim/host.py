@@ -19,6 +19,7 @@ from . import xenstored
 from .agents import DELAY, IGNORE, Agents
 from .control import Handler, UnknownOp, check_arguments
 from .errors import BadRequest, Conflict, NoSuchDomain
+from .host_device_models import HostDeviceModels
 from .host_guest import GuestMemoryOps
 from .hypervisor import (
     DomainChange,
@@ -83,6 +84,8 @@ class SimHost(GuestMemoryOps):
         # (a burst of deaths must not wait for the filesystem).
         self._stale_files: List[str] = []
         self.agents = Agents(self.store, self.hypervisor, reactor)
+        #: The device models of the HVM domains this host makes.
+        self.device_models = HostDeviceModels(self.store, reactor, root)
         self.hypervisor.subscribe(self._changed)
         self.toolstack.setup_dom0()
         #: The xenstored's listening port while it runs (set by the host process).
@@ -121,6 +124,8 @@ class SimHost(GuestMemoryOps):
                 if not self._stale_files:
                     self.reactor.callLater(0, self._remove_stale_files)
                 self._stale_files.append(path)
+            if domain.domid in self.device_models:
+                self.device_models.forget(domain.domid)
 
     def _remove_stale_files(self) -> None:
         paths, self._stale_files = self._stale_files, []
@@ -135,6 +140,7 @@ class SimHost(GuestMemoryOps):
         for d in list(self._waiting):
             d.cancel()
         self.agents.stop_all()
+        self.device_models.stop_all()
         self.hypervisor.cancel_pending()
         self._remove_stale_files()
 
@@ -222,6 +228,8 @@ class SimHost(GuestMemoryOps):
         except InvalidDomainConfig as e:
             raise BadRequest(str(e)) from None
         self.agents.start(record)
+        if spec.type == "hvm":
+            self.device_models.start(record, spec)
         if not spec.paused:
             self.hypervisor.unpause(record.domid)
         return {"domid": record.domid, "uuid": record.uuid, "name": record.name}
@@ -358,11 +366,21 @@ class SimHost(GuestMemoryOps):
         return d
 
     def eject(self, domid: Any = None, vdev: Any = None) -> None:
-        """QEMU writes the eject node of the CD-ROM C{vdev}."""
-        record = self.toolstack.get(_domid(domid))
+        """QEMU writes the eject node of the CD-ROM C{vdev} (of a domain
+        the simulator made, or one a toolstack built)."""
+        domid = _domid(domid)
+        try:
+            record = self.toolstack.get(domid)
+        except NoSuchDomain:
+            record = None
         if not isinstance(vdev, str):
             raise BadRequest("vdev must be a string, got %r" % (vdev,))
-        self.agents.device_model.eject(record, vdev)
+        if record is not None:
+            device = self.agents.device_model.eject(record, vdev)
+            if domid in self.device_models:
+                self.device_models.guest_ejected(domid, device.devid)
+        else:
+            self.agents.device_model.eject_built(domid, vdev)
         return None
 
     def list(self) -> List[Dict[str, Any]]:
@@ -408,6 +426,8 @@ class SimHost(GuestMemoryOps):
             "slow_backend": self._fault_slow_backend,
             "guest_ignore_shutdown": self._fault_ignore,
             "guest_delay": self._fault_delay,
+            "device_model_hang": lambda: self.device_models.set_fault("device_model_hang"),
+            "device_model_mute": lambda: self.device_models.set_fault("device_model_mute"),
             "clear": self._fault_clear,
         }.get(kind)
         if handler is None:
@@ -457,8 +477,9 @@ class SimHost(GuestMemoryOps):
 
     def _fault_clear(self) -> None:
         """Every fault off: backends and guests normal, xenstored answering
-        (restarted if it died)."""
+        (restarted if it died), device models answering."""
         self.agents.clear_faults()
+        self.device_models.set_fault(None)
         if self.xenstored_port is not None:
             self.xenstored_port.factory.resume()
         elif self.xenstored_path is not None:

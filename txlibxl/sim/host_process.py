@@ -47,6 +47,21 @@ def shim_path() -> Optional[str]:
     return found[0] if found else None
 
 
+def _raise_file_limit(most: int = 65536) -> None:
+    """Each HVM domain the host makes has a QMP socket of its own: allow
+    as many open files as the system lets this process have (up to
+    C{most})."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = most if hard == resource.RLIM_INFINITY else min(hard, most)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def _write_json_atomically(path: str, data: Dict[str, Any]) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -74,6 +89,7 @@ async def serve(reactor, rundir: str, scenario: Optional[str] = None, stdout=Non
         return 1
     root = os.path.join(rundir, "root")
     populate_root(root)
+    _raise_file_limit()
     paths = {name: os.path.join(rundir, name + ".sock") for name in ("xenstored", "hypercall", "control")}
     for path in paths.values():
         if os.path.exists(path):

@@ -27,6 +27,13 @@ the guest), reacting to the other side's as Linux's drivers do:
 The primary console has no frontend state (xenconsoled reads the console
 directory itself): its backend connects as soon as the guest runs.
 
+A ``qdisk`` backend (an HVM guest's CD-ROM) and a ``vkbd`` one (its PV
+keyboard and mouse) are QEMU's (:data:`QEMU_KINDS`): libxl runs no
+hotplug script for them and does not wait for them, and they move only
+while the guest's device model runs (its
+``/local/domain/0/device-model/<domid>/state`` is ``running``): InitWait,
+then Connected once the frontend is Initialised.
+
 Every reaction happens on a later reactor turn (the store schedules
 internal watch callbacks), never inside the write that fired it.
 """
@@ -38,14 +45,16 @@ from twisted.logger import Logger
 
 from .store import XenstoreError
 
-__all__ = ["BACKEND_KINDS", "BackendDriver", "XenbusDevice"]
+__all__ = ["BACKEND_KINDS", "QEMU_KINDS", "BackendDriver", "XenbusDevice"]
 
 log = Logger()
 
 INITIALISING, INITWAIT, INITIALISED, CONNECTED, CLOSING, CLOSED = 1, 2, 3, 4, 5, 6
 
 #: The backend kinds dom0 serves for a libxl-built domain.
-BACKEND_KINDS = ("vbd", "vif", "console")
+BACKEND_KINDS = ("vbd", "qdisk", "vkbd", "vif", "console")
+#: Those served by the guest's device model.
+QEMU_KINDS = ("qdisk", "vkbd")
 
 #: What blkback publishes once a disk is connected (a 1 GiB disk).
 _DISK_CONNECTED = (
@@ -110,7 +119,8 @@ class XenbusDevice:
         online = _read(store, self.backend + "/online")
         runs = self._guest_runs()
         if back == INITIALISING and online == "1":
-            self._set_backend(INITWAIT)
+            if self.kind not in QEMU_KINDS or self._dm_runs():
+                self._set_backend(INITWAIT)
         elif back in (INITWAIT, INITIALISED) and online == "1":
             if self.kind == "console":
                 if runs:
@@ -162,6 +172,9 @@ class XenbusDevice:
                 store.write(fe + "/tx-ring-ref", b"8", domid=dom)
                 store.write(fe + "/rx-ring-ref", b"9", domid=dom)
                 store.write(fe + "/request-rx-copy", b"1", domid=dom)
+            elif self.kind == "vkbd":
+                store.write(fe + "/page-ref", b"11", domid=dom)
+                store.write(fe + "/page-gref", b"11", domid=dom)
             else:
                 store.write(fe + "/ring-ref", b"8", domid=dom)
             store.write(fe + "/event-channel", b"10", domid=dom)
@@ -169,14 +182,21 @@ class XenbusDevice:
             return
         self._set_frontend(INITIALISED)
 
+    def _dm_runs(self) -> bool:
+        """Whether the guest's device model (QEMU's backends) runs."""
+        return _read(self._store, "/local/domain/0/device-model/%d/state" % self.domid) == "running"
+
     def _hotplug_done(self) -> bool:
-        """What the driver waits for from the hotplug script."""
+        """What the driver waits for from the hotplug script (QEMU: only
+        to run)."""
+        if self.kind in QEMU_KINDS:
+            return self._dm_runs()
         if self.kind == "vbd":
             return bool(_read(self._store, self.backend + "/physical-device"))
         return _read(self._store, self.backend + "/hotplug-status") == "connected"
 
     def _backend_connect(self) -> None:
-        if self.kind == "vbd":
+        if self.kind in ("vbd", "qdisk"):
             for key, value in _DISK_CONNECTED:
                 self._store.write("%s/%s" % (self.backend, key), value.encode())
         self._set_backend(CONNECTED)
@@ -202,6 +222,8 @@ class BackendDriver:
         for kind in BACKEND_KINDS:
             path = "/local/domain/0/backend/%s/%d" % (kind, self.domid)
             self._watches.append(self._store.watch(path, lambda p, _k=kind: self._fired(_k, p)))
+        dm_state = "/local/domain/0/device-model/%d/state" % self.domid
+        self._watches.append(self._store.watch(dm_state, lambda _p: self._dm_changed()))
 
     def stop(self) -> None:
         self._stopped = True
@@ -219,6 +241,14 @@ class BackendDriver:
         """The guest started or stopped running: every device looks again."""
         for device in list(self.devices.values()):
             device.step()
+
+    def _dm_changed(self) -> None:
+        """The device model started (or stopped): QEMU's backends look again."""
+        if self._stopped:
+            return
+        for device in list(self.devices.values()):
+            if device.kind in QEMU_KINDS:
+                device.step()
 
     def _fired(self, kind: str, path: str) -> None:
         if self._stopped:

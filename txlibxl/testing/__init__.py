@@ -28,7 +28,9 @@ The pieces:
     (what a libxl process needs to find it) and :meth:`~SimulatedHost.stop`.
 
 :func:`use_simulated_host`
-    Points the libxenlight *in this process* at a host: loads the host's
+    Points the libxenlight *in this process* at a host (a
+    :class:`SimulatedHost`, or the run directory of one any process started,
+    ``python -m txlibxl.sim run --rundir DIR``): loads the host's
     ``xc_*`` shim before libxenlight, sets the environment and redirects
     libxl's hard-coded ``/var/run/xen``, ``/run/xen`` and ``/var/lib/xen``
     under the host's root.  Returns a callable that undoes the environment

@@ -1,6 +1,7 @@
 """
 Pointing this process's libxenlight at a simulated host:
-:func:`use_simulated_host`.
+:func:`use_simulated_host`, given the host this process started or the
+run directory of one started elsewhere (``python -m txlibxl.sim run``).
 
 libxenlight's ``xc_*`` calls must reach the simulated hypervisor, so the
 host's shim is loaded with ``RTLD_GLOBAL`` *before* libxenlight; the
@@ -14,10 +15,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from .errors import ShimLoadOrderError, SimulatedHostError, SimulatedHostUnavailable
-from .simhost import SimulatedHost
+from .simhost import SimulatedHost, _environment_for, read_host_json
 
 __all__ = ["use_simulated_host"]
 
@@ -99,9 +100,49 @@ def _redirect(lib: ctypes.CDLL, root: str) -> None:
         raise SimulatedHostError(f"txsim_redirect_paths({root!r}) failed: {os.strerror(err)} (errno {err})")
 
 
-def use_simulated_host(host: SimulatedHost) -> Callable[[], None]:
+HostLike = Union[SimulatedHost, str, "os.PathLike[str]"]
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user's process
+    return True
+
+
+def _running_host_info(where: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
     """
-    Make the real libxenlight in this process talk to C{host}.
+    The ``host.json`` of the host running in the run directory C{where}
+    (or at the ``host.json`` C{where} names).
+
+    @raise SimulatedHostUnavailable: there is no usable ``host.json`` there,
+        or its host is not running.
+    """
+    path = os.path.abspath(os.fsdecode(where))
+    if os.path.isdir(path):
+        path = os.path.join(path, "host.json")
+    try:
+        info = read_host_json(path)
+    except (OSError, ValueError) as e:
+        raise SimulatedHostUnavailable(f"no simulated host at {path!r}: {e}") from None
+    if not _pid_alive(info.get("pid")) or not os.path.exists(info["xenstored"]):
+        raise SimulatedHostUnavailable(
+            f"the simulated host of {path!r} (pid {info.get('pid')!r}) is not running"
+        )
+    return info
+
+
+def use_simulated_host(host: HostLike) -> Callable[[], None]:
+    """
+    Make the real libxenlight in this process talk to C{host}: a
+    L{SimulatedHost} this process started, or the run directory of a host
+    started by any process (``python -m txlibxl.sim run --rundir DIR``),
+    or the ``host.json`` in it.
 
     1. Loads the host's shim with ``RTLD_GLOBAL``, once per process, so
        that libxenlight's ``xc_*`` calls reach the simulated hypervisor.
@@ -119,18 +160,25 @@ def use_simulated_host(host: SimulatedHost) -> Callable[[], None]:
     @return: an idempotent callable that restores the environment
         variables and points the redirection back at the previous host (if
         any).  The shim stays loaded: it cannot be unloaded.
-    @raise SimulatedHostUnavailable: the shim or libxenlight is missing.
+    @raise SimulatedHostUnavailable: the shim or libxenlight is missing,
+        or a path names no running host (no readable ``host.json``, or
+        its process is gone).
+    @raise TypeError: C{host} is neither a L{SimulatedHost} nor a path.
     """
-    if not isinstance(host, SimulatedHost):
-        raise TypeError(f"use_simulated_host needs a SimulatedHost, not {host!r}")
-    lib = _load_shim(host.shim)
-    new_env = host.environment()
+    if isinstance(host, SimulatedHost):
+        info = host.info
+    elif isinstance(host, (str, os.PathLike)):
+        info = _running_host_info(host)
+    else:
+        raise TypeError(f"use_simulated_host needs a SimulatedHost or a run directory, not {host!r}")
+    lib = _load_shim(info["shim"])
+    new_env = _environment_for(info)
     saved = {name: os.environ.get(name) for name in new_env}
     os.environ.update(new_env)
     try:
         if not _libxenlight_loaded():
             _load_libxenlight()
-        root = host.info["root"]
+        root = info["root"]
         _redirect(lib, root)
     except BaseException:
         _restore(saved)

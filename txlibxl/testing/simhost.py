@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from .errors import SimulatedHostStartError, SimulatedHostTimeout, SimulatedHostUnavailable
 from .scenarios import scenario_path
 
-__all__ = ["SimulatedHost", "start_simulated_host"]
+__all__ = ["SimulatedHost", "read_host_json", "start_simulated_host"]
 
 _log = Logger(namespace="txlibxl.testing")
 
@@ -117,6 +117,28 @@ class _HostProcessProtocol(ProcessProtocol):
             self.transport.signalProcess(name)
         except error.ProcessExitedAlready:
             pass
+
+
+def read_host_json(path: str) -> Dict[str, Any]:
+    """
+    A host's ``host.json`` at C{path}, checked: its version, and the paths
+    of its sockets, shim and root (the keys :attr:`SimulatedHost.info`
+    has).
+
+    @raise OSError: it cannot be read.
+    @raise ValueError: it is not JSON, or not a ``host.json`` this
+        version of txlibxl understands.
+    """
+    with open(path, "rb") as f:
+        info = json.load(f)
+    if not isinstance(info, dict):
+        raise ValueError("host.json is not a JSON object")
+    if info.get("version") != HOST_JSON_VERSION:
+        raise ValueError(f"host.json version {info.get('version')!r}, expected {HOST_JSON_VERSION}")
+    for key in ("xenstored", "hypercall", "control", "shim", "root"):
+        if not isinstance(info.get(key), str):
+            raise ValueError(f"host.json has no {key!r}")
+    return info
 
 
 def _environment_for(info: Dict[str, Any]) -> Dict[str, str]:
@@ -396,13 +418,7 @@ async def _connect_when_ready(
         if timer.active():
             timer.cancel()
     try:
-        with open(path, "rb") as f:
-            info = json.load(f)
-        if info.get("version") != HOST_JSON_VERSION:
-            raise ValueError(f"host.json version {info.get('version')!r}, expected {HOST_JSON_VERSION}")
-        for key in ("xenstored", "hypercall", "control", "shim", "root"):
-            if not isinstance(info.get(key), str):
-                raise ValueError(f"host.json has no {key!r}")
+        info = read_host_json(path)
     except (OSError, ValueError) as e:
         raise SimulatedHostStartError(f"unusable host.json {path!r}: {e}", protocol.stderr_tail()) from None
     from txlibxl.sim.control import ControlClient

@@ -25,7 +25,10 @@ __all__ = [
     "CDF_HVM",
     "CDF_KNOWN",
     "EMU_ALL",
+    "EMU_HVM",
     "EMU_LAPIC",
+    "EMU_PIT",
+    "EMU_VPCI",
     "MAX_VCPUS",
 ]
 
@@ -33,10 +36,15 @@ __all__ = [
 CDF_HVM = 1 << 0
 CDF_HAP = 1 << 1
 CDF_KNOWN = (1 << 8) - 1
-#: ``XEN_X86_EMU_LAPIC`` and ``XEN_X86_EMU_ALL``: a PVH domain emulates
-#: only the local APIC, an HVM domain everything.
+#: ``XEN_X86_EMU_*``.  What Xen 4.17 lets a guest (not the hardware
+#: domain) emulate (``emulation_flags_ok``): a PVH domain only the local
+#: APIC, an HVM domain everything but vPCI (:data:`EMU_HVM`, what libxl
+#: asks for), a PV domain nothing or only the PIT.
 EMU_LAPIC = 1 << 0
+EMU_PIT = 1 << 8
+EMU_VPCI = 1 << 10
 EMU_ALL = (1 << 11) - 1
+EMU_HVM = EMU_ALL & ~EMU_VPCI
 #: Xen's ``HVM_MAX_VCPUS`` on x86 (also the PV limit the sim enforces).
 MAX_VCPUS = 128
 #: The first machine frame the simulated host hands out (frames below it
@@ -78,9 +86,10 @@ class _DomctlMixin:
         ``DOMID_FIRST_RESERVED - 1`` is taken as asked (``EEXIST`` if in
         use); any other value lets Xen pick the next free one.  The type
         comes from the flags and the emulation flags: no ``CDF_hvm`` is PV
-        (no emulation allowed), ``CDF_hvm`` with only the local APIC is
-        PVH, with everything HVM; any other mix is ``EOPNOTSUPP`` as on
-        Xen.  The domain has no name: names live in xenstore.
+        (nothing emulated, or only the PIT), ``CDF_hvm`` with only the
+        local APIC is PVH, with everything but vPCI HVM; any other mix is
+        ``EOPNOTSUPP`` as on Xen.  The domain has no name: names live in
+        xenstore.
         """
         if flags & ~CDF_KNOWN:
             raise InvalidDomainConfig("unknown createdomain flags %#x" % flags)
@@ -89,12 +98,12 @@ class _DomctlMixin:
         if len(handle) != 16:
             raise InvalidDomainConfig("the handle is 16 bytes")
         if not flags & CDF_HVM:
-            if emulation_flags:
+            if emulation_flags not in (0, EMU_PIT):
                 raise InvalidOperation("a PV domain emulates nothing", _errno.EOPNOTSUPP)
             dtype = "pv"
         elif emulation_flags == EMU_LAPIC:
             dtype = "pvh"
-        elif emulation_flags == EMU_ALL:
+        elif emulation_flags == EMU_HVM:
             dtype = "hvm"
         else:
             raise InvalidOperation("emulation flags %#x" % emulation_flags, _errno.EOPNOTSUPP)

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,5 +145,11 @@ TXSIM_INTERNAL void txsim_log(xc_interface *xch, xentoollog_level level, int err
                               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Exported for loaders; its address also tells where the shim is. */
 int txsim_shim_version(void);
+/* The path libxl's compiled-in `path` stands for on the simulated host
+ * (under the host's root, in buf: PATH_MAX bytes), or `path` itself. */
+TXSIM_INTERNAL const char *txsim_redirect(const char *path, char *buf);
+/* connect(2) and bind(2) with a Unix address redirected (xcshim_sockets.c). */
+TXSIM_INTERNAL int txsim_w_connect(int fd, const struct sockaddr *addr, socklen_t len);
+TXSIM_INTERNAL int txsim_w_bind(int fd, const struct sockaddr *addr, socklen_t len);
 
 #endif

@@ -135,7 +135,10 @@ static int file_size(const char *filename, size_t max, size_t *size)
         errno = EINVAL;
         return -1;
     }
-    int fd = open(filename, O_RDONLY | O_CLOEXEC);
+    /* The firmware libxl names for an HVM guest is at a compiled-in
+     * path, which the host's root stands in for. */
+    char buf[PATH_MAX];
+    int fd = open(txsim_redirect(filename, buf), O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -1;
     struct stat st;

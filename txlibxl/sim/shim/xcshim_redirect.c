@@ -3,14 +3,17 @@
  * libxenlight to the simulated host's root.
  *
  * libxl keeps its state in files at fixed places (/var/run/xen,
- * /var/lib/xen) and runs programs from fixed places (the hotplug scripts
- * in /etc/xen/scripts; later the device model).  txsim_redirect_paths()
- * patches libxenlight's GOT entries for the file calls and the exec
- * calls it makes, so that a path under one of the prefixes in
- * `redirects` goes to the same path under the host's root instead: the
- * host puts there what libxl should find (its state directories, its
- * own hotplug scripts).  An RTLD_GLOBAL library cannot interpose libc
- * for another library, hence the GOT.
+ * /var/lib/xen), runs programs from fixed places (the hotplug scripts in
+ * /etc/xen/scripts, an HVM guest's device model) and loads an HVM guest's
+ * firmware from fixed places.  txsim_redirect_paths() patches
+ * libxenlight's GOT entries for the file calls, the exec calls and the
+ * Unix socket calls (connect, bind: the device model's QMP socket) it
+ * makes, so that a path under one of the prefixes in `redirects` goes to
+ * the same path under the host's root instead: the host puts there what
+ * libxl should find (its state directories, its own hotplug scripts, its
+ * device model stand-in, stand-in firmware).  An RTLD_GLOBAL library
+ * cannot interpose libc for another library, hence the GOT.  The shim's
+ * own builder opens the firmware libxl names through txsim_redirect().
  *
  * Programs libxl runs that call libxenctrl themselves (libxl-save-helper:
  * xc_domain_save and xc_domain_restore) must meet the simulated host too:
@@ -46,6 +49,12 @@ static const struct { const char *from, *to; } redirects[] = {
     { "/var/lock/xl", "/var/lock/xl" },
     /* Programs libxl forks and execs: the hotplug scripts. */
     { "/etc/xen/scripts", "/etc/xen/scripts" },
+    /* An HVM guest's device model (Debian's QEMU_XEN_PATH) and the
+     * firmware libxl loads for it (hvmloader, SeaBIOS, OVMF). */
+    { "/usr/libexec/xen-qemu-system-i386", "/usr/libexec/xen-qemu-system-i386" },
+    { "/usr/lib/xen-4.17/boot", "/usr/lib/xen-4.17/boot" },
+    { "/usr/share/seabios", "/usr/share/seabios" },
+    { "/usr/share/ovmf", "/usr/share/ovmf" },
 };
 
 /*
@@ -64,6 +73,11 @@ static const char *redirect(const char *path, char *buf)
         }
     }
     return path;
+}
+
+const char *txsim_redirect(const char *path, char *buf)
+{
+    return redirect(path, buf);
 }
 
 static int w_open(const char *path, int flags, ...)
@@ -235,6 +249,8 @@ static const struct { const char *name; void *wrapper; } wrappers[] = {
     { "lstat", (void *)w_lstat },
     { "access", (void *)w_access },
     { "glob", (void *)w_glob },
+    { "connect", (void *)txsim_w_connect },
+    { "bind", (void *)txsim_w_bind },
 };
 
 static int make_dirs(const char *path)

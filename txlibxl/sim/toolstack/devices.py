@@ -23,9 +23,9 @@ __all__ = ["Device", "GuestRecord", "devices_of"]
 class Device:
     """
     One paravirtual device of a guest, as libxl recorded it: its kind
-    (``vbd``, ``vif`` or ``console``), device id, and the three paths.
-    ``vdev`` and ``cdrom`` are set for disks only, ``mac`` (if it was
-    given) and ``bridge`` for vifs only.
+    (``vbd``, ``vif`` or ``console``: the frontend's), device id, and the
+    three paths.  ``vdev`` and ``cdrom`` are set for disks only, ``mac``
+    (if it was given) and ``bridge`` for vifs only.
     """
 
     kind: str
@@ -37,6 +37,11 @@ class Device:
     cdrom: bool = False
     mac: Optional[str] = None
     bridge: Optional[str] = None
+
+    @property
+    def backend_kind(self) -> str:
+        """The backend's kind (``vbd``, ``qdisk``, ``vif``, ``console``)."""
+        return self.backend.split("/")[5]
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -78,12 +83,15 @@ def devices_of(domid: int, spec: DomainSpec) -> Tuple[Device, ...]:
     ]
     for disk in spec.disks:
         devid = disk.devid
+        # libxl 4.17 gives an HVM guest's CD-ROM QEMU's qdisk backend
+        # (libxl__device_disk_setdefault): its device model emulates it.
+        backend = "qdisk" if disk.cdrom and spec.type == "hvm" else "vbd"
         devices.append(
             Device(
                 "vbd",
                 devid,
                 frontend="%s/device/vbd/%d" % (dom, devid),
-                backend="/local/domain/0/backend/vbd/%d/%d" % (domid, devid),
+                backend="/local/domain/0/backend/%s/%d/%d" % (backend, domid, devid),
                 libxl="%s/vbd/%d" % (lib, devid),
                 vdev=disk.vdev,
                 cdrom=disk.cdrom,

@@ -26,6 +26,9 @@ NATIVE_PROTOCOL = "x86_64-abi"
 #: libxl's LIBXL_XENCONSOLE_LIMIT and LIBXL_XENCONSOLE_PROTOCOL.
 CONSOLE_LIMIT = "1048576"
 CONSOLE_PROTOCOL = "vt100"
+#: How libxl names an image format in a qdisk backend's ``params``
+#: (``libxl__device_disk_string_of_format``).
+QDISK_FORMATS = {"raw": "aio", "qcow": "qcow", "qcow2": "qcow2", "vhd": "vhd", "qed": "qed", "empty": "raw"}
 #: Default video RAM of an HVM guest (libxl's default for stdvga is 16 MiB,
 #: cirrus 8 MiB; the sim picks the cirrus size).
 HVM_VIDEO_MEMKB = 8192
@@ -87,16 +90,20 @@ def _console_nodes(domid: int, device: Device) -> List[Node]:
 
 
 def _disk_nodes(domid: int, dtype: str, device: Device, disk: DiskSpec, script: str) -> List[Node]:
-    back = [
+    qdisk = device.backend_kind == "qdisk"
+    # A qdisk backend is QEMU's: the image with its format, no script.
+    back = [("params", "%s:%s" % (QDISK_FORMATS.get(disk.format, disk.format), disk.target))] if qdisk else [
         ("params", disk.target),
         ("script", script),
+    ]
+    back += [
         ("frontend-id", str(domid)),
         ("online", "1"),
         ("removable", "1" if disk.cdrom else "0"),
         ("bootable", "1"),
         ("state", str(XENBUS_CONNECTED)),
         ("dev", disk.vdev),
-        ("type", "phy"),
+        ("type", "qdisk" if qdisk else "phy"),
         ("mode", "r" if disk.cdrom else "w"),
         ("device-type", "cdrom" if disk.cdrom else "disk"),
         ("discard-enable", "0" if disk.cdrom else "1"),
@@ -156,9 +163,12 @@ def domain_layout(
     their connected state (4) as their backends and the guest leave them.
 
     Deliberately absent: ``image/device-model-{pid,domid}`` and ``target``
-    (no device model or stub domain runs, so libxl's destroy skips the
-    device-model kill), the PCI backend, the guest-written ``data`` and
-    ``memory`` feedback, and QEMU's ``/local/domain/0/device-model`` tree.
+    (an HVM guest's device model is the host itself, not a process of its
+    own libxl could kill, and there are no stub domains, so libxl's destroy
+    skips the device-model kill), the PCI backend, the guest-written
+    ``data`` and ``memory`` feedback, and QEMU's
+    ``/local/domain/0/device-model`` tree (the host's device model writes
+    it: :mod:`txlibxl.sim.host_device_models`).
     """
     dom = "/local/domain/%d" % domid
     vm = "/vm/%s" % uuid
@@ -233,7 +243,8 @@ def domain_layout(
             nodes += _console_nodes(domid, device)
         elif device.kind == "vbd":
             nodes += _disk_nodes(domid, spec.type, device, disks[device.devid], script)
-            nodes += disk_backend_nodes(device, disks[device.devid])
+            if device.backend_kind == "vbd":
+                nodes += disk_backend_nodes(device, disks[device.devid])
         else:
             nodes += _vif_nodes(domid, spec.type, uuid, device, script)
     return nodes

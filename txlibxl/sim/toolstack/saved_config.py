@@ -41,7 +41,7 @@ def saved_config(record: GuestRecord, spec: DomainSpec) -> Dict[str, Any]:
             "backend_domid": 0,
             "pdev_path": disk.target,
             "vdev": disk.vdev,
-            "backend": "phy",
+            "backend": "qdisk" if disk.cdrom and hvm else "phy",
             "format": disk.format,
             "removable": 1 if disk.cdrom else 0,
             "readwrite": 0 if disk.cdrom else 1,

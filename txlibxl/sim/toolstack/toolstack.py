@@ -104,7 +104,7 @@ class Toolstack:
         devices = devices_of(domid, spec)
         # libxl removes whatever an earlier domain with this domid left.
         for stale in ["/local/domain/%d" % domid, "/libxl/%d" % domid] + [
-            "/local/domain/0/backend/%s/%d" % (kind, domid) for kind in ("console", "vbd", "vif")
+            "/local/domain/0/backend/%s/%d" % (kind, domid) for kind in ("console", "vbd", "qdisk", "vif")
         ]:
             if self._store.exists(stale):
                 self._store.rm(stale)

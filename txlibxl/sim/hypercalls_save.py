@@ -1,10 +1,10 @@
 """
 The hypercall server's save and restore ops: what the shim's
 ``xc_domain_save``, ``xc_domain_restore`` (in ``libxl-save-helper``) and
-``xc_domain_resume`` (in libxl) send.  :class:`_SaveOpsMixin` is the
-:class:`~txlibxl.sim.hypercalls.HypercallFactory`'s part that serves them;
-the model behind them is :mod:`txlibxl.sim.hypervisor.saverestore`, the
-records they carry are :mod:`txlibxl.sim.savestream`'s.  They are numbered
+``xc_domain_resume`` (in libxl) send.  ``_SaveOpsMixin`` is the
+``HypercallFactory``'s part that serves them; the model behind them is
+``txlibxl.sim.hypervisor.saverestore``, the records they carry are
+``txlibxl.sim.savestream``'s.  They are numbered
 from 16, apart from the create path's.
 
 Classic op (``REQUEST``):
@@ -19,21 +19,21 @@ Extended ops (version 1), little-endian; ``SIM_DOMAIN`` (80 octets) and
 ``SIM_GUEST`` (40) are the stream's records, ``PAGE0`` the 4096 octets of
 the image's marker page:
 
-======  ============  ==============================  =========================
-op      name          arguments                       success reply
-======  ============  ==============================  =========================
-16      SAVE_BEGIN    ``<II>`` domid, live            ``SIM_DOMAIN``, ``PAGE0``
-17      LOGDIRTY      ``<II>`` domid, command: 0 off, 0: nothing; 1, 2:
-                      1 clean, 2 final clean          ``<QII>`` dirty pages,
-                                                      stride, page 0 dirty,
-                                                      then ``PAGE0`` (zeros if
-                                                      not dirty)
-18      SAVE_END      ``<I>`` domid                   ``SIM_GUEST``, ``PAGE0``
-19      RESTORE       ``<IIII>`` domid, store and     ``<QQ>`` xenstore and
-                      console event channels, 0;      console ring frames
+======  ============  ================================  =========================
+op      name          arguments                         success reply
+======  ============  ================================  =========================
+16      SAVE_BEGIN    ``<II>`` domid, live              ``SIM_DOMAIN``, ``PAGE0``
+17      LOGDIRTY      ``<II>`` domid, command: 0 off,   0: nothing; 1, 2:
+                      1 clean, 2 final clean            ``<QII>`` dirty pages,
+                                                        stride, page 0 dirty,
+                                                        then ``PAGE0`` (zeros if
+                                                        not dirty)
+18      SAVE_END      ``<I>`` domid                     ``SIM_GUEST``, ``PAGE0``
+19      RESTORE       ``<IIII>`` domid, store and       ``<QQ>`` xenstore and
+                      console event channels, 0;        console ring frames
                       ``SIM_DOMAIN``, ``SIM_GUEST``,
                       ``PAGE0``
-======  ============  ==============================  =========================
+======  ============  ================================  =========================
 
 A dirty set (``LOGDIRTY``) is every *stride*-th page of the image from
 *stride* on, plus page 0 when its flag is set.  A record that does not

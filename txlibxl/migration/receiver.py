@@ -98,10 +98,17 @@ class _Receiver(p.FrameProtocol):
             return
         r, w = os.pipe2(os.O_CLOEXEC)
         self._read_end = r
+        # The checked start goes into the empty pipe at once (it is far
+        # below PIPE_BUF, so it is written whole): however soon the
+        # migration fails, libxl reads at least that, never a stream cut
+        # inside its first records (which libxl 4.17 crashes on).
+        first = head[:HEAD_SIZE]
+        os.write(w, first)
         self._pipe = p.PipeWriter(self.ctx._reactor, w, self._pipe_lost)
         self._pipe.registerProducer(self.transport, True)
         self.state = "streaming"
-        self._pipe.write(head)
+        if len(head) > HEAD_SIZE:
+            self._pipe.write(head[HEAD_SIZE:])
         self._restore = self.ctx._restore(self.config, r, head=head[:HEAD_SIZE])
         self._restore.addCallbacks(self._restored, self._restore_failed)
 
@@ -167,9 +174,13 @@ class _Receiver(p.FrameProtocol):
             pipe.unregisterProducer()
             pipe.stopWriting()
             pipe.connectionLost(Failure(error))
-        if self._restore is not None and not self._restore.called:
-            self._restore.cancel()  # libxl's half-built domain is destroyed
-        elif self.domid is not None:
+        # A restore under way is not aborted (libxl 4.17 was seen to call
+        # through a null pointer in libxl_ao_abort of a restore whose pipe
+        # had just been closed): its stream ends instead, the pipe being
+        # closed above, so libxl fails the restore and destroys the
+        # half-built domain; one that completes all the same is destroyed
+        # in _restored.
+        if self.domid is not None and (self._restore is None or self._restore.called):
             self._destroy()
         self.listener._failed(error)
 

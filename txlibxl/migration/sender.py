@@ -103,10 +103,14 @@ class _Sender(p.FrameProtocol):
                 self.ctx._resume_if_suspended(self.domid, "a failed migration")
 
         def failed(f: Failure) -> None:
-            self._close_write_end()
             settled = getattr(f.value, "settled", None)
             if settled is not None:
+                # Cancelled: libxl has the fd until the save settles (it
+                # restores the fd's flags at the end).
                 self._settled = settled
+                settled.addBoth(lambda result: (self._close_write_end(), result)[1])
+            else:
+                self._close_write_end()
             if self.state not in ("failed", "done"):
                 code = f.value.code if isinstance(f.value, errors.LibxlError) else None
                 self._fail(MigrationFailed(f"the save failed: {f.getErrorMessage()}", "source", code))

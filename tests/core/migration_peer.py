@@ -76,12 +76,15 @@ class Peer(LineReceiver):
                     "operations": self.ctx.operations_in_flight,
                     "incoming": self.listener.incoming if self.listener else 0}
         if cmd == "stop":
-            if self.listener is not None:
-                await self.listener.stop()
-            await self.ctx.close()
             from twisted.internet import reactor
 
-            reactor.callLater(0.1, self.finished.callback, None)
+            try:
+                if self.listener is not None:
+                    await self.listener.stop()
+                await self.ctx.close()
+            finally:
+                # The process ends even if stopping failed (the reply says how).
+                reactor.callLater(0.1, self.finished.callback, None)
             return {"ok": "stopped"}
         raise ValueError(f"unknown command {cmd!r}")
 
@@ -103,6 +106,7 @@ async def main(reactor: Any) -> None:
         await finished
     finally:
         await host.stop()
+
 
 
 if __name__ == "__main__":

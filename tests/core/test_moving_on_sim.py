@@ -177,3 +177,19 @@ class BadStreamTests(MovingTestCase):
 
     def test_a_source_that_is_neither_path_file_nor_fd_is_a_type_error(self) -> Any:
         return self.assertFailure(self.ctx.restore(self.config(), 1.5), TypeError)
+
+
+class CancelledRestoreTests(MovingTestCase):
+    @defer.inlineCallbacks
+    def test_a_restore_cancelled_mid_stream_leaves_no_domain(self) -> Any:
+        domid, config = yield self.guest(image_kb=131072)
+        path = os.path.join(self.files, "big.save")
+        yield self.ctx.save(domid, path)
+        d = self.ctx.restore(config, path)
+        yield self.until(lambda: len(self.ctx.running_children) > 0)
+        yield task.deferLater(reactor, 0.2, lambda: None)
+        d.cancel()
+        failure = yield self.assertFailure(d, errors.OperationAborted)
+        yield failure.settled
+        yield self.until(lambda: self.guests() == [])
+        yield self.assertQuiet()

@@ -72,6 +72,10 @@ class _Receiver(p.FrameProtocol):
                 return
             self.state = "restoring"
             self._pipe.unregisterProducer()  # else closing the pipe closes the connection
+            # The pipe may have paused the connection (full) while this
+            # chunk's frames were parsed: unregistered, it would never
+            # resume it, and the permission would never be read.
+            self.transport.resumeProducing()
             self._pipe.loseConnection()
         elif kind == p.GO and self.state == "ready":
             self.state = "running"

@@ -5,7 +5,9 @@ it, opens a Context, and answers JSON commands, one a line on stdin, with
 one JSON line each on stdout (``{"id": N, ...}``); what happens on its
 own (a domain arrived, a migration failed here) comes as ``{"event": ...}``.
 
-Commands: ``listen`` (``unix``: a socket path), ``migrate`` (``domid``,
+Commands: ``listen`` (``unix``: a socket path; or ``tls``: the server's
+certificate, its key and the clients' CA, PEM paths; or neither: plain
+TCP; the reply has the TCP port), ``migrate`` (``domid``,
 ``endpoint``), ``cancel_incoming``, ``guests`` (each guest's domid, uuid,
 state and marker), ``quiet`` (libxl's fds, timers, children and
 operations), ``stop``.
@@ -19,7 +21,7 @@ from typing import Any, Dict
 from twisted.internet import defer, stdio, task
 from twisted.protocols.basic import LineReceiver
 
-from txlibxl.migration import listen_for_migrations
+from txlibxl.migration import listen_for_migrations, tls_server_options
 from txlibxl.testing.inprocess import use_simulated_host
 from txlibxl.testing.simhost import start_simulated_host
 
@@ -50,11 +52,20 @@ class Peer(LineReceiver):
     async def handle(self, request: Dict[str, Any]) -> Dict[str, Any]:
         cmd = request["cmd"]
         if cmd == "listen":
+            kind: Dict[str, Any] = {}
+            if "unix" in request:
+                kind["unix"] = request["unix"]
+            elif "tls" in request:
+                cert, key, ca = request["tls"]
+                kind["tls"] = tls_server_options(cert, key, ca)
+            else:
+                kind["allow_plain_tcp"] = True
             self.listener = await listen_for_migrations(
-                self.ctx, unix=request["unix"],
+                self.ctx, **kind,
                 on_arrival=lambda domid, config: self.say(event="arrived", domid=domid),
                 on_failure=lambda e: self.say(event="failed", error=type(e).__name__, message=str(e)))
-            return {"ok": "listening"}
+            host = self.listener.port.getHost()
+            return {"ok": "listening", "port": getattr(host, "port", None)}
         if cmd == "migrate":
             domid = await self.ctx.migrate(request["domid"], request["endpoint"])
             return {"ok": "migrated", "domid": domid}

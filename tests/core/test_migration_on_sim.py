@@ -21,6 +21,7 @@ from txlibxl import errors
 from txlibxl.migration import MigrationCancelled, MigrationFailed, listen_for_migrations
 
 from tests.core.test_moving_on_sim import MovingTestCase
+from tests.core.tlscerts import Authority
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -92,8 +93,13 @@ class MigrationTestCase(MovingTestCase):
         self.addCleanup(self.stop_peer)
         yield self.peer.ready
         self.peer_socket = os.path.join(self.sockets, "b.sock")
-        reply = yield self.peer.call("listen", unix=self.peer_socket)
+        reply = yield self.peer.call("listen", **self.peer_listener())
         self.assertEqual(reply.get("ok"), "listening", reply)
+        self.peer_port = reply.get("port")
+
+    def peer_listener(self) -> Dict[str, Any]:
+        """How the peer listens: the listen command's arguments."""
+        return {"unix": self.peer_socket}
 
     @defer.inlineCallbacks
     def stop_peer(self) -> Any:
@@ -235,3 +241,94 @@ class FailureTests(MigrationTestCase):
     def test_a_listener_needs_exactly_one_kind_and_never_plain_tcp_by_default(self) -> None:
         self.assertRaises(ValueError, listen_for_migrations, self.ctx)
         self.assertRaises(ValueError, listen_for_migrations, self.ctx, unix="/x", allow_plain_tcp=True)
+
+
+class TLSTests(MigrationTestCase):
+    """The peer listens with TLS that requires a client certificate from
+    its authority; the source checks the peer's certificate too."""
+
+    def peer_listener(self) -> Dict[str, Any]:
+        self.certs = os.path.join(self.sockets, "certs")
+        for sub in ("ca", "other-ca", "keys"):
+            os.makedirs(os.path.join(self.certs, sub))
+        self.ca = Authority(os.path.join(self.certs, "ca"), "ca")
+        self.other_ca = Authority(os.path.join(self.certs, "other-ca"), "other-ca")
+        keys = os.path.join(self.certs, "keys")
+        self.good = self.ca.issue("source", keys)
+        self.bad = self.other_ca.issue("stranger", keys)
+        server = self.ca.issue("target", keys, host="localhost")
+        return {"tls": [server[0], server[1], self.ca.path]}
+
+    def endpoint(self, client: Any = None, ca_dir: str = "ca") -> str:
+        point = f"ssl:host=localhost:port={self.peer_port}:caCertsDir={os.path.join(self.certs, ca_dir)}"
+        if client is not None:
+            point += f":certKey={client[0]}:privateKey={client[1]}"
+        return point
+
+    @defer.inlineCallbacks
+    def test_a_client_certificate_from_the_authority_migrates(self) -> Any:
+        domid, config = yield self.guest("over tls")
+        there = yield self.ctx.migrate(domid, self.endpoint(self.good))
+        self.assertEqual(self.guests(), [])
+        [guest] = yield self.peer_guests()
+        self.assertEqual((guest["domid"], guest["uuid"], guest["marker"]),
+                         (there, config["c_info"]["uuid"], "over tls"))
+        yield self.assertQuiet()
+
+    @defer.inlineCallbacks
+    def assertRefused(self, endpoint: str) -> Any:
+        domid, _ = yield self.guest()
+        e = yield self.assertFailure(self.ctx.migrate(domid, endpoint), MigrationFailed)
+        self.assertEqual(e.side, "target")
+        self.assertEqual([ev for ev in self.peer.events if ev["event"] == "arrived"], [])
+        yield self.until(lambda: self.state(domid) == "running", 20)
+        yield self.assertPeerQuiet()
+        yield self.assertQuiet()
+
+    def test_a_client_certificate_from_another_authority_is_refused(self) -> Any:
+        return self.assertRefused(self.endpoint(self.bad))
+
+    def test_no_client_certificate_is_refused(self) -> Any:
+        return self.assertRefused(self.endpoint())
+
+    def test_a_target_the_source_does_not_trust_is_refused(self) -> Any:
+        return self.assertRefused(self.endpoint(self.good, ca_dir="other-ca"))
+
+
+class PlainTCPTests(MigrationTestCase):
+    def peer_listener(self) -> Dict[str, Any]:
+        return {}  # plain TCP, asked for by name
+
+    @defer.inlineCallbacks
+    def test_a_domain_migrates_over_plain_tcp(self) -> Any:
+        domid, config = yield self.guest("over tcp", image_kb=4096)
+        there = yield self.ctx.migrate(domid, f"tcp:host=127.0.0.1:port={self.peer_port}")
+        [guest] = yield self.peer_guests()
+        self.assertEqual((guest["domid"], guest["uuid"], guest["marker"], guest["state"]),
+                         (there, config["c_info"]["uuid"], "over tcp", "running"))
+        self.assertEqual(self.guests(), [])
+        yield self.assertQuiet()
+
+
+class ConcurrentTests(MigrationTestCase):
+    COUNT = 20
+
+    @defer.inlineCallbacks
+    def test_twenty_domains_migrate_at_once(self) -> Any:
+        domids = {}
+        for i in range(self.COUNT):
+            config = self.config(name=f"g{i}", memory_kb=16384)
+            domid = yield self.running(config)
+            yield self.host.control.guest_image(domid, 1024)
+            yield self.host.control.guest_marker(domid, f"guest {i}")
+            saved = yield self.ctx.domain_config(domid)
+            domids[domid] = saved["c_info"]["uuid"]
+        point = f"unix:path={self.peer_socket}"
+        there = yield defer.gatherResults([self.ctx.migrate(d, point) for d in domids], consumeErrors=True)
+        self.assertEqual(self.guests(), [])
+        guests = yield self.peer_guests()
+        self.assertEqual(sorted((g["uuid"], g["marker"], g["state"]) for g in guests),
+                         sorted((uuid, f"guest {i}", "running") for i, uuid in enumerate(domids.values())))
+        self.assertEqual(sorted(g["domid"] for g in guests), sorted(there))
+        self.assertEqual(sorted(e["domid"] for e in self.peer.events if e["event"] == "arrived"), sorted(there))
+        yield self.assertQuiet()

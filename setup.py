@@ -24,8 +24,12 @@ setup(
                 "txlibxl/sim/shim/xcshim_hvm.c",
                 "txlibxl/sim/shim/xcshim_sockets.c",
                 "txlibxl/sim/shim/xcshim_redirect.c",
+                "txlibxl/sim/shim/xcshim_stream.c",
+                "txlibxl/sim/shim/xcshim_save.c",
+                "txlibxl/sim/shim/xcshim_restore.c",
             ],
-            depends=["txlibxl/sim/shim/xcshim.h", "txlibxl/sim/shim/xcshim_stubs.inc"],
+            depends=["txlibxl/sim/shim/xcshim.h", "txlibxl/sim/shim/xcshim_stream.h",
+                     "txlibxl/sim/shim/xcshim_stubs.inc"],
             extra_compile_args=["-std=gnu11", "-Wall", "-Werror=implicit-function-declaration"],
             libraries=["dl"],
         )

@@ -44,6 +44,7 @@ import txaio
 
 from . import errors
 from .building import BuildingMixin
+from .moving import MovingMixin
 from .devices import DevicesMixin
 from .domids import check_domid
 from .events import DomainInfo, domain_info_from_raw
@@ -93,7 +94,7 @@ def _alloc(log: Callable[[int, str], None], min_level: int) -> Any:
         raise
 
 
-class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
+class Context(WatchingMixin, MovingMixin, BuildingMixin, DevicesMixin, PowerMixin):
     """
     One libxl context, driven by C{reactor}; on asyncio, open one with
     :meth:`open_asyncio` instead.
@@ -101,7 +102,8 @@ class Context(WatchingMixin, BuildingMixin, DevicesMixin, PowerMixin):
     Its watches and operations come from one module per concern: watches
     (:mod:`txlibxl.watching`), the power operations
     (:mod:`txlibxl.power`), building and changing domains
-    (:mod:`txlibxl.building`), their devices (:mod:`txlibxl.devices`), all
+    (:mod:`txlibxl.building`), their devices (:mod:`txlibxl.devices`),
+    saving and restoring them (:mod:`txlibxl.moving`), all
     through the machinery of :mod:`txlibxl.operations`.  This module keeps
     the context itself: libxl's reports queued and dispatched, queries,
     disaster and teardown.

@@ -54,3 +54,10 @@ class CommandLineTests(TestCase):
         proc = await self.run_client("list")
         self.assertEqual(proc.exit_code, SETUP_FAILED)
         self.assertEqual(proc.lines, [{"setup": "libxl_ctx_alloc", "rc": -3}])
+
+    async def test_save_restore_and_timeout_scale_check_their_arguments_first(self) -> None:
+        for args in (["save", "1"], ["restore", "cfg.json"], ["resume"], ["timeout-scale", "0"],
+                     ["timeout-scale", "x"]):
+            proc = await self.run_client(*args)
+            self.assertEqual(proc.exit_code, USAGE, args)
+            self.assertEqual(proc.lines, [], args)

@@ -256,6 +256,7 @@ class ReleaseDomainTests(HostTestCase):
         self.assertEqual(self.fired(), 1)
         suspended = self.hv.get(domid).cpu_time_ns
         resumed = self.hv.resume(domid)
+        self.hv.xenstored_resume(domid)  # libxl_domain_resume's XS_RESUME
         self.assertEqual((resumed.shutdown, resumed.shutdown_reason, resumed.running), (False, None, True))
         self.assertEqual(self.fired(), 0)  # a resume announces nothing
         self.now += 0.5

@@ -83,6 +83,7 @@ typedef struct { ...; } libxl_asyncop_how;
 typedef struct { ...; } libxl_device_disk;
 typedef struct { int devid; ...; } libxl_device_nic;
 typedef struct { ...; } libxl_domain_config;
+typedef struct { int checkpointed_stream; uint32_t stream_version; ...; } libxl_domain_restore_params;
 typedef struct { ...; } libxl_asyncprogress_how;
 typedef struct { ...; } libxl_bitmap;
 typedef int... libxl_console_type;
@@ -196,6 +197,18 @@ void libxl_bitmap_dispose(libxl_bitmap *map);
 int libxl_domain_create_new(libxl_ctx *ctx, libxl_domain_config *d_config, uint32_t *domid,
                             const libxl_asyncop_how *ao_how,
                             const libxl_asyncprogress_how *aop_console_how);
+void libxl_domain_restore_params_init(libxl_domain_restore_params *p);
+void libxl_domain_restore_params_dispose(libxl_domain_restore_params *p);
+int libxl_domain_create_restore(libxl_ctx *ctx, libxl_domain_config *d_config,
+                                uint32_t *domid, int restore_fd, int send_back_fd,
+                                const libxl_domain_restore_params *params,
+                                const libxl_asyncop_how *ao_how,
+                                const libxl_asyncprogress_how *aop_console_how);
+int libxl_domain_suspend(libxl_ctx *ctx, uint32_t domid, int fd, int flags,
+                         const libxl_asyncop_how *ao_how);
+int libxl_domain_resume(libxl_ctx *ctx, uint32_t domid, int suspend_cancel,
+                        const libxl_asyncop_how *ao_how);
+#define LIBXL_SUSPEND_LIVE ...
 int libxl_retrieve_domain_configuration(libxl_ctx *ctx, uint32_t domid,
                                         libxl_domain_config *d_config,
                                         const libxl_asyncop_how *ao_how);

@@ -99,6 +99,7 @@ from .ctx_devices import DevicesMixin
 from .ctx_domains import DomainsMixin
 from .ctx_events import EventsMixin
 from .ctx_hooks import HooksMixin
+from .ctx_moving import MovingMixin
 from .ctx_operations import OperationsMixin
 from .ctx_queries import QueriesMixin
 from .values import DomainInfoRaw, RawEvent
@@ -137,7 +138,7 @@ __all__ = [
 
 
 class Ctx(
-    DomainsMixin, DevicesMixin, ConfigMixin, OperationsMixin, QueriesMixin, EventsMixin, HooksMixin, CtxBase
+    MovingMixin, DomainsMixin, DevicesMixin, ConfigMixin, OperationsMixin, QueriesMixin, EventsMixin, HooksMixin, CtxBase
 ):
     """
     One ``libxl_ctx``.  Make it with :meth:`alloc`; end it with :meth:`free`.
@@ -156,6 +157,8 @@ class Ctx(
     resolution order; each part's ``_init_state``, ``_before_free`` and
     ``_after_free`` extend the base's):
 
+    * :class:`~txlibxl._libxl.ctx_moving.MovingMixin`: saving,
+      restoring and resuming domains;
     * :class:`~txlibxl._libxl.ctx_domains.DomainsMixin`: creating
       domains, retrieving their configuration, vCPUs, memory target,
       name, console;

@@ -17,14 +17,17 @@ by job, whose ``__init__`` is the place to import from:
 * :mod:`txlibxl.sim.hypervisor`: the domain table Xen keeps, its
   hypercalls, and when xenstored fires ``@releaseDomain``;
 * :mod:`txlibxl.sim.toolstack`: the xenstore trees libxl and the rest of
-  the host write for a domain, and the toolstack that writes them.
+  the host write for a domain, and the toolstack that writes them;
+* :mod:`txlibxl.sim.savestream`: the stream a save writes into libxl's
+  (the format, a reader and a writer).
 
 The servers put the models on sockets:
 
 * :mod:`txlibxl.sim.xenstored` (with the codec :mod:`txlibxl.sim.wire`):
   the xenstore socket libxenstore connects to;
 * :mod:`txlibxl.sim.hypercalls`: the socket the shim's ``xc_*`` calls use
-  (its domain-building ops in :mod:`txlibxl.sim.hypercalls_build`);
+  (its domain-building ops in :mod:`txlibxl.sim.hypercalls_build`, its
+  save and restore ops in :mod:`txlibxl.sim.hypercalls_save`);
 * :mod:`txlibxl.sim.control`: the control plane (JSON lines), whose error
   types are in :mod:`txlibxl.sim.errors`.
 

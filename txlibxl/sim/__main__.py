@@ -14,6 +14,11 @@ Sub-commands (see ``--help`` of each):
     ``ctl --rundir DIR create_domain name=web1 vifs=1``.
 ``scenario --rundir DIR FILE``
     Play a scenario file against a running host.
+``stream FILE``
+    Check a saved domain (``xl save``'s file, or libxl's stream alone)
+    as a restore would and print what the simulator's part carries, as
+    JSON (exit status 1 and why on stderr if a restore would refuse it);
+    see :mod:`txlibxl.sim.savestream`.
 
 Every sub-command is one entry of :data:`COMMANDS`.
 """
@@ -159,12 +164,50 @@ def _scenario(args: argparse.Namespace) -> None:
     task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
 
 
+# -- stream ------------------------------------------------------------------
+
+
+def _stream_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="a saved domain: xl's save file or libxl's stream")
+
+
+def _stream(args: argparse.Namespace) -> None:
+    import mmap
+
+    from .savestream import StreamError, read_stream, split_libxl_stream
+
+    try:
+        if os.path.getsize(args.file) == 0:
+            raise StreamError("empty: no stream")
+        with open(args.file, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            start, end = split_libxl_stream(data)
+            f.seek(start)
+            found = read_stream(f)
+    except (OSError, ValueError, StreamError) as e:
+        raise SystemExit("%s: %s" % (args.file, e))
+    report = {
+        "libxl_part": [start, end],
+        "header_type": found.header_type,
+        "type": found.domain.type,
+        "uuid": str(found.domain.uuid),
+        "vcpus": found.domain.vcpus,
+        "online_vcpus": sorted(found.guest.online_vcpus),
+        "memory_kb": found.guest.memory_kb,
+        "image_kb": found.domain.image_pages * 4,
+        "marker": found.marker.decode("utf-8", errors="replace"),
+        "page_records": found.page_records,
+        "pages_sent": found.pages_sent,
+    }
+    sys.stdout.write(json.dumps(report, indent=1) + "\n")
+
+
 #: Sub-command name -> (help, add its arguments to a parser, run it).
 #: New sub-commands (e.g. the lead's ``demo``) are added here.
 COMMANDS: Dict[str, Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]] = {
     "run": ("run a simulated host process", _run_arguments, _run),
     "ctl": ("send one control op to a running host", _ctl_arguments, _ctl),
     "scenario": ("play a scenario against a running host", _scenario_arguments, _scenario),
+    "stream": ("check a saved domain's stream and say what it carries", _stream_arguments, _stream),
 }
 
 

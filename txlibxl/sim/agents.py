@@ -10,7 +10,7 @@ The simulated host's actors besides the toolstack: guests, backends, QEMU.
   writing ``""`` and shuts its domain down in the hypervisor with the
   matching reason.  Unknown requests are left unacknowledged, as Linux
   does.  A paused guest does nothing until it is unpaused; a shut-down
-  guest never answers again.  It can be told to ignore requests, or to
+  guest never answers again, unless it is resumed (after a suspend).  It can be told to ignore requests, or to
   wait before it acknowledges and shuts down.
 * :class:`BackendAgent` plays dom0's blkback and netback on teardown: when
   a backend's ``online`` is ``0`` and its ``state`` is Closing (5), it
@@ -83,7 +83,7 @@ class GuestAgent:
     @param reactor: an IReactorTime.
     """
 
-    def __init__(self, store, hypervisor, reactor, domid: int, hvm: bool):
+    def __init__(self, store, hypervisor, reactor, domid: int, hvm: bool, booted: bool = False):
         self._store = store
         self._hv = hypervisor
         self._reactor = reactor
@@ -91,7 +91,8 @@ class GuestAgent:
         self._hvm = hvm
         self._path = "/local/domain/%d/control/shutdown" % domid
         self._watch = None
-        self._booted = False
+        #: A guest resumed after a suspend has booted already.
+        self._booted = booted
         self._stopped = False
         self._calls: List[Any] = []
         self.behaviour = NORMAL
@@ -100,7 +101,7 @@ class GuestAgent:
     def start(self) -> None:
         """Watch ``control/shutdown``; boot now unless the domain is paused."""
         self._watch = self._store.watch(self._path, self._fired)
-        if not self._hv.get(self.domid).paused:
+        if not self._booted and not self._hv.get(self.domid).paused:
             self._boot()
 
     def stop(self) -> None:
@@ -386,7 +387,19 @@ class Agents:
             agent.stop()
         elif what is DomainChange.UNPAUSED and not domain.paused:
             agent.unpaused()
+        elif what is DomainChange.RESUMED:
+            self._resumed(agent)
+
+    def _resumed(self, old: GuestAgent) -> None:
+        """The guest runs again after a suspend (a checkpoint, a failed
+        save): its driver answers again, as it did."""
+        agent = GuestAgent(self._store, self._hv, self._reactor, old.domid, old._hvm, booted=True)
+        agent.set_behaviour(old.behaviour, old.delay)
+        old.stop()
+        self._guests[old.domid] = agent
+        agent.start()
 
 
 #: The changes after which a guest may have started or stopped running.
-_RUN_CHANGES = (DomainChange.UNPAUSED, DomainChange.PAUSED, DomainChange.SHUTDOWN)
+_RUN_CHANGES = (DomainChange.UNPAUSED, DomainChange.PAUSED, DomainChange.SHUTDOWN,
+                DomainChange.RESUMED)

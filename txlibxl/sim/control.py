@@ -260,6 +260,14 @@ class ControlClient:
     def info(self, domid: int) -> defer.Deferred:
         return self.call("info", domid=domid)
 
+    def guest_marker(self, domid: int, value: str) -> defer.Deferred:
+        """The guest writes C{value} into its memory (what a save carries)."""
+        return self.call("guest_marker", domid=domid, value=value)
+
+    def guest_image(self, domid: int, kb: int) -> defer.Deferred:
+        """The domain's memory image, what a save streams, is C{kb} KiB."""
+        return self.call("guest_image", domid=domid, kb=kb)
+
     def fault(self, kind: str, **args: Any) -> defer.Deferred:
         return self.call("fault", kind=kind, **args)
 

@@ -20,6 +20,7 @@ from .agents import DELAY, IGNORE, Agents
 from .control import Handler, UnknownOp, check_arguments
 from .errors import BadRequest, Conflict, NoSuchDomain
 from .host_device_models import HostDeviceModels
+from .host_guest import GuestMemoryOps
 from .hypervisor import (
     DomainChange,
     HostInfo,
@@ -61,7 +62,7 @@ def _seconds(value: Any, name: str = "seconds") -> float:
     return float(value)
 
 
-class SimHost:
+class SimHost(GuestMemoryOps):
     """
     The simulated host's state and control ops.
 
@@ -74,6 +75,7 @@ class SimHost:
             schedule=lambda f: reactor.callLater(0, f),
             domain_exists=self._domain_exists,
             ring_check=self._ring_check,
+            on_resume=lambda domid: self.hypervisor.xenstored_resume(domid),
         )
         self.hypervisor = Hypervisor(self.store, host=HostInfo(total_memory_kb=memory_kb))
         userdata = os.path.join(root, "var", "lib", "xen") if root else None
@@ -159,6 +161,8 @@ class SimHost:
             "eject": self.eject,
             "list": self.list,
             "info": self.info,
+            "guest_marker": self.guest_marker,
+            "guest_image": self.guest_image,
             "fault": self.fault,
             "check_store": self.check_store,
             "watch_count": self.watch_count,
@@ -246,10 +250,14 @@ class SimHost:
         return self._hv(self.hypervisor.crash, _domid(domid))
 
     def resume(self, domid: Any = None) -> Dict[str, Any]:
-        """A toolstack resumes a suspended (shut down) domain: it runs again,
-        and its next shutdown fires @releaseDomain.  The guest agent does
-        not come back: the domain answers no more shutdown requests."""
-        return self._hv(self.hypervisor.resume, _domid(domid))
+        """A toolstack resumes a suspended (shut down) domain, as
+        ``libxl_domain_resume`` does (``XEN_DOMCTL_resumedomain``, then
+        ``XS_RESUME``): it runs again, its guest agent answers again, and
+        its next shutdown fires @releaseDomain."""
+        domid = _domid(domid)
+        reply = self._hv(self.hypervisor.resume, domid)
+        self.hypervisor.xenstored_resume(domid)
+        return reply
 
     def pause(self, domid: Any = None) -> Dict[str, Any]:
         return self._hv(self.hypervisor.pause, _domid(domid))
@@ -381,7 +389,8 @@ class SimHost:
     def info(self, domid: Any = None) -> Dict[str, Any]:
         domid = _domid(domid)
         try:
-            return self._describe(self.hypervisor.get(domid))
+            domain = self.hypervisor.get(domid)
+            return dict(self._describe(domain), **self.memory_info(domain))
         except HvNoSuchDomain:
             raise NoSuchDomain("no domain %d" % domid) from None
 

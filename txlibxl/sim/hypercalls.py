@@ -60,6 +60,9 @@ op      name                arguments                        success reply
 5       HVM_PARAM_SET       ``<IIQ>`` domid, index, value    status 0
 ======  ==================  ===============================  ==================
 
+The save and restore ops (classic 16, extended 16 to 19) are in
+:mod:`txlibxl.sim.hypercalls_save`.
+
 ``CREATE`` (``<II16sIIIII>``): requested domid (any value outside 1..0x7fef
 lets the hypervisor choose), ``XEN_DOMCTL_CDF_*`` flags, handle (the
 UUID), max_vcpus, x86 emulation flags, ssidref, cpupool, and a reserved
@@ -100,6 +103,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from txlibxl.sim.hypercalls_build import _BuildOpsMixin, _WrongSize, wrong_size_error
+from txlibxl.sim.hypercalls_save import _SaveOpsMixin
 from txlibxl.sim.hypervisor import (
     Domain,
     DomainChange,
@@ -178,7 +182,7 @@ def _error(code: int) -> bytes:
     return REPLY.pack(-code, 0)
 
 
-class HypercallFactory(Factory, _BuildOpsMixin):
+class HypercallFactory(Factory, _BuildOpsMixin, _SaveOpsMixin):
     """
     Serves the shim's protocol for one hypervisor, with a per-domain cache
     of encoded rows kept fresh through :meth:`Hypervisor.subscribe`.
@@ -210,6 +214,10 @@ class HypercallFactory(Factory, _BuildOpsMixin):
         }
         self._ops.update(self._build_ops())
         self._ext: Dict[int, Callable[[bytes], bytes]] = self._extended_ops()
+        for table, more in ((self._ops, self._save_ops()), (self._ext, self._save_extended_ops())):
+            if set(table) & set(more):
+                raise ValueError("hypercall ops %s defined twice" % sorted(set(table) & set(more)))
+            table.update(more)
 
     def buildProtocol(self, addr: object) -> "HypercallProtocol":
         protocol = HypercallProtocol()

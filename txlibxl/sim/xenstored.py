@@ -216,9 +216,9 @@ def _release(store: Store, conn: StoreConnection, tx: int, payload: bytes) -> _R
 
 
 def _resume(store: Store, conn: StoreConnection, tx: int, payload: bytes) -> _Result:
-    # The hypervisor model decides when @releaseDomain fires; RESUME only
-    # validates its argument here.
-    _domain_arg(store, payload)
+    # xenstored forgets that it announced the domain's shutdown; the
+    # hypervisor model, which decides when @releaseDomain fires, is told.
+    store.resume(_domain_arg(store, payload))
     return _OK
 
 

@@ -42,6 +42,8 @@ shim):
   the guest changes later (balloon, vCPUs up and down);
 * :mod:`.check_domains`: xenstored's ``check_domains``, i.e. when
   ``@releaseDomain`` fires;
+* :mod:`.saverestore`: the memory image and log-dirty mode a save reads,
+  the state a restore puts into a new domain, ``resumedomain``;
 * :mod:`.domain`: :class:`Domain`, :class:`HostInfo`,
   :class:`ShutdownReason`, :class:`DomainChange` and the ``XEN_DOMINF_*``
   bits;

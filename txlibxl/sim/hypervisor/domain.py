@@ -63,7 +63,8 @@ class DomainChange(enum.Enum):
     SHUTDOWN = "shutdown"
     DYING = "dying"
     DESTROYED = "destroyed"
-    UPDATED = "updated"  # blocked state, HVM parameters, a resume
+    UPDATED = "updated"  # blocked state, HVM parameters
+    RESUMED = "resumed"  # a shut-down (suspended) domain runs again
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

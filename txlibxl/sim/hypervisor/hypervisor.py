@@ -26,6 +26,7 @@ from .errors import (
     NoSuchDomain,
     OutOfMemory,
 )
+from .saverestore import _SaveRestoreMixin
 
 __all__ = ["Hypervisor", "Subscriber"]
 
@@ -40,7 +41,7 @@ _DOMAIN_TYPES = ("pv", "pvh", "hvm")
 Subscriber = Callable[[Domain, DomainChange], Any]
 
 
-class Hypervisor(_CheckDomainsMixin, _DomctlMixin):
+class Hypervisor(_CheckDomainsMixin, _DomctlMixin, _SaveRestoreMixin):
     """
     The simulated Xen: a domain table plus xenstored's ``@releaseDomain``
     rules (see :mod:`txlibxl.sim.hypervisor`).
@@ -89,6 +90,8 @@ class Hypervisor(_CheckDomainsMixin, _DomctlMixin):
         self._shutdown_unnoticed: Set[int] = set()
         self._pending_check: List[int] = []
         self._pending_removals: Dict[int, Any] = {}
+        # What a save carries, per live domain (.saverestore).
+        self._guest_memory: Dict[int, Any] = {}
         dom0 = Domain(
             domid=0,
             uuid=_uuid.UUID(int=0),
@@ -267,24 +270,6 @@ class Hypervisor(_CheckDomainsMixin, _DomctlMixin):
         """The guest crashed: a shutdown with reason ``CRASH``."""
         return self.shutdown(domid, ShutdownReason.CRASH)
 
-    def resume(self, domid: int) -> Domain:
-        """
-        ``XEN_DOMCTL_resumedomain``, and the ``XS_RESUME`` that tells
-        xenstored about it (``libxl_domain_resume`` does both after a
-        suspend): the shutdown is cleared, the domain runs again unless it
-        is paused, and xenstored will announce its next shutdown.  Nothing
-        fires.  A domain that is not shut down is left alone, as in Xen.
-        """
-        domain = self._guest(domid, "resume")
-        if domain.dying:
-            raise InvalidOperation(f"domain {domid} is dying")
-        if not domain.shutdown:
-            return domain
-        domain = self._replace(domain, shutdown=False, shutdown_reason=None)
-        self._shutdown_noticed.discard(domid)
-        self._emit(domain, DomainChange.UPDATED)
-        return domain
-
     def destroy(self, domid: int) -> None:
         """``XEN_DOMCTL_destroydomain``: see :meth:`destroy_many`."""
         self.destroy_many([domid])
@@ -329,6 +314,7 @@ class Hypervisor(_CheckDomainsMixin, _DomctlMixin):
                 continue
             del self._domids[bisect.bisect_left(self._domids, domid)]
             self._running_since.pop(domid, None)
+            self._guest_memory.pop(domid, None)
             gone.append(domid)
             self._emit(domain, DomainChange.DESTROYED)
         if gone:

@@ -268,15 +268,42 @@ int txsim_call(uint32_t op, uint32_t a, uint32_t b, void *out, size_t out_len,
 
 int txsim_call_ext(uint32_t op, const void *args, size_t args_len, void *out, size_t out_len)
 {
-    unsigned char buf[sizeof(struct request) + 256];
-    if (args_len > sizeof buf - sizeof(struct request)) {
+    unsigned char small[sizeof(struct request) + 256];
+    if (args_len > TXSIM_MAX_PAYLOAD) {
         errno = E2BIG;
         return -1;
     }
+    /* The save path's few larger requests (a page) get a buffer of their own. */
+    unsigned char *buf = args_len <= sizeof small - sizeof(struct request)
+                         ? small : malloc(sizeof(struct request) + args_len);
+    if (!buf)
+        return -1;
     struct request req = { op | TXSIM_EXTENDED, TXSIM_EXTENDED_VERSION, (uint32_t)args_len, 0 };
     memcpy(buf, &req, sizeof req);
     memcpy(buf + sizeof req, args, args_len);
-    return roundtrip(buf, sizeof req + args_len, false, out, out_len, NULL, NULL, 0);
+    int rc = roundtrip(buf, sizeof req + args_len, false, out, out_len, NULL, NULL, 0);
+    if (buf != small) {
+        int saved = errno;
+        free(buf);
+        errno = saved;
+    }
+    return rc;
+}
+
+void txsim_log(xc_interface *xch, xentoollog_level level, int errnoval, const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    if (xch && xch->magic == XCSHIM_MAGIC && xch->logger && xch->logger->vmessage) {
+        xch->logger->vmessage(xch->logger, level, errnoval, "xc", fmt, ap);
+    } else {
+        char msg[200];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        txsim_say(msg);
+    }
+    va_end(ap);
+    errno = saved;
 }
 
 int txsim_check_handle(xc_interface *xch)
@@ -295,7 +322,7 @@ xc_interface *xc_interface_open(xentoollog_logger *logger,
                                 xentoollog_logger *dombuild_logger,
                                 unsigned open_flags)
 {
-    (void)logger; (void)dombuild_logger; (void)open_flags;
+    (void)dombuild_logger; (void)open_flags;
     const char *path = getenv(TXSIM_ENV);
     if (!path || !*path) {
         txsim_say("xc_interface_open: " TXSIM_ENV " is not set");
@@ -319,6 +346,7 @@ xc_interface *xc_interface_open(xentoollog_logger *logger,
     if (!xch)
         return NULL;
     xch->magic = XCSHIM_MAGIC;
+    xch->logger = logger;
     return xch;
 }
 

@@ -59,6 +59,8 @@ enum {
     OP_VCPU_GETINFO = 8,
     OP_MAX_VCPUS = 9,
     OP_EVTCHN_ALLOC_UNBOUND = 10,
+    /* The save and restore ops are numbered from 16 (hypercalls_save.py). */
+    OP_RESUME = 16,
 };
 
 /* Extended requests: a 16-byte header {op | EXTENDED, version, length, 0}
@@ -72,6 +74,10 @@ enum {
     EXT_POPULATE = 3,
     EXT_GNTTAB_SEED = 4,
     EXT_HVM_PARAM_SET = 5,
+    EXT_SAVE_BEGIN = 16,
+    EXT_LOGDIRTY = 17,
+    EXT_SAVE_END = 18,
+    EXT_RESTORE = 19,
 };
 
 struct __attribute__((packed)) create_args {
@@ -110,9 +116,10 @@ struct __attribute__((packed)) vcpu {
 };
 _Static_assert(sizeof(struct vcpu) == 20, "VCPU is 20 bytes");
 
-/* The opaque xc_interface handle: nothing is opened for it. */
+/* The opaque xc_interface handle: nothing is opened for it; the logger
+ * is the caller's (the save helper's reaches libxl). */
 #define XCSHIM_MAGIC 0x7873696dU
-struct xc_interface_core { uint32_t magic; };
+struct xc_interface_core { uint32_t magic; xentoollog_logger *logger; };
 
 /* Shared between the shim's files; not exported from the .so. */
 #define TXSIM_INTERNAL __attribute__((visibility("hidden")))
@@ -132,6 +139,12 @@ TXSIM_INTERNAL int txsim_call_ext(uint32_t op, const void *args, size_t args_len
 /* 0, or -1 with errno=EBADF if xch is not one of the shim's handles. */
 TXSIM_INTERNAL int txsim_check_handle(xc_interface *xch);
 TXSIM_INTERNAL int txsim_get_physinfo(xc_interface *xch, struct physinfo *p);
+/* A message through the handle's logger, as libxc's "xc: error: ..."
+ * (on stderr when the handle has none); errno is kept. */
+TXSIM_INTERNAL void txsim_log(xc_interface *xch, xentoollog_level level, int errnoval,
+                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Exported for loaders; its address also tells where the shim is. */
+int txsim_shim_version(void);
 /* The path libxl's compiled-in `path` stands for on the simulated host
  * (under the host's root, in buf: PATH_MAX bytes), or `path` itself. */
 TXSIM_INTERNAL const char *txsim_redirect(const char *path, char *buf);

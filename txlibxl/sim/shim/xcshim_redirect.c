@@ -15,6 +15,13 @@
  * cannot interpose libc for another library, hence the GOT.  The shim's
  * own builder opens the firmware libxl names through txsim_redirect().
  *
+ * Programs libxl runs that call libxenctrl themselves (libxl-save-helper:
+ * xc_domain_save and xc_domain_restore) must meet the simulated host too:
+ * the exec wrappers put the shim into their LD_PRELOAD (see preload_into),
+ * since a process that loaded the shim with RTLD_GLOBAL (txlibxl's own,
+ * in Python) has no LD_PRELOAD to hand down.  They inherit the host's
+ * environment (TXLIBXL_SIM_HYPERCALL) from libxl's process.
+ *
  * A process that only LD_PRELOADs the shim (xl) gets the redirection from
  * the constructor below when TXLIBXL_SIM_ROOT is set and libxenlight is
  * loaded; a process that loads libxenlight later calls
@@ -146,11 +153,61 @@ static int w_glob(const char *pattern, int flags, int (*errfunc)(const char *, i
     return glob(redirect(pattern, buf), flags, errfunc, g);
 }
 
+/*
+ * The programs libxl runs that get the shim preloaded (by the base name of
+ * the program, or the whole of $LIBXL_SAVE_HELPER, which libxl runs instead
+ * of its own helper when it is set).  The hotplug scripts do not need it.
+ */
+static const char *const preload_into[] = { "libxl-save-helper" };
+
+static bool wants_shim(const char *file)
+{
+    const char *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    for (size_t i = 0; i < sizeof preload_into / sizeof preload_into[0]; i++)
+        if (strcmp(base, preload_into[i]) == 0)
+            return true;
+    const char *helper = getenv("LIBXL_SAVE_HELPER");
+    return helper && strcmp(helper, file) == 0;
+}
+
+/* The shim's own absolute path, found once when it is loaded: the child
+ * libxl forks (of a process with other threads) should not have to ask
+ * the dynamic loader. */
+static char shim_self[PATH_MAX];
+
+__attribute__((constructor)) static void remember_self(void)
+{
+    Dl_info self;
+    if (dladdr((void *)txsim_shim_version, &self) && self.dli_fname && self.dli_fname[0] == '/' &&
+        strlen(self.dli_fname) < sizeof shim_self)
+        strcpy(shim_self, self.dli_fname);
+}
+
+/* In the child libxl forked, just before exec: the shim first in
+ * LD_PRELOAD, unless it is there already. */
+static void preload_shim(const char *file)
+{
+    if (!shim_self[0] || !wants_shim(file))
+        return;
+    const char *old = getenv("LD_PRELOAD");
+    size_t n = strlen(shim_self);
+    for (const char *p = old; p && (p = strstr(p, shim_self)); p += n)
+        if ((p == old || p[-1] == ':' || p[-1] == ' ') && (!p[n] || p[n] == ':' || p[n] == ' '))
+            return;
+    char value[2 * PATH_MAX];
+    int len = snprintf(value, sizeof value, "%s%s%s", shim_self, old && *old ? ":" : "",
+                       old ? old : "");
+    if (len > 0 && (size_t)len < sizeof value)
+        setenv("LD_PRELOAD", value, 1);
+}
+
 /* The exec family libxenlight imports: execvp (libxl__exec: hotplug
  * scripts, helpers, the device model) and execl. */
 static int w_execvp(const char *file, char *const argv[])
 {
     char buf[PATH_MAX];
+    preload_shim(file);
     /* A bare name is looked up in PATH: not a compiled-in path. */
     return execvp(strchr(file, '/') ? redirect(file, buf) : file, argv);
 }
@@ -174,6 +231,7 @@ static int w_execl(const char *path, const char *arg, ...)
     }
     va_end(ap);
     argv[n] = NULL;
+    preload_shim(path);
     return execv(redirect(path, buf), argv);
 }
 

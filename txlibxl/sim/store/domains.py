@@ -32,6 +32,7 @@ class _DomainsMixin:
     _owned: Dict[int, Set[str]]
     _generation: int
     _ring_check: Optional[Callable[[int, int], None]]
+    _on_resume: Optional[Callable[[int], None]]
 
     def check_introduce(self, domid: int, port: int) -> None:
         """
@@ -91,6 +92,19 @@ class _DomainsMixin:
         if domid == 0:
             return
         self._destroy_domain(domid)
+
+    def resume(self, domid: int) -> None:
+        """
+        C{RESUME}: the introduced domain C{domid} runs again after a
+        suspend, so its next shutdown is announced (the store's
+        C{on_resume} is told: the hypervisor model keeps that memory).
+
+        @raise XenstoreError: C{ENOENT} if the domain was not introduced.
+        """
+        if not self.is_introduced(domid):
+            raise XenstoreError("ENOENT", f"domain {domid} not introduced")
+        if self._on_resume is not None:
+            self._on_resume(domid)
 
     def is_introduced(self, domid: int) -> bool:
         domain = self._domains.get(domid)

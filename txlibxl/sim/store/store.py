@@ -67,14 +67,18 @@ class Store(_PathsMixin, _PermissionsMixin, _TreeMixin, _TransactionsMixin, _Wat
         when xenstored could not map C{domid}'s ring or bind its event
         channel C{port}, which an C{INTRODUCE} over the wire needs (see
         C{check_introduce}).  By default every ring is there.
+    @param on_resume: called with the domid of each C{RESUME} (see
+        C{resume}).
     """
 
     def __init__(self, schedule: Callable[[Callable[[], None]], None] = lambda f: f(),
                  quotas: Quotas = Quotas(),
                  domain_exists: Callable[[int], bool] = lambda domid: True,
-                 ring_check: Optional[Callable[[int, int], None]] = None) -> None:
+                 ring_check: Optional[Callable[[int, int], None]] = None,
+                 on_resume: Optional[Callable[[int], None]] = None) -> None:
         self._schedule = schedule
         self._ring_check = ring_check
+        self._on_resume = on_resume
         self.quotas = quotas
         self._domain_exists = domain_exists
         self._generation = 0

@@ -241,6 +241,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def started(failure: Any) -> None:
         if standin.stopping:
             return  # it was told to stop while starting
+        if standin.xs is not None and not standin.xs.connected_:
+            # The host went away mid-start: the request that failed is
+            # the lost connection's, which ends the stand-in as it would
+            # once started (whichever of the two is delivered first).
+            standin.stop("xenstore connection lost")
+            return
         _say("domain %d: cannot start: %s" % (cmdline.domid, failure.getErrorMessage() or failure.type.__name__))
         standin.exit_status = 1
         standin.stop("start-up failed")

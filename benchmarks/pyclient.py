@@ -24,6 +24,10 @@ the domain's death, and an event is counted (and timestamped) in that
 Deferred's callback.  That is the application's view, to set against the
 C client counting in libxl's ``event_occurs``.
 
+The command line, the lines and the readings are
+:mod:`benchmarks.clientcommon`'s, shared with the other Python clients
+(and still importable from here).
+
 Exit status as cclient's: 0 ok, 1 some command failed, 2 setup failed,
 3 ``wait-events`` timed out, 64 bad usage.
 """

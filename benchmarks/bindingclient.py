@@ -29,7 +29,8 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
-from .pyclient import EventCounter, Usage, emit, redirect_paths, run_client, rusage_line
+from .clientcommon import emit, parse_storm, redirect_paths, rusage_line
+from .pyclient import EventCounter, run_client
 
 __all__ = ["main", "BindingClient"]
 
@@ -40,15 +41,9 @@ def parse(argv: Sequence[str]) -> List[tuple]:
     """
     The commands on C{argv} (the death storm's subset of cclient's).
 
-    :raises Usage: an unknown command or a bad argument.
+    :raises benchmarks.clientcommon.Usage: an unknown command or a bad argument.
     """
-    from .pyclient import parse as parse_all
-
-    commands = parse_all(argv)
-    for command in commands:
-        if command[0] not in ("quiet", "watch-death", "rusage", "wait-events"):
-            raise Usage(f"{command[0]} is not a bindingclient command")
-    return commands
+    return parse_storm(argv, "bindingclient")
 
 
 class BindingClient(EventCounter):

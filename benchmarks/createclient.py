@@ -21,7 +21,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from .pyclient import Usage, emit, redirect_paths, run_client, rusage_line
+from .clientcommon import Usage, emit, redirect_paths, rusage_line
+from .pyclient import run_client
 
 __all__ = ["main", "parse"]
 

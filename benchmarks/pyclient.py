@@ -24,16 +24,16 @@ the domain's death, and an event is counted (and timestamped) in that
 Deferred's callback.  That is the application's view, to set against the
 C client counting in libxl's ``event_occurs``.
 
+The command line, the lines and the readings are
+:mod:`benchmarks.clientcommon`'s, shared with the other Python clients
+(and still importable from here).
+
 Exit status as cclient's: 0 ok, 1 some command failed, 2 setup failed,
 3 ``wait-events`` timed out, 64 bad usage.
 """
 from __future__ import annotations
 
-import ctypes
-import gc
-import json
 import os
-import resource
 import sys
 import time
 import tracemalloc
@@ -41,179 +41,38 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
 
 from twisted.internet import defer, task
 
+from .clientcommon import (  # noqa: F401 (the helpers' old home: re-exported)
+    OPS,
+    CollectorClock,
+    EventTally,
+    Usage,
+    collector,
+    emit,
+    parse,
+    redirect_paths,
+    rss_kb,
+    rusage_line,
+)
+
 __all__ = ["main", "run_client", "Client", "EventCounter", "CollectorClock", "collector"]
 
-OPS = ("shutdown", "reboot", "destroy", "pause", "unpause")
 _EVENT_NAMES = {"DomainShutdown": "domain_shutdown", "DomainDeath": "domain_death"}
 
 
-class Usage(Exception):
-    """The command line is wrong (exit status 64)."""
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _domid(text: str) -> int:
-    if not text.isdigit() or int(text) > 0x7FFF:
-        raise Usage(f"not a domid: {text!r}")
-    return int(text)
-
-
-def parse(argv: Sequence[str]) -> List[tuple]:
+class EventCounter(EventTally):
     """
-    The commands on C{argv}, checked before libxl is touched.
-
-    :raises Usage: an unknown command or a bad argument.
-    """
-    commands: List[tuple] = []
-    i = 0
-    while i < len(argv):
-        name = argv[i]
-        i += 1
-        if name in ("quiet", "watch-death-all", "unwatch-all", "rusage", "trace-heap", "heap"):
-            commands.append((name,))
-        elif name == "watch-death":
-            domids = []
-            while i < len(argv) and _number(argv[i]):
-                domids.append(_domid(argv[i]))
-                i += 1
-            if not domids:
-                raise Usage("watch-death D...")
-            commands.append((name, domids))
-        elif name == "wait-events":
-            if i >= len(argv) or not _number(argv[i]):
-                raise Usage("wait-events N [SECONDS]")
-            count = int(float(argv[i]))
-            i += 1
-            seconds = 60.0
-            if i < len(argv) and _number(argv[i]):
-                seconds = float(argv[i])
-                i += 1
-            commands.append((name, count, seconds))
-        elif name == "ops":
-            if i >= len(argv) or argv[i] not in OPS:
-                raise Usage("ops OP D... (OP: %s)" % " ".join(OPS))
-            op = argv[i]
-            i += 1
-            domids = []
-            while i < len(argv) and _number(argv[i]):
-                domids.append(_domid(argv[i]))
-                i += 1
-            if not domids:
-                raise Usage("ops OP D...")
-            commands.append((name, op, domids))
-        elif name == "sleep":
-            if i >= len(argv) or not _number(argv[i]):
-                raise Usage("sleep SECONDS")
-            commands.append((name, float(argv[i])))
-            i += 1
-        else:
-            raise Usage(f"unknown command {name}")
-    if not commands:
-        raise Usage("no command")
-    return commands
-
-
-def emit(line: Dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
-
-
-def rss_kb() -> int:
-    """This process's resident set size now, in KiB."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * (os.sysconf("SC_PAGESIZE") // 1024)
-
-
-class CollectorClock:
-    """
-    The time this process spent in Python's cyclic garbage collector, and
-    how many full (generation 2) collections it ran, since :meth:`install`.
-    A full collection walks every object in the process: on a death storm
-    it can cost more than the storm itself, so the benchmarks report it.
-    """
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.full = 0
-        self._started = 0.0
-
-    def install(self) -> None:
-        if self._callback not in gc.callbacks:
-            gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: Dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._started
-            if info.get("generation") == 2:
-                self.full += 1
-
-
-collector = CollectorClock()
-
-
-def rusage_line() -> Dict[str, Any]:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {
-        "cmd": "rusage",
-        "t": time.time(),
-        "utime": ru.ru_utime,
-        "stime": ru.ru_stime,
-        "maxrss_kb": ru.ru_maxrss,
-        "rss_kb": rss_kb(),
-        "gc_s": round(collector.seconds, 6),
-        "gc_full": collector.full,
-    }
-
-
-def redirect_paths() -> Optional[int]:
-    """
-    Point libxl's /var paths under ``TXLIBXL_SIM_ROOT`` through the
-    preloaded shim (as cclient does); None if there is no shim or root.
-    """
-    root = os.environ.get("TXLIBXL_SIM_ROOT")
-    process = ctypes.CDLL(None)
-    redirect = getattr(process, "txsim_redirect_paths", None)
-    if not root or redirect is None:
-        return None
-    redirect.argtypes = [ctypes.c_char_p]
-    redirect.restype = ctypes.c_int
-    return int(redirect(os.fsencode(root)))
-
-
-class EventCounter:
-    """
-    What every client of the benchmarks does with events: count and
-    time-stamp each one as it reaches the client (:meth:`count`), and let
+    What every client of the benchmarks on the reactor does with events:
+    count and time-stamp each one as it reaches the client
+    (:meth:`~benchmarks.clientcommon.EventTally.count`), and let
     ``wait-events N`` wait until N have (:meth:`wait_events`, resumed by
     :meth:`resume_waiter`).
     """
 
     def __init__(self, reactor: Any) -> None:
+        super().__init__()
         self.reactor = reactor
-        self.seen = 0
-        self.t_first: Optional[float] = None
-        self.t_last: Optional[float] = None
         self._wanted: Optional[int] = None
         self._waiting: Optional[defer.Deferred] = None
-        self.failed = False
-
-    def count(self) -> float:
-        """One more event reached the client now; returns the time stamp."""
-        t = time.time()
-        self.seen += 1
-        if self.t_first is None:
-            self.t_first = t
-        self.t_last = t
-        return t
 
     def resume_waiter(self, later: bool = False) -> None:
         """
@@ -240,16 +99,7 @@ class EventCounter:
             self._waiting = None
             self._wanted = None
             ok = result != "timeout" and self.seen >= count
-        emit({
-            "cmd": "wait-events",
-            "wanted": count,
-            "seen": self.seen,
-            "timeout": not ok,
-            "t_first": self.t_first,
-            "t_last": self.t_last,
-        })
-        self.seen = self.seen - count if ok else 0
-        self.t_first = self.t_last = None
+        self.report(count, ok)
         return ok
 
 

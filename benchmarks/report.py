@@ -38,6 +38,15 @@ def _table(header: List[str], rows: List[List[str]]) -> List[str]:
     return out
 
 
+def _load(machine: Dict[str, Any]) -> str:
+    """The load averages the run recorded, as a sentence (none: empty)."""
+    before, after = machine.get("loadavg_before"), machine.get("loadavg_after")
+    if not before or not after:
+        return ""
+    return (f"  Load average (1, 5, 15 min) {', '.join(_fmt(x) for x in before)} at the start, "
+            f"{', '.join(_fmt(x) for x in after)} at the end.")
+
+
 def render_table(results: Dict[str, Any]) -> str:
     """The results as reStructuredText: machine, date, tables, targets."""
     m = results["machine"]
@@ -48,7 +57,7 @@ def render_table(results: Dict[str, Any]) -> str:
         f"Measured on {results['date']}: {m.get('cpu')} ({m.get('cpus')} CPUs, shared with the "
         f"simulated host), Linux {m.get('kernel')}, Python {m.get('python')}, Twisted "
         f"{m.get('twisted')}, libxenlight {m.get('libxenlight')}; median of "
-        f"{results['config']['reps']} runs per client.",
+        f"{results['config']['reps']} runs per client.{_load(m)}",
         "",
     ]
     if "death_storm" in scen:
@@ -73,6 +82,26 @@ def render_table(results: Dict[str, Any]) -> str:
             ["mode", "N", "C ms", "floor ms", "Py ms", "wall ×", "C CPU ms", "floor CPU ms",
              "Py CPU ms", "CPU ×", "Py GC ms", "sim CPU ms"], rows)
         lines.append("")
+        on_asyncio = [r for r in scen["death_storm"] if "asyncio" in r]
+        if on_asyncio:
+            rows = []
+            for r in on_asyncio:
+                c, p, a = r["c"], r["python"], r["asyncio"]
+                rows.append([
+                    r["mode"], str(r["n"]),
+                    _fmt(c["wall_s"] * 1e3, 1), _fmt(p["wall_s"] * 1e3, 1), _fmt(a["wall_s"] * 1e3, 1),
+                    _fmt(r["wall_ratio"]), _fmt(r["asyncio_wall_ratio"]),
+                    _fmt(c["cpu_s"] * 1e3, 1), _fmt(p["cpu_s"] * 1e3, 1), _fmt(a["cpu_s"] * 1e3, 1),
+                    _fmt(r["cpu_ratio"]), _fmt(r["asyncio_cpu_ratio"]), _ms(a.get("gc_s")),
+                ])
+            lines += ["**The same storms on asyncio**: txlibxl on a plain asyncio loop (no Twisted "
+                      "reactor in its process), in the same runs as the table above; the ratios "
+                      "are each txlibxl client over C.", ""]
+            lines += _table(
+                ["mode", "N", "C ms", "Twisted ms", "asyncio ms", "Twisted wall ×", "asyncio wall ×",
+                 "C CPU ms", "Twisted CPU ms", "asyncio CPU ms", "Twisted CPU ×", "asyncio CPU ×",
+                 "asyncio GC ms"], rows)
+            lines.append("")
         split = [r for r in scen["death_storm"] if r["mode"] == "burst" and "binding" in r]
         if split:
             rows = []
@@ -157,14 +186,14 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
     os.makedirs(directory, exist_ok=True)
     scen = results["scenarios"]
     written = []
-    colours = {"c": "#4c72b0", "binding": "#55a868", "python": "#dd8452"}
-    labels = {"c": "C client", "binding": "Python floor", "python": "txlibxl"}
+    colours = {"c": "#4c72b0", "binding": "#55a868", "python": "#dd8452", "asyncio": "#8172b3"}
+    labels = {"c": "C client", "binding": "Python floor", "python": "txlibxl (Twisted)", "asyncio": "txlibxl (asyncio)"}
 
     burst = [r for r in scen.get("death_storm", []) if r["mode"] == "burst"]
     if burst:
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         ns = [r["n"] for r in burst]
-        for kind in ("c", "binding", "python"):
+        for kind in ("c", "binding", "python", "asyncio"):
             if not all(kind in r for r in burst):
                 continue
             left.plot(ns, [r[kind]["wall_s"] * 1e3 for r in burst], "o-", color=colours[kind],
@@ -176,11 +205,16 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
         left.set(xscale="log", yscale="log", xlabel="domains destroyed at once",
                  ylabel="ms", title="Death storm (burst)")
         left.legend(fontsize=8)
-        right.plot(ns, [r["wall_ratio"] for r in burst], "o-", label="wall ratio")
-        right.plot(ns, [r["cpu_ratio"] for r in burst], "s--", label="client CPU ratio")
+        right.plot(ns, [r["wall_ratio"] for r in burst], "o-", label="Twisted wall ratio")
+        right.plot(ns, [r["cpu_ratio"] for r in burst], "s--", label="Twisted client CPU ratio")
         if all("binding_cpu_ratio" in r for r in burst):
             right.plot(ns, [r["binding_cpu_ratio"] for r in burst], "^:", color=colours["binding"],
                        label="Python floor CPU ratio")
+        if all("asyncio_cpu_ratio" in r for r in burst):
+            right.plot(ns, [r["asyncio_wall_ratio"] for r in burst], "o-", color=colours["asyncio"],
+                       label="asyncio wall ratio")
+            right.plot(ns, [r["asyncio_cpu_ratio"] for r in burst], "s--", color=colours["asyncio"],
+                       label="asyncio client CPU ratio")
         # The targets the ratios are held to (docs/performance.rst), each
         # in its ratio's colour and style, named in the legend.
         targets = results.get("targets", {})
@@ -194,7 +228,7 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
                           label=f"{what} ratio target ({limit:g})")
         # Head room above the points for the legend, so it hides no line.
         highest = max(max(line.get_ydata()) for line in right.lines)
-        right.set(xscale="log", xlabel="domains", ylabel="txlibxl / C", title="Ratio", ylim=(0, highest * 1.6))
+        right.set(xscale="log", xlabel="domains", ylabel="txlibxl / C", title="Ratio", ylim=(0, highest * 2.0))
         right.legend(fontsize=8, loc="upper center", ncol=2)
         written.append(_save(plt, fig, directory, "death-storm.png"))
 

@@ -7,8 +7,11 @@ on one simulated host.
 clients in turn (C, Python, C, Python...), each client in its own process
 (``cclient`` and ``python -m benchmarks.pyclient``) with the same commands.
 The death storm also runs the Python floor, ``python -m
-benchmarks.bindingclient`` (see :data:`STORM_CLIENTS`).  It returns the results as a JSON-able dict (see :data:`SCHEMA_VERSION` and
-``docs/performance.rst``).
+benchmarks.bindingclient``, and txlibxl on a plain asyncio loop, ``python
+-m benchmarks.asyncioclient`` (see :data:`STORM_CLIENTS`).  It returns the
+results as a JSON-able dict (see :data:`SCHEMA_VERSION` and
+``docs/performance.rst``), with the machine's load average before and
+after the run.
 
 Timestamps are wall-clock (``time.time()`` / ``gettimeofday``) on one
 machine: the simulated host stamps the moment it applied a change
@@ -36,8 +39,17 @@ CLIENTS = ("c", "python")
 #: The death storm also runs the Python floor (``benchmarks.bindingclient``:
 #: txlibxl's binding and reactor hooks, counting inside libxl's callback),
 #: so that the txlibxl/C gap splits into crossing into Python and
-#: txlibxl's event layer.
-STORM_CLIENTS = ("c", "binding", "python")
+#: txlibxl's event layer; and txlibxl on a plain asyncio loop
+#: (``benchmarks.asyncioclient``, no Twisted reactor in its process), so
+#: that the same storm also gives txlibxl's cost on asyncio.
+STORM_CLIENTS = ("c", "binding", "python", "asyncio")
+
+#: The module of each Python client (the C client is ``tests/cclient``'s binary).
+CLIENT_MODULES = {
+    "python": "benchmarks.pyclient",
+    "binding": "benchmarks.bindingclient",
+    "asyncio": "benchmarks.asyncioclient",
+}
 
 #: The devices of each op-churn domain: libxl's destroy then tears down a
 #: disk and a vif (device-state timeouts, hotplug script children) and
@@ -109,6 +121,11 @@ def _cpu(line: Dict[str, Any]) -> float:
     return float(line["utime"]) + float(line["stime"])
 
 
+def loadavg() -> List[float]:
+    """The machine's 1, 5 and 15 minute load averages now."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine() -> Dict[str, Any]:
     """What the numbers were measured on."""
     model = None
@@ -166,8 +183,7 @@ class Bench:
         if kind == "c":
             return CClientProcess.spawn(self.reactor, self.cclient, args, env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-        module = "benchmarks.bindingclient" if kind == "binding" else "benchmarks.pyclient"
-        return CClientProcess.spawn(self.reactor, sys.executable, ["-m", module, *args], env)
+        return CClientProcess.spawn(self.reactor, sys.executable, ["-m", CLIENT_MODULES[kind], *args], env)
 
     async def finish(self, proc: Any) -> List[Dict[str, Any]]:
         code = await proc.finished(self.config.timeout)
@@ -202,6 +218,10 @@ class Bench:
         proc = self.spawn(kind, ["quiet", "watch-death", *domids, "rusage",
                                  "wait-events", n, self.config.timeout, "rusage"])
         before = await self.wait_line(proc, lambda l: l.get("cmd") == "rusage")
+        if kind == "asyncio":
+            ready = await self.wait_line(proc, lambda l: "ready" in l)
+            if ready.get("reactor") is not False:
+                raise BenchmarkError(proc.describe("the asyncio client has a Twisted reactor"))
         sim0 = cpu_seconds(self.sim_pid)
         sent = time.time()
         reply = await self.control.destroy(domids, mode=mode, with_time=True)
@@ -366,7 +386,8 @@ def _summarise(row: Dict[str, Any], runs: Dict[str, List[Dict[str, Any]]], n: in
     """
     Medians per client, per-event costs and the Python/C ratios (and, with
     the floor client, ``binding_wall_ratio`` / ``binding_cpu_ratio``: the
-    floor over C).
+    floor over C; with the asyncio client, ``asyncio_wall_ratio`` /
+    ``asyncio_cpu_ratio``: txlibxl on asyncio over C).
     """
     for kind in runs:
         med = {key: statistics.median(r[key] for r in runs[kind]) for key in runs[kind][0]
@@ -381,6 +402,9 @@ def _summarise(row: Dict[str, Any], runs: Dict[str, List[Dict[str, Any]]], n: in
     if "binding" in row:
         row["binding_wall_ratio"] = _ratio(row["binding"]["wall_s"], row["c"]["wall_s"])
         row["binding_cpu_ratio"] = _ratio(row["binding"]["cpu_s"], row["c"]["cpu_s"])
+    if "asyncio" in row:
+        row["asyncio_wall_ratio"] = _ratio(row["asyncio"]["wall_s"], row["c"]["wall_s"])
+        row["asyncio_cpu_ratio"] = _ratio(row["asyncio"]["cpu_s"], row["c"]["cpu_s"])
     return row
 
 
@@ -449,7 +473,7 @@ async def run_benchmarks(
     results: Dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "machine": machine(),
+        "machine": dict(machine(), loadavg_before=loadavg()),
         "config": attr.asdict(config),
         "scenarios": {},
     }
@@ -462,6 +486,7 @@ async def run_benchmarks(
         results["sim_cpu_total_s"] = round(cpu_seconds(bench.sim_pid) - sim0, 3)
     finally:
         await host.stop()
+    results["machine"]["loadavg_after"] = loadavg()
     results["elapsed_s"] = round(time.time() - started, 1)
     results["targets"] = evaluate(results)
     return results
@@ -475,5 +500,5 @@ _METHODS = {
 }
 
 
-__all__ = ["Config", "BenchmarkError", "CLIENTS", "STORM_CLIENTS", "Bench", "run_benchmarks", "evaluate", "percentile",
+__all__ = ["Config", "BenchmarkError", "CLIENTS", "STORM_CLIENTS", "CLIENT_MODULES", "loadavg", "Bench", "run_benchmarks", "evaluate", "percentile",
            "cpu_seconds", "machine", "SCHEMA_VERSION", "SCENARIOS", "TARGETS"]

@@ -13,7 +13,7 @@ from typing import Any, Dict
 from twisted.internet import reactor
 from twisted.trial.unittest import SkipTest, TestCase
 
-from benchmarks import bindingclient, pyclient
+from benchmarks import asyncioclient, bindingclient, clientcommon, pyclient
 from benchmarks.__main__ import write_outputs
 from benchmarks.report import render_table
 from benchmarks.runner import (
@@ -75,9 +75,27 @@ class SmokeRunTests(TestCase):
             self.assertTrue(_number(row["binding"]["cpu_s"]))
             self.assertTrue(_number(row["binding_cpu_ratio"]))
 
+    def test_each_death_storm_also_runs_txlibxl_on_asyncio(self) -> None:
+        for row in self.results["scenarios"]["death_storm"]:
+            for key in ("wall_s", "cpu_s", "wall_us_per_domain", "cpu_us_per_domain"):
+                self.assertTrue(_number(row["asyncio"][key]), (key, row["asyncio"]))
+            self.assertEqual(len(row["asyncio"]["runs"]), 1)
+            self.assertTrue(_number(row["asyncio_wall_ratio"]))
+            self.assertTrue(_number(row["asyncio_cpu_ratio"]))
+
+    def test_the_table_has_the_storms_on_asyncio(self) -> None:
+        self.assertIn("The same storms on asyncio", render_table(self.results))
+
+    def test_the_machine_load_is_recorded_before_and_after(self) -> None:
+        machine = self.results["machine"]
+        for key in ("loadavg_before", "loadavg_after"):
+            self.assertEqual(len(machine[key]), 3)
+            self.assertTrue(all(_number(x) for x in machine[key]))
+        self.assertIn("Load average", render_table(self.results))
+
     def test_the_python_clients_report_their_garbage_collection(self) -> None:
         for row in self.results["scenarios"]["death_storm"]:
-            for kind in ("binding", "python"):
+            for kind in ("binding", "python", "asyncio"):
                 self.assertGreaterEqual(row[kind]["gc_s"], 0.0)
                 self.assertGreaterEqual(row[kind]["gc_full"], 0)
             self.assertNotIn("gc_s", row["c"])
@@ -146,6 +164,29 @@ class HelperTests(TestCase):
             [("quiet",), ("watch-death", [3]), ("rusage",), ("wait-events", 1, 5.0)],
         )
         self.assertRaises(pyclient.Usage, bindingclient.parse, ["ops", "shutdown", "3"])
+
+    def test_the_asyncio_client_takes_only_the_death_storm_commands(self) -> None:
+        self.assertEqual(
+            asyncioclient.parse(["quiet", "watch-death", "3", "rusage", "wait-events", "1", "5"]),
+            [("quiet",), ("watch-death", [3]), ("rusage",), ("wait-events", 1, 5.0)],
+        )
+        self.assertRaises(clientcommon.Usage, asyncioclient.parse, ["ops", "shutdown", "3"])
+
+    def test_the_asyncio_client_module_imports_no_twisted(self) -> None:
+        # In a fresh interpreter: this one runs trial, on a reactor.
+        import subprocess
+        import sys
+
+        code = ("import sys, benchmarks.asyncioclient; "
+                "print(sorted(m for m in sys.modules if m.split('.')[0] == 'twisted'))")
+        out = subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.PIPE,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.assertEqual(out.stdout.decode().strip(), "[]")
+
+    def test_the_python_client_keeps_the_shared_helpers_under_their_old_names(self) -> None:
+        self.assertIs(pyclient.Usage, clientcommon.Usage)
+        self.assertIs(pyclient.parse, clientcommon.parse)
+        self.assertIs(pyclient.rusage_line, clientcommon.rusage_line)
 
     def test_the_python_client_parses_cclient_style_commands(self) -> None:
         self.assertEqual(

@@ -1,0 +1,227 @@
+"""
+What every Python client of the benchmarks shares, on any event loop:
+the command line, the JSON lines, the CPU and memory readings, the
+garbage collector's clock and the event tally.
+
+Nothing here imports Twisted, so that a client on a plain asyncio loop
+(:mod:`benchmarks.asyncioclient`) measures a process without a reactor;
+:mod:`benchmarks.pyclient` and :mod:`benchmarks.bindingclient` use the
+same helpers on the reactor.
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["OPS", "Usage", "parse", "emit", "rss_kb", "CollectorClock", "collector", "rusage_line",
+           "redirect_paths", "EventTally", "STORM_COMMANDS", "parse_storm"]
+
+OPS = ("shutdown", "reboot", "destroy", "pause", "unpause")
+
+#: The commands of a death storm: what the floor and the asyncio clients take.
+STORM_COMMANDS = ("quiet", "watch-death", "rusage", "wait-events")
+
+
+class Usage(Exception):
+    """The command line is wrong (exit status 64)."""
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _domid(text: str) -> int:
+    if not text.isdigit() or int(text) > 0x7FFF:
+        raise Usage(f"not a domid: {text!r}")
+    return int(text)
+
+
+def parse(argv: Sequence[str]) -> List[tuple]:
+    """
+    The commands on C{argv} (all of cclient's that the Python clients
+    know), checked before libxl is touched.
+
+    :raises Usage: an unknown command or a bad argument.
+    """
+    commands: List[tuple] = []
+    i = 0
+    while i < len(argv):
+        name = argv[i]
+        i += 1
+        if name in ("quiet", "watch-death-all", "unwatch-all", "rusage", "trace-heap", "heap"):
+            commands.append((name,))
+        elif name == "watch-death":
+            domids = []
+            while i < len(argv) and _number(argv[i]):
+                domids.append(_domid(argv[i]))
+                i += 1
+            if not domids:
+                raise Usage("watch-death D...")
+            commands.append((name, domids))
+        elif name == "wait-events":
+            if i >= len(argv) or not _number(argv[i]):
+                raise Usage("wait-events N [SECONDS]")
+            count = int(float(argv[i]))
+            i += 1
+            seconds = 60.0
+            if i < len(argv) and _number(argv[i]):
+                seconds = float(argv[i])
+                i += 1
+            commands.append((name, count, seconds))
+        elif name == "ops":
+            if i >= len(argv) or argv[i] not in OPS:
+                raise Usage("ops OP D... (OP: %s)" % " ".join(OPS))
+            op = argv[i]
+            i += 1
+            domids = []
+            while i < len(argv) and _number(argv[i]):
+                domids.append(_domid(argv[i]))
+                i += 1
+            if not domids:
+                raise Usage("ops OP D...")
+            commands.append((name, op, domids))
+        elif name == "sleep":
+            if i >= len(argv) or not _number(argv[i]):
+                raise Usage("sleep SECONDS")
+            commands.append((name, float(argv[i])))
+            i += 1
+        else:
+            raise Usage(f"unknown command {name}")
+    if not commands:
+        raise Usage("no command")
+    return commands
+
+
+def parse_storm(argv: Sequence[str], prog: str) -> List[tuple]:
+    """
+    The commands on C{argv}, which must all be death-storm commands
+    (:data:`STORM_COMMANDS`).
+
+    :raises Usage: another command, or a bad argument.
+    """
+    commands = parse(argv)
+    for command in commands:
+        if command[0] not in STORM_COMMANDS:
+            raise Usage(f"{command[0]} is not a {prog} command")
+    return commands
+
+
+def emit(line: Dict[str, Any]) -> None:
+    """Write C{line} to stdout as one compact JSON line (not flushed)."""
+    sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+
+def rss_kb() -> int:
+    """This process's resident set size now, in KiB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * (os.sysconf("SC_PAGESIZE") // 1024)
+
+
+class CollectorClock:
+    """
+    The time this process spent in Python's cyclic garbage collector, and
+    how many full (generation 2) collections it ran, since :meth:`install`.
+    A full collection walks every object in the process: on a death storm
+    it can cost more than the storm itself, so the benchmarks report it.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def install(self) -> None:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: Dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            if info.get("generation") == 2:
+                self.full += 1
+
+
+collector = CollectorClock()
+
+
+def rusage_line() -> Dict[str, Any]:
+    """cclient's ``rusage`` line, plus the collector's ``gc_s`` and ``gc_full``."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "cmd": "rusage",
+        "t": time.time(),
+        "utime": ru.ru_utime,
+        "stime": ru.ru_stime,
+        "maxrss_kb": ru.ru_maxrss,
+        "rss_kb": rss_kb(),
+        "gc_s": round(collector.seconds, 6),
+        "gc_full": collector.full,
+    }
+
+
+def redirect_paths() -> Optional[int]:
+    """
+    Point libxl's /var paths under ``TXLIBXL_SIM_ROOT`` through the
+    preloaded shim (as cclient does); None if there is no shim or root.
+    """
+    root = os.environ.get("TXLIBXL_SIM_ROOT")
+    process = ctypes.CDLL(None)
+    redirect = getattr(process, "txsim_redirect_paths", None)
+    if not root or redirect is None:
+        return None
+    redirect.argtypes = [ctypes.c_char_p]
+    redirect.restype = ctypes.c_int
+    return int(redirect(os.fsencode(root)))
+
+
+class EventTally:
+    """
+    The events that reached a client: :meth:`count` time-stamps each one,
+    :meth:`report` writes ``wait-events``' line and starts the next tally.
+    Waiting for the count is the event loop's part (the subclasses').
+    """
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.t_first: Optional[float] = None
+        self.t_last: Optional[float] = None
+        self.failed = False
+
+    def count(self) -> float:
+        """One more event reached the client now; returns the time stamp."""
+        t = time.time()
+        self.seen += 1
+        if self.t_first is None:
+            self.t_first = t
+        self.t_last = t
+        return t
+
+    def report(self, count: int, ok: bool) -> None:
+        """
+        Write the line of ``wait-events N`` (C{count}; C{ok}: N arrived in
+        time), then keep the events beyond N for the next one (none after
+        a timeout).
+        """
+        emit({
+            "cmd": "wait-events",
+            "wanted": count,
+            "seen": self.seen,
+            "timeout": not ok,
+            "t_first": self.t_first,
+            "t_last": self.t_last,
+        })
+        self.seen = self.seen - count if ok else 0
+        self.t_first = self.t_last = None

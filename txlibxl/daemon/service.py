@@ -43,8 +43,6 @@ seen.
 from __future__ import annotations
 
 import enum
-import errno
-from time import perf_counter
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
 from twisted.application.service import Service
@@ -55,16 +53,17 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txlibxl import errors
-from txlibxl.events import DiskEject, DomainDeath, DomainInfo, DomainShutdown
+from txlibxl.events import DomainInfo
 from txlibxl.loop.reactor_xenstore import XenstoreError, XenstoreWatcher
-from txlibxl.watches import WatchCancelled, WatchEnded
 
-from .discovery import DomainFilter, DomainKey, TrackedDomain, cdrom_vdevs, compare, name_path, vbd_path
+from .following import DomainFollowing, reason_name
+from .publishing import RecordPublishing
+from .discovery import DomainFilter, DomainKey, TrackedDomain
 from .metrics import Metrics
 from .records import EVENT_TYPES, EventRecord, SnapshotDomain
 from .sequence import MemorySequence
 from .recovery import Backoff
-from .sinks import IEventSink, IHostStatus, SinkClosed
+from .sinks import IEventSink, IHostStatus
 from .startup import StartupError
 
 __all__ = ["LibxlEventsService", "State"]
@@ -78,10 +77,6 @@ class State(enum.Enum):
     RUNNING = "running"
     RECOVERING = "recovering"
     STOPPING = "stopping"
-
-
-def _reason_name(reason: Any) -> str:
-    return reason.name.lower() if reason is not None else "unknown"
 
 
 def _state_of(info: DomainInfo) -> str:
@@ -117,7 +112,7 @@ def _default_xenstore() -> Any:
 
 
 @implementer(IHostStatus)
-class LibxlEventsService(Service):
+class LibxlEventsService(DomainFollowing, RecordPublishing, Service):
     """
     Follows the host's domains and publishes their events to C{sinks}.
 
@@ -292,7 +287,7 @@ class LibxlEventsService(Service):
                     "name": info.name if info.name is not None else (dom.name if dom else None),
                     "type": info.type,
                     "state": _state_of(info),
-                    "shutdown_reason": _reason_name(info.shutdown_reason) if info.shutdown else None,
+                    "shutdown_reason": reason_name(info.shutdown_reason) if info.shutdown else None,
                     "memory_kb": info.current_memkb,
                     "vcpus": info.vcpus_online,
                     "watched": bool(dom is not None and dom.watched),
@@ -553,179 +548,6 @@ class LibxlEventsService(Service):
         except Exception:
             self._log.failure("scanning the host's domains")
 
-    # -- discovery and reconciliation -----------------------------------------
-
-    def _scan(self, reconciling: bool) -> None:
-        """
-        Compare the host with the tracked domains and act on every
-        difference.  C{reconciling}: this is the first scan of a new
-        session after a recovery.
-        """
-        ctx = self._ctx
-        started = perf_counter()
-        snapshot = self._call("libxl_list_domain", ctx.list_domains)
-        self._last_snapshot = snapshot
-        changes = compare(self.tracked, snapshot, self.filter)
-        for dom in changes.gone:
-            if dom.watched:
-                continue  # its watch reports the death
-            del self.tracked[dom.key]
-            if not dom.dead:
-                dom.dead = True
-                self._publish("death", dom, reconciled=True, received=started)
-        for dom, info in changes.present:
-            if dom.name is None and info.name is not None:
-                dom.name = info.name
-            if not info.shutdown:
-                dom.shutdown_reported = None
-            if not dom.watched:
-                self._arm(dom, info, reconciling)
-        for info in changes.new:
-            dom = TrackedDomain(info.domid, info.uuid, info.name)
-            self.tracked[dom.key] = dom
-            self._publish("new", dom, reconciled=reconciling, received=started)
-            self._arm(dom, info, reconciling)
-        self._follow_names(snapshot)
-
-    def _follow_names(self, snapshot: Sequence[DomainInfo]) -> None:
-        """
-        Watch the name node of every domain whose name is not known yet (a
-        domain being built): a followed one gets its name for its next
-        records, and one the filter could not decide on is decided, as
-        soon as the name is written rather than at the next rescan.
-        """
-        if self._watcher is None:
-            return
-        nameless = {dom.domid for dom in self.tracked.values() if dom.name is None and not dom.dead}
-        nameless.update(
-            info.domid for info in snapshot if (info.domid, info.uuid) not in self.tracked and self.filter.undecided(info)
-        )
-        for domid in sorted(nameless - self._name_watches):
-            try:
-                self._call("xs_watch", self._watcher.watch, name_path(domid))
-            except XenstoreError as e:
-                self._log.warn("cannot watch domain {domid}'s name: {error}", domid=domid, error=e)
-                continue
-            self._name_watches.add(domid)
-        for domid in sorted(self._name_watches - nameless):
-            self._watcher.unwatch(name_path(domid))
-            self._name_watches.discard(domid)
-
-    def _arm(self, dom: TrackedDomain, info: DomainInfo, reconciling: bool) -> None:
-        ctx = self._ctx
-        dom.skip_repeat = None
-        dom.reconcile_next_shutdown = False
-        if info.shutdown:
-            reason = _reason_name(info.shutdown_reason)
-            if dom.shutdown_reported == reason:
-                dom.skip_repeat = reason
-            else:
-                dom.reconcile_next_shutdown = reconciling
-        try:
-            dom.watch = self._call("libxl_evenable_domain_death", ctx.watch_domain, dom.domid)
-        except errors.DomainNotFound:
-            # Gone since the scan: its death, as its watch would have said.
-            dom.watch = None
-            self._handle(dom, None, DomainDeath(dom.domid, dom.uuid), perf_counter())
-            return
-        except errors.LibxlError as e:
-            self._log.warn("cannot watch domain {domid}: {error}", domid=dom.domid, error=e)
-            dom.watch = None
-            return
-        self._follow(dom, dom.watch)
-        if self.disk_eject and self._watcher is not None:
-            self._watch_disks(dom)
-            self._arm_ejects(dom)
-
-    def _watch_disks(self, dom: TrackedDomain) -> None:
-        """Watch the domain's disk list, to arm CD-ROMs hot-plugged later."""
-        if self._watcher is None:
-            return
-        try:
-            self._call("xs_watch", self._watcher.watch, vbd_path(dom.domid))
-        except XenstoreError as e:
-            self._log.warn("cannot watch domain {domid}'s disks: {error}", domid=dom.domid, error=e)
-
-    def _unwatch_disks(self, dom: TrackedDomain) -> None:
-        if self._watcher is not None and not any(
-            d.domid == dom.domid and d is not dom and not d.dead for d in self.tracked.values()
-        ):
-            self._watcher.unwatch(vbd_path(dom.domid))
-
-    def _arm_ejects(self, dom: TrackedDomain) -> None:
-        """Watch each CD-ROM of C{dom} not watched yet; forget those that are gone."""
-        if self._watcher is None or self._ctx is None:
-            return
-        try:
-            vdevs = self._call("xs_read", cdrom_vdevs, self._watcher.connection, dom.domid)
-        except XenstoreError as e:
-            if getattr(e, "errno", None) == errno.ENOENT:
-                vdevs = []  # no disk (yet, or any more)
-            else:
-                self._log.warn("cannot list domain {domid}'s CD-ROMs: {error}", domid=dom.domid, error=e)
-                return
-        for vdev in [v for v in dom.ejects if v not in vdevs]:
-            dom.ejects.pop(vdev).cancel()
-        for vdev in vdevs:
-            if vdev in dom.ejects:
-                continue
-            try:
-                watch = self._call("libxl_evenable_disk_eject", self._ctx.watch_disk_eject, dom.domid, vdev)
-            except errors.LibxlError as e:
-                self._log.warn("cannot watch {vdev} of domain {domid}: {error}", vdev=vdev, domid=dom.domid, error=e)
-                continue
-            dom.ejects[vdev] = watch
-            self._follow(dom, watch)
-
-    def _follow(self, dom: TrackedDomain, watch: Any) -> None:
-        """Publish each event of C{watch} until it ends."""
-
-        ctx = self._ctx
-
-        def got(event: Any) -> None:
-            self._handle(dom, watch, event, perf_counter())
-            watch.next_event().addCallbacks(got, ended)
-
-        def ended(failure: Failure) -> None:
-            if failure.check(WatchEnded, WatchCancelled, errors.ContextClosed):
-                return  # the domain died, or the service let go of it
-            if failure.check(errors.LibxlDisaster, errors.ContextFailed):
-                if ctx is self._ctx:  # not a late word from a closed session
-                    self._session_failed(failure.value)
-                return
-            self._log.failure("watching domain {domid}", failure, domid=dom.domid)
-
-        watch.next_event().addCallbacks(got, ended)
-
-    def _handle(self, dom: TrackedDomain, watch: Any, event: Any, received: float) -> None:
-        current = self.tracked.get(dom.key) is dom
-        if isinstance(event, DomainShutdown):
-            if not current or dom.dead:
-                return
-            reason = _reason_name(event.reason)
-            if dom.skip_repeat == reason:
-                dom.skip_repeat = None
-                return
-            dom.skip_repeat = None
-            reconciled, dom.reconcile_next_shutdown = dom.reconcile_next_shutdown, False
-            dom.shutdown_reported = reason
-            self._publish("shutdown", dom, reason=reason, reconciled=reconciled, received=received)
-        elif isinstance(event, DomainDeath):
-            if dom.dead:
-                return
-            dom.dead = True
-            if current:
-                del self.tracked[dom.key]
-            for eject in dom.ejects.values():
-                eject.cancel()
-            dom.ejects = {}
-            if self.disk_eject:
-                self._unwatch_disks(dom)
-            self._publish("death", dom, received=received)
-        elif isinstance(event, DiskEject):
-            if current and not dom.dead:
-                self._publish("disk_eject", dom, vdev=event.vdev or getattr(watch, "vdev", None), received=received)
-
     # -- publishing ----------------------------------------------------------
 
     def request_snapshot(self) -> None:
@@ -762,74 +584,6 @@ class LibxlEventsService(Service):
             EventRecord(seq=seq, time=self.reactor.seconds(), type="snapshot", domid=None, uuid=None,
                         host=self.host_name, domains=domains)
         )
-
-    def _publish(
-        self,
-        kind: str,
-        dom: TrackedDomain,
-        *,
-        reason: Optional[str] = None,
-        vdev: Optional[str] = None,
-        reconciled: bool = False,
-        received: Optional[float] = None,
-    ) -> EventRecord:
-        """
-        Number C{dom}'s event, give it to every sink, and count it;
-        C{received} is when it reached the service (``perf_counter``), the
-        start of its latency.
-        """
-        try:
-            seq = self._sequence.next()
-        except OSError as e:
-            self._on_failure(f"cannot number record {kind} of domain {dom.domid}: {e}")
-            raise
-        self._published += 1
-        record = EventRecord(
-            seq=seq,
-            time=self.reactor.seconds(),
-            type=kind,
-            domid=dom.domid,
-            uuid=dom.uuid,
-            name=dom.name,
-            reason=reason,
-            vdev=vdev,
-            reconciled=reconciled,
-            host=self.host_name,
-        )
-        return self._emit(record, received)
-
-    def _emit(self, record: EventRecord, received: Optional[float] = None) -> EventRecord:
-        """Give C{record} to every sink, in order, and count it."""
-        self.metrics.count("txlibxl_events_total", record.type)
-        for sink in list(self.sinks):
-            try:
-                sink.publish(record)
-            except SinkClosed as e:
-                self._sink_closed(sink, e)
-            except Exception:
-                self.metrics.count("txlibxl_sink_errors_total", getattr(sink, "name", type(sink).__name__))
-                self._log.failure("the {sink} sink failed to take record {seq}", sink=getattr(sink, "name", sink), seq=record.seq)
-        if received is not None:
-            self.metrics.observe_latency(record.type, perf_counter() - received)
-        return record
-
-    def _sink_closed(self, sink: Any, why: SinkClosed) -> None:
-        """C{sink} has ended: forget it; with no sink left, stop."""
-        if sink in self.sinks:
-            self.sinks.remove(sink)
-        try:
-            sink.close()
-        except Exception:
-            pass
-        name = getattr(sink, "name", type(sink).__name__)
-        if self.sinks:
-            self._log.warn(
-                "the {sink} sink has ended: {why}; the other sinks go on", sink=name, why=why
-            )
-            return
-        self._log.warn("the {sink} sink has ended: {why}; no sink left, stopping", sink=name, why=why)
-        if self.reactor.running:
-            self.reactor.stop()
 
     def _call(self, name: str, function: Callable[..., Any], *args: Any) -> Any:
         """Call C{function}, counting it (and its failure) as C{name}."""

@@ -47,6 +47,8 @@ class RecordTests(TestCase):
             record(type="shutdown", reason="crash"),
             record(type="disk_eject", vdev="hdc"),
             record(name=None),
+            record(after="suspend"),
+            record(after="crash"),
         ):
             check_record(json.loads(r.to_json()))
 
@@ -106,6 +108,19 @@ class SchemaCheckTests(TestCase):
     def test_only_a_shutdown_has_a_reason(self) -> None:
         self.assertViolation({"type": "death"})
 
+    def test_only_a_death_says_what_it_came_after(self) -> None:
+        self.assertViolation({"after": "suspend"})
+        self.assertViolation({"type": "death", "reason": None, "after": "tired"})
+        self.assertViolation({"type": "new", "reason": None, "after": "suspend"})
+        check_record({**self.good(), "type": "death", "reason": None, "after": "suspend"})
+        check_record({**self.good(), "type": "death", "reason": None, "after": None})
+
+    def test_a_version_2_record_is_a_violation(self) -> None:
+        obj = self.good()
+        del obj["after"]
+        obj["schema"] = 2
+        self.assertRaises(SchemaViolation, check_record, obj)
+
     def test_a_disk_eject_needs_its_vdev_and_only_it_has_one(self) -> None:
         self.assertViolation({"type": "disk_eject", "reason": None, "vdev": None})
         self.assertViolation({"vdev": "hdc"})
@@ -122,6 +137,7 @@ class SchemaCheckTests(TestCase):
         self.assertViolation({"domains": []})
         snapshot = {"type": "snapshot", "reason": None, "domid": None, "uuid": None, "name": None, "domains": []}
         check_record({**self.good(), **snapshot})
+        self.assertRaises(SchemaViolation, check_record, {**self.good(), **snapshot, "after": "suspend"})
         self.assertRaises(SchemaViolation, check_record, {**self.good(), **snapshot, "domid": 3})
         self.assertRaises(SchemaViolation, check_record, {**self.good(), **snapshot, "domains": None})
         self.assertRaises(SchemaViolation, check_record, {**self.good(), **snapshot, "domains": [{"domid": 1}]})
@@ -134,7 +150,7 @@ class DocumentedSchemaTests(TestCase):
     def test_the_schema_in_the_docs_is_the_one_in_the_code(self) -> None:
         import os
 
-        path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "event-schema-v2.json")
+        path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "event-schema-v3.json")
         if not os.path.exists(path):
             self.skipTest(f"no docs in this installation ({path})")
         with open(path) as f:

@@ -12,6 +12,13 @@ domain being built has its name node watched until libxl writes it.  Each
 event of a watch becomes at most one record: a shutdown that was already
 published (libxl's new watch repeats it after a recovery) is dropped, a
 death ends the domain's other watches.
+
+A death carries ``after``, the reason of the shutdown published for the
+domain's standing shut-down state (``suspend`` when the domain was saved
+or migrated away, then destroyed by the toolstack), or ``None`` when the
+domain died without one (a destroy).  A domain seen running again by a
+scan (resumed after a suspend, e.g. a checkpoint or a failed migration)
+no longer has a standing shutdown.
 """
 from __future__ import annotations
 
@@ -76,7 +83,7 @@ class DomainFollowing:
             del self.tracked[dom.key]
             if not dom.dead:
                 dom.dead = True
-                self._publish("death", dom, reconciled=True, received=started)
+                self._publish("death", dom, after=dom.shutdown_reported, reconciled=True, received=started)
         for dom, info in changes.present:
             if dom.name is None and info.name is not None:
                 dom.name = info.name
@@ -225,7 +232,7 @@ class DomainFollowing:
             dom.ejects = {}
             if self.disk_eject:
                 self._unwatch_disks(dom)
-            self._publish("death", dom, received=received)
+            self._publish("death", dom, after=dom.shutdown_reported, received=received)
         elif isinstance(event, DiskEject):
             if current and not dom.dead:
                 self._publish("disk_eject", dom, vdev=event.vdev or getattr(watch, "vdev", None), received=received)

@@ -49,6 +49,7 @@ class RecordPublishing:
         *,
         reason: Optional[str] = None,
         vdev: Optional[str] = None,
+        after: Optional[str] = None,
         reconciled: bool = False,
         received: Optional[float] = None,
     ) -> EventRecord:
@@ -72,6 +73,7 @@ class RecordPublishing:
             name=dom.name,
             reason=reason,
             vdev=vdev,
+            after=after,
             reconciled=reconciled,
             host=self.host_name,
         )

@@ -7,14 +7,21 @@ of the Server-Sent Events stream.  Its shape is versioned:
 :data:`SCHEMA_VERSION` is in every record (``"schema"``), and
 :data:`EVENT_SCHEMA` is the JSON Schema (draft 2020-12) that
 ``docs/plugin.rst`` documents.  A change that removes or redefines a field
-bumps the version; adding an optional field does not.
+bumps the version, and so does adding a field: the schema lists every
+field as required and allows no other (``additionalProperties`` is
+false), so a validator of the previous version rejects a record with one
+more field.  A new ``type`` value would be rejected the same way.
 
-Version 2 (this one) differs from version 1 in three ways: every record
-names its ``host``; a ``snapshot`` record lists the host's domains
-(``domains``), and so has no single domain (``domid`` and ``uuid`` are
-``null`` there, which redefines two fields and is why the version was
-bumped).  A reader of version 1 records can read version 2 domain events
-unchanged apart from the version number and the new fields.
+Version 3 (this one) adds ``after`` to every record: for a ``death``, the
+reason of the shutdown the service saw the domain in when it died
+(``suspend`` for a domain saved or migrated away, ``crash``, ``poweroff``...),
+``null`` if it saw none (a destroy); ``null`` for every other type.
+Nothing else changed: a reader of version 2 reads version 3 by accepting
+the version number and the one field.
+
+Version 2 differed from version 1 in three ways: every record names its
+``host``; a ``snapshot`` record lists the host's domains (``domains``),
+and so has no single domain (``domid`` and ``uuid`` are ``null`` there).
 
 :func:`check_record` checks a decoded object against the schema (the
 rules of :data:`EVENT_SCHEMA`, without needing a JSON Schema library) and
@@ -46,7 +53,7 @@ __all__ = [
 ]
 
 #: The version of the record shape; in every record as ``"schema"``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: ``type`` values of domain events: the service started watching a domain
 #: (``new``), the domain shut down, died, or ejected a CD-ROM's medium.
@@ -79,15 +86,15 @@ _SNAPSHOT_DOMAIN: Dict[str, Any] = {
     },
 }
 
-#: The JSON Schema of a version-2 record.
+#: The JSON Schema of a version-3 record.
 EVENT_SCHEMA: Dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://txlibxl.invalid/schema/libxl-events/2",
-    "title": "txlibxl libxl-events record, version 2",
+    "$id": "https://txlibxl.invalid/schema/libxl-events/3",
+    "title": "txlibxl libxl-events record, version 3",
     "type": "object",
     "additionalProperties": False,
     "required": ["schema", "host", "seq", "time", "type", "domid", "uuid", "name", "reason", "vdev",
-                 "reconciled", "domains"],
+                 "reconciled", "domains", "after"],
     "properties": {
         "schema": {"const": SCHEMA_VERSION},
         "host": {"type": "string", "minLength": 1},
@@ -101,10 +108,12 @@ EVENT_SCHEMA: Dict[str, Any] = {
         "vdev": {"type": ["string", "null"]},
         "reconciled": {"type": "boolean"},
         "domains": {"type": ["array", "null"], "items": _SNAPSHOT_DOMAIN},
+        "after": {"enum": list(SHUTDOWN_REASONS) + [None]},
     },
     "allOf": [
         {"if": {"properties": {"type": {"const": "shutdown"}}}, "then": {"properties": {"reason": {"type": "string"}}}},
         {"if": {"properties": {"type": {"not": {"const": "shutdown"}}}}, "then": {"properties": {"reason": {"const": None}}}},
+        {"if": {"properties": {"type": {"not": {"const": "death"}}}}, "then": {"properties": {"after": {"const": None}}}},
         {"if": {"properties": {"type": {"const": "disk_eject"}}}, "then": {"properties": {"vdev": {"type": "string"}}}},
         {"if": {"properties": {"type": {"not": {"const": "disk_eject"}}}}, "then": {"properties": {"vdev": {"const": None}}}},
         {
@@ -154,6 +163,9 @@ class EventRecord:
     died, or appeared, while it was not watching) rather than saw happen.
     ``host`` names the host the service follows; ``domains`` is set for a
     ``snapshot`` only (whose ``domid`` and ``uuid`` are ``None``).
+    ``after`` is set for a ``death`` only: the reason of the shutdown the
+    service had published for the domain's last shut-down state when it
+    died (``None``: it saw the domain die without a standing shutdown).
     """
 
     seq: int
@@ -167,6 +179,7 @@ class EventRecord:
     reconciled: bool = False
     host: str = "localhost"
     domains: Optional[Tuple[SnapshotDomain, ...]] = None
+    after: Optional[str] = None
 
     def as_dict(self) -> Dict[str, Any]:
         """The record as its JSON object (schema :data:`SCHEMA_VERSION`)."""
@@ -183,6 +196,7 @@ class EventRecord:
             "vdev": self.vdev,
             "reconciled": self.reconciled,
             "domains": [d.as_dict() for d in self.domains] if self.domains is not None else None,
+            "after": self.after,
         }
 
     def to_json(self) -> str:
@@ -256,6 +270,11 @@ def _check_domain_event(obj: Dict[str, Any]) -> None:
             raise SchemaViolation(f"a shutdown's reason must be one of {SHUTDOWN_REASONS}, not {obj['reason']!r}")
     elif obj["reason"] is not None:
         raise SchemaViolation(f"reason is null except for a shutdown, not {obj['reason']!r}")
+    if obj["type"] == "death":
+        if obj["after"] not in SHUTDOWN_REASONS + (None,):
+            raise SchemaViolation(f"a death's after must be one of {SHUTDOWN_REASONS} or null, not {obj['after']!r}")
+    elif obj["after"] is not None:
+        raise SchemaViolation(f"after is null except for a death, not {obj['after']!r}")
     if obj["type"] == "disk_eject":
         if not isinstance(obj["vdev"], str) or not obj["vdev"]:
             raise SchemaViolation(f"a disk_eject's vdev must be a non-empty string, not {obj['vdev']!r}")
@@ -264,7 +283,7 @@ def _check_domain_event(obj: Dict[str, Any]) -> None:
 
 
 def _check_snapshot(obj: Dict[str, Any]) -> None:
-    for field in ("domid", "uuid", "name", "reason", "vdev"):
+    for field in ("domid", "uuid", "name", "reason", "vdev", "after"):
         if obj[field] is not None:
             raise SchemaViolation(f"a snapshot's {field} is null, not {obj[field]!r}")
     if obj["reconciled"]:

@@ -32,7 +32,7 @@ class FleetState:
         self._listeners: List[Listener] = []
 
     def apply(self, record: Dict[str, Any]) -> None:
-        """Take one delivered record (a decoded schema-2 object)."""
+        """Take one delivered record (a decoded record of schema 2 or 3: the fields read here are the same in both)."""
         host_name = record.get("host")
         if not isinstance(host_name, str):
             return

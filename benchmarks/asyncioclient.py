@@ -30,11 +30,10 @@ import os
 import sys
 from typing import Any, List, Optional, Sequence
 
-from .clientcommon import EventTally, Usage, collector, emit, parse_storm, redirect_paths, rusage_line
+from .clientcommon import EventTally, Usage, collector, emit, emit_event, parse_storm, redirect_paths, rusage_line
 
 __all__ = ["main", "AsyncioClient", "parse", "reactor_imported"]
 
-_EVENT_NAMES = {"DomainShutdown": "domain_shutdown", "DomainDeath": "domain_death"}
 
 
 def parse(argv: Sequence[str]) -> List[tuple]:
@@ -78,12 +77,7 @@ class AsyncioClient(EventTally):
         t = self.count()
         kind = type(event).__name__
         if not self.quiet:
-            line = {"event": _EVENT_NAMES.get(kind, kind), "t": t, "domid": event.domid, "uuid": event.uuid}
-            reason = getattr(event, "reason", None)
-            if reason is not None:
-                line["shutdown_reason"] = reason.name.lower()
-            emit(line)
-            sys.stdout.flush()
+            emit_event(event, t)
         if kind != "DomainDeath":
             self._follow(watch)
         if self._wanted is not None and self.seen >= self._wanted and self._waiting is not None:

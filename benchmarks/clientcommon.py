@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["OPS", "Usage", "parse", "emit", "rss_kb", "CollectorClock", "collector", "rusage_line",
+__all__ = ["OPS", "Usage", "parse", "emit", "emit_event", "rss_kb", "CollectorClock", "collector", "rusage_line",
            "redirect_paths", "EventTally", "STORM_COMMANDS", "parse_storm"]
 
 OPS = ("shutdown", "reboot", "destroy", "pause", "unpause")
@@ -119,6 +119,20 @@ def parse_storm(argv: Sequence[str], prog: str) -> List[tuple]:
 def emit(line: Dict[str, Any]) -> None:
     """Write C{line} to stdout as one compact JSON line (not flushed)."""
     sys.stdout.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+
+_EVENT_NAMES = {"DomainShutdown": "domain_shutdown", "DomainDeath": "domain_death"}
+
+
+def emit_event(event: Any, t: float) -> None:
+    """Print C{event}, reached its waiter at C{t}, as cclient prints an event line."""
+    kind = type(event).__name__
+    line = {"event": _EVENT_NAMES.get(kind, kind), "t": t, "domid": event.domid, "uuid": event.uuid}
+    reason = getattr(event, "reason", None)
+    if reason is not None:
+        line["shutdown_reason"] = reason.name.lower()
+    emit(line)
+    sys.stdout.flush()
 
 
 def rss_kb() -> int:

@@ -48,6 +48,7 @@ from .clientcommon import (  # noqa: F401 (the helpers' old home: re-exported)
     Usage,
     collector,
     emit,
+    emit_event,
     parse,
     redirect_paths,
     rss_kb,
@@ -56,7 +57,6 @@ from .clientcommon import (  # noqa: F401 (the helpers' old home: re-exported)
 
 __all__ = ["main", "run_client", "Client", "EventCounter", "CollectorClock", "collector"]
 
-_EVENT_NAMES = {"DomainShutdown": "domain_shutdown", "DomainDeath": "domain_death"}
 
 
 class EventCounter(EventTally):
@@ -123,12 +123,7 @@ class Client(EventCounter):
         t = self.count()
         kind = type(event).__name__
         if not self.quiet:
-            line = {"event": _EVENT_NAMES.get(kind, kind), "t": t, "domid": event.domid, "uuid": event.uuid}
-            reason = getattr(event, "reason", None)
-            if reason is not None:
-                line["shutdown_reason"] = reason.name.lower()
-            emit(line)
-            sys.stdout.flush()
+            emit_event(event, t)
         if kind != "DomainDeath":
             self._follow(watch)
         self.resume_waiter()

@@ -10,7 +10,7 @@ Plain TCP is refused unless asked for by name (``allow_plain_tcp``).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Set
+from typing import Any, Callable, Optional, Set, Tuple
 
 from twisted.internet import defer
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, UNIXServerEndpoint
@@ -24,6 +24,10 @@ from . import protocol as p
 from .errors import MigrationCancelled, MigrationFailed
 
 _log = Logger()
+
+#: The end of the temporary name of a domain migrated into a host that has
+#: a domain of its name (the source, migrating to its own host).
+INCOMING = "--incoming"
 
 __all__ = ["MigrationListener", "listen_for_migrations", "migration_endpoint", "tls_server_options"]
 
@@ -43,6 +47,9 @@ class _Receiver(p.FrameProtocol):
         self._pipe: Optional[p.PipeWriter] = None
         self._read_end = -1
         self._restore: Optional[defer.Deferred] = None
+        #: (the domid holding the domain's name here, the name), when the
+        #: domain is restored under a temporary name (see _start_restore).
+        self._renaming: Optional[Tuple[int, str]] = None
 
     def connectionMade(self) -> None:
         self.listener._incoming.add(self)
@@ -115,8 +122,27 @@ class _Receiver(p.FrameProtocol):
         self.state = "streaming"
         if len(head) > HEAD_SIZE:
             self._pipe.write(head[HEAD_SIZE:])
-        self._restore = self.ctx._restore(self.config, r, head=head[:HEAD_SIZE])
+        self._restore = self.ctx._restore(self._config_here(), r, head=head[:HEAD_SIZE])
         self._restore.addCallbacks(self._restored, self._restore_failed)
+
+    def _config_here(self) -> Any:
+        """
+        The configuration to restore on this host.  A domain of this host
+        with the same name (the source itself, migrating to its own host,
+        as ``xl migrate localhost``) would make libxl refuse the restore:
+        the domain is restored as ``NAME--incoming`` and renamed once that
+        domain is gone (the source destroys it after *done*).
+        """
+        name = (self.config.get("c_info") or {}).get("name")
+        if not name:
+            return self.config
+        try:
+            holder = self.ctx.name_to_domid(name)
+        except errors.LibxlError:
+            return self.config
+        self._renaming = (holder, name)
+        config = dict(self.config, c_info=dict(self.config["c_info"], name=name + INCOMING))
+        return config
 
     def _pipe_lost(self, reason: Failure) -> None:
         self._pipe = None
@@ -153,8 +179,20 @@ class _Receiver(p.FrameProtocol):
         except Exception as e:
             self._fail(MigrationFailed(f"cannot unpause the restored domain: {e}", "target"))
             return
+        if self._renaming is not None:
+            holder, name = self._renaming
+            watch = self.ctx.watch_domain(holder)
         self.state = "done"
         self.send(p.DONE, domid=self.domid)
+        if self._renaming is not None:
+            try:
+                yield watch.when_dead()
+                self.ctx.rename(self.domid, name, name + INCOMING)
+            except Exception as e:
+                _log.warn("the migrated domain {domid} keeps its name {name!r}: {error}",
+                          domid=self.domid, name=name + INCOMING, error=e)
+            finally:
+                watch.cancel()
         self.listener._arrived(self.domid, self.config)
 
     # -- the end ---------------------------------------------------------

@@ -332,6 +332,18 @@ class ConcurrentTests(MigrationTestCase):
         self.assertEqual(sorted(g["domid"] for g in guests), sorted(there))
         self.assertEqual(sorted(e["domid"] for e in self.peer.events if e["event"] == "arrived"), sorted(there))
         yield self.assertQuiet()
+        # And back, all at once: neither host keeps an fd, timer or child.
+        back = f"unix:path={os.path.join(self.sockets, 'a.sock')}"
+        listener = yield listen_for_migrations(self.ctx, unix=os.path.join(self.sockets, "a.sock"))
+        self.addCleanup(listener.stop)
+        replies = yield defer.gatherResults([self.peer.call("migrate", domid=d, endpoint=back) for d in there],
+                                            consumeErrors=True)
+        self.assertEqual([r.get("ok") for r in replies], ["migrated"] * self.COUNT, replies)
+        self.assertEqual(sorted(g.uuid for g in self.guests()), sorted(domids.values()))
+        yield self.assertPeerQuiet()
+        yield defer.gatherResults([self.ctx.destroy(g.domid) for g in self.guests()], consumeErrors=True)
+        yield self.assertNothingLeft()
+        yield self.assertQuiet()
 
 
 class SameHostTests(MovingTestCase):

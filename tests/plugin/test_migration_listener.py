@@ -117,7 +117,9 @@ class _Daemon:
     @defer.inlineCallbacks
     def start(self, host: Any) -> Any:
         args = TWISTD + ["-n", "--pidfile=", "--logfile", os.path.join(self.tmp, "twistd.log"), "libxl-events",
-                         "--output", self.jsonl, "--ready-file", self.ready, "--rescan-interval", "1"]
+                         "--output", self.jsonl, "--ready-file", self.ready, "--rescan-interval", "1",
+                         # Its own: the default one is for one daemon per host.
+                         "--state-dir", os.path.join(self.tmp, "state")]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (CHECKOUT, env.get("PYTHONPATH")) if p)
         env.update(host.environment(preload=True))

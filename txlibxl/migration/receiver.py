@@ -110,6 +110,7 @@ class _Receiver(p.FrameProtocol):
             self._fail(InvalidSaveStream(reason))
             return
         r, w = os.pipe2(os.O_CLOEXEC)
+        p.enlarge_pipe(w)
         self._read_end = r
         # The checked start goes into the empty pipe at once (it is far
         # below PIPE_BUF, so it is written whole): however soon the

@@ -90,6 +90,7 @@ class _Sender(p.FrameProtocol):
     def _start_save(self) -> None:
         self.state = "streaming"
         r, w = os.pipe2(os.O_CLOEXEC)
+        p.enlarge_pipe(w)
         self._write_end = w
         self._pipe = p.PipeReader(self.ctx._reactor, r, self._data, self._pipe_ended)
         self.transport.registerProducer(self._pipe, True)
@@ -123,8 +124,9 @@ class _Sender(p.FrameProtocol):
             os.close(w)
 
     def _data(self, data: bytes) -> None:
-        for start in range(0, len(data), p.MAX_DATA):
-            self.transport.write(p.frame(p.DATA, data[start:start + p.MAX_DATA]))
+        # One frame per read of the pipe (at most PIPE_SIZE, below
+        # MAX_DATA), its header written beside it rather than joined to it.
+        self.transport.writeSequence([p.header(p.DATA, len(data)), data])
 
     def _pipe_ended(self, reason: Failure) -> None:
         self._pipe = None

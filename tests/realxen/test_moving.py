@@ -87,6 +87,10 @@ class SaveRestoreTests(MovingTestCase):
 
 
 class LocalMigrationTests(MovingTestCase):
+    # libxl's and libxc's messages (the save helper's, through libxl) of
+    # the migration go to dom0's console: what a failure says is there.
+    log_level = "debug"
+
     def test_a_pv_guest_migrates_live_to_this_host_and_runs_there(self) -> Any:
         return defer.ensureDeferred(self._migrate())
 
@@ -102,7 +106,11 @@ class LocalMigrationTests(MovingTestCase):
         self.addCleanup(listener.stop)
         fired: List[Any] = []
         started = reactor.seconds()
-        there = await _once(self.ctx.migrate(domid, f"unix:path={path}"), fired)
+        self.tracing = True
+        try:
+            there = await _once(self.ctx.migrate(domid, f"unix:path={path}"), fired)
+        finally:
+            self.tracing = False
         self.timed("live migration to localhost", started)
         self.guests.names[there] = name
         self.assertEqual(fired, [there])

@@ -7,7 +7,8 @@ the call to its Deferred firing, on the epoll reactor).
 
 Commands: ``create`` (``config``, ``image_kb``: a running guest with a
 memory image of that size), ``config`` (``domid``), ``save`` (``domid``,
-``path``; ``live``, ``then`` as :meth:`~txlibxl.context.Context.save`'s), ``restore`` (``config``, ``path``; unpaused), ``listen``
+``path``; ``live``, ``then`` as :meth:`~txlibxl.context.Context.save`'s), ``save_to_pipe`` (``domid``: a live checkpoint into a pipe a thread
+drains; its ``t`` and ``bytes``), ``restore`` (``config``, ``path``; unpaused), ``listen``
 (``unix``), ``migrate`` (``domid``, ``endpoint``), ``destroy``
 (``domid``), ``stop``.
 """
@@ -38,6 +39,35 @@ class Client(LineReceiver):
         d.addCallbacks(lambda reply: self.say(id=request["id"], **reply),
                        lambda f: self.say(id=request["id"], error=f"{type(f.value).__name__}: {f.value}"))
 
+    async def save_to_pipe(self, domid: int) -> float:
+        """A live checkpoint of C{domid} into a pipe that a thread drains
+        (what libxl and its helper manage alone): its seconds."""
+        import threading
+
+        from txlibxl.migration.protocol import PIPE_SIZE, enlarge_pipe
+
+        r, w = os.pipe2(os.O_CLOEXEC)
+        enlarge_pipe(w)
+        self.drained = 0
+
+        def drain() -> None:
+            while True:
+                data = os.read(r, PIPE_SIZE)
+                if not data:
+                    break
+                self.drained += len(data)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        started = time.monotonic()
+        try:
+            await self.ctx.save(domid, w, live=True, then="resume")
+        finally:
+            os.close(w)
+            reader.join()
+            os.close(r)
+        return time.monotonic() - started
+
     def say(self, **fields: Any) -> None:
         self.transport.write(json.dumps(fields).encode() + b"\n")
 
@@ -54,6 +84,8 @@ class Client(LineReceiver):
         if cmd == "save":
             await self.ctx.save(r["domid"], r["path"], live=r.get("live", False), then=r.get("then", "destroy"))
             return {"t": time.monotonic() - started}
+        if cmd == "save_to_pipe":
+            return {"t": await self.save_to_pipe(r["domid"]), "bytes": self.drained}
         if cmd == "restore":
             domid = await self.ctx.restore(r["config"], r["path"])
             t = time.monotonic() - started

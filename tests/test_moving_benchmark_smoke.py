@@ -22,11 +22,11 @@ class MovingBenchmarkSmokeTests(TestCase):
         self.assertGreater(results["stream_bytes"], 2048 * 1024)
         self.assertGreater(results["live_stream_bytes"], results["stream_bytes"])
         r = results["results"]
-        for key in ("xl_save_s", "xl_restore_s", "txlibxl_save_s", "txlibxl_restore_s", "copy_s"):
+        for key in ("xl_save_s", "xl_restore_s", "txlibxl_save_s", "txlibxl_restore_s", "copy_s", "pipe_save_s"):
             self.assertEqual(len(r[key]["runs"]), 1, key)
             self.assertGreater(r[key]["median"], 0, key)
         self.assertEqual(len(r["migration_s"]["runs"]), 2)  # there and back
-        for key in ("save_ratio", "restore_ratio", "migration_to_copy_ratio"):
+        for key in ("save_ratio", "restore_ratio", "migration_to_copy_ratio", "migration_to_pipe_save_ratio"):
             self.assertGreater(r[key], 0, key)
         self.assertEqual(len(results["machine"]["load_before"]), 3)
         self.assertIn(".. list-table::", render_inc(results))

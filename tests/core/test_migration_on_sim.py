@@ -374,3 +374,19 @@ class SameHostTests(MovingTestCase):
         self.assertEqual((info["marker"], info["state"]), ("at home", "running"))
         yield self.ctx.destroy(there)
         yield self.assertQuiet()
+
+    @defer.inlineCallbacks
+    def test_a_migration_that_is_not_live_arrives_the_same(self) -> Any:
+        sockets = tempfile.mkdtemp(prefix="txm", dir="/tmp")
+        self.addCleanup(shutil.rmtree, sockets, True)
+        path = os.path.join(sockets, "self.sock")
+        listener = yield listen_for_migrations(self.ctx, unix=path)
+        self.addCleanup(listener.stop)
+        domid, config = yield self.guest("suspended first", image_kb=2048)
+        there = yield self.ctx.migrate(domid, f"unix:path={path}", live=False)
+        info = yield self.host.control.info(there)
+        self.assertEqual((info["marker"], info["state"], info["uuid"]),
+                         ("suspended first", "running", config["c_info"]["uuid"]))
+        yield self.until(lambda: [g.domid for g in self.guests()] == [there])
+        yield self.ctx.destroy(there)
+        yield self.assertQuiet()

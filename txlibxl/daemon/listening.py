@@ -50,7 +50,7 @@ def private_unix_endpoint(description: str) -> str:
 class ListeningService(Service):
     """
     Listens with C{factory} on the endpoint C{description} while running;
-    :attr:`address` is the bound address as an endpoint string
+    ``address`` is the bound address as an endpoint string
     (``tcp:127.0.0.1:8080``, ``unix:/run/x.sock``) once listening.
 
     It binds in ``privilegedStartService`` (before twistd sheds privileges
@@ -82,7 +82,7 @@ class ListeningService(Service):
         self._listening: List[defer.Deferred] = []
 
     def when_listening(self) -> defer.Deferred:
-        """Fires with :attr:`address` once bound (fails if binding failed)."""
+        """Fires with ``address`` once bound (fails if binding failed)."""
         if self.address is not None:
             return defer.succeed(self.address)
         d: defer.Deferred = defer.Deferred()

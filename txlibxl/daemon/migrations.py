@@ -126,8 +126,7 @@ def check_migration_options(options: Dict[str, Any]) -> None:
     """
     Check the migration options of C{options} (``postOptions``); sets
     ``options["migration-spec"]`` (a :class:`MigrationSpec` or ``None``).
-
-    :raises usage.UsageError: see the module docstring.
+    What the module docstring refuses raises twisted's ``UsageError``.
     """
     options["migration-spec"] = None
     description = options.get("accept-migrations")

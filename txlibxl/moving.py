@@ -178,15 +178,16 @@ class MovingMixin(BuildingMixin):
             "libxl_domain_resume", domid, lambda op: self._ctx.domain_resume(domid, op.op_id, True)
         )
 
-    def migrate(self, domid: int, endpoint: str) -> Any:
+    def migrate(self, domid: int, endpoint: str, live: bool = True) -> Any:
         """
         Live-migrate domain C{domid} to the migration listener at
-        C{endpoint} (a Twisted client endpoint string):
+        C{endpoint} (a Twisted client endpoint string); with C{live}
+        false, suspended for the whole transfer:
         :func:`txlibxl.migration.migrate`.
         """
         from .migration import migrate
 
-        return migrate(self, domid, endpoint)
+        return migrate(self, domid, endpoint, live=live)
 
     def restore(
         self,

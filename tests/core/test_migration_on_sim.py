@@ -332,3 +332,61 @@ class ConcurrentTests(MigrationTestCase):
         self.assertEqual(sorted(g["domid"] for g in guests), sorted(there))
         self.assertEqual(sorted(e["domid"] for e in self.peer.events if e["event"] == "arrived"), sorted(there))
         yield self.assertQuiet()
+        # And back, all at once: neither host keeps an fd, timer or child.
+        back = f"unix:path={os.path.join(self.sockets, 'a.sock')}"
+        listener = yield listen_for_migrations(self.ctx, unix=os.path.join(self.sockets, "a.sock"))
+        self.addCleanup(listener.stop)
+        replies = yield defer.gatherResults([self.peer.call("migrate", domid=d, endpoint=back) for d in there],
+                                            consumeErrors=True)
+        self.assertEqual([r.get("ok") for r in replies], ["migrated"] * self.COUNT, replies)
+        self.assertEqual(sorted(g.uuid for g in self.guests()), sorted(domids.values()))
+        yield self.assertPeerQuiet()
+        yield defer.gatherResults([self.ctx.destroy(g.domid) for g in self.guests()], consumeErrors=True)
+        yield self.assertNothingLeft()
+        yield self.assertQuiet()
+
+
+class SameHostTests(MovingTestCase):
+    """A migration to the source's own host (as ``xl migrate localhost``):
+    the domain is restored as NAME--incoming beside its source and takes
+    its name once the source's copy is gone."""
+
+    @defer.inlineCallbacks
+    def test_a_domain_migrates_to_its_own_host_and_keeps_its_name(self) -> Any:
+        sockets = tempfile.mkdtemp(prefix="txm", dir="/tmp")
+        self.addCleanup(shutil.rmtree, sockets, True)
+        path = os.path.join(sockets, "self.sock")
+        arrived: List[Any] = []
+        listener = yield listen_for_migrations(self.ctx, unix=path, on_arrival=lambda d, c: arrived.append(d))
+        self.addCleanup(listener.stop)
+        domid, config = yield self.guest("at home", image_kb=2048)
+        name = config["c_info"]["name"]
+        fired: List[int] = []
+        d = self.ctx.migrate(domid, f"unix:path={path}")
+        d.addCallback(lambda there: fired.append(there) or there)
+        there = yield d
+        yield self.until(lambda: arrived == [there])
+        self.assertEqual(fired, [there])
+        self.assertNotEqual(there, domid)
+        [guest] = self.guests()
+        self.assertEqual((guest.domid, guest.name, guest.uuid), (there, name, config["c_info"]["uuid"]))
+        info = yield self.host.control.info(there)
+        self.assertEqual((info["marker"], info["state"]), ("at home", "running"))
+        yield self.ctx.destroy(there)
+        yield self.assertQuiet()
+
+    @defer.inlineCallbacks
+    def test_a_migration_that_is_not_live_arrives_the_same(self) -> Any:
+        sockets = tempfile.mkdtemp(prefix="txm", dir="/tmp")
+        self.addCleanup(shutil.rmtree, sockets, True)
+        path = os.path.join(sockets, "self.sock")
+        listener = yield listen_for_migrations(self.ctx, unix=path)
+        self.addCleanup(listener.stop)
+        domid, config = yield self.guest("suspended first", image_kb=2048)
+        there = yield self.ctx.migrate(domid, f"unix:path={path}", live=False)
+        info = yield self.host.control.info(there)
+        self.assertEqual((info["marker"], info["state"], info["uuid"]),
+                         ("suspended first", "running", config["c_info"]["uuid"]))
+        yield self.until(lambda: [g.domid for g in self.guests()] == [there])
+        yield self.ctx.destroy(there)
+        yield self.assertQuiet()

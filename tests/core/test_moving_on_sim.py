@@ -194,3 +194,31 @@ class CancelledRestoreTests(MovingTestCase):
         yield failure.settled
         yield self.until(lambda: self.guests() == [])
         yield self.assertQuiet()
+
+
+class ManyTests(MovingTestCase):
+    timeout = 300
+    COUNT = 20
+
+    @defer.inlineCallbacks
+    def test_twenty_saves_and_restores_at_once_leave_no_fd_timer_or_child(self) -> Any:
+        saved = {}
+        for i in range(self.COUNT):
+            domid = yield self.running(self.config(name=f"s{i}", memory_kb=16384))
+            yield self.host.control.guest_image(domid, 1024)
+            yield self.host.control.guest_marker(domid, f"guest {i}")
+            saved[domid] = (yield self.ctx.domain_config(domid)), os.path.join(self.files, f"s{i}.save")
+        yield defer.gatherResults([self.ctx.save(d, path) for d, (_, path) in saved.items()], consumeErrors=True)
+        self.assertEqual(self.guests(), [])
+        yield self.assertQuiet()
+        restored = yield defer.gatherResults([self.ctx.restore(c, path) for c, path in saved.values()],
+                                             consumeErrors=True)
+        self.assertEqual(len(set(restored)), self.COUNT)
+        markers = []
+        for domid in restored:
+            info = yield self.host.control.info(domid)
+            markers.append(info["marker"])
+        self.assertEqual(sorted(markers), sorted(f"guest {i}" for i in range(self.COUNT)))
+        yield defer.gatherResults([self.ctx.destroy(d) for d in restored], consumeErrors=True)
+        yield self.assertNothingLeft()
+        yield self.assertQuiet()

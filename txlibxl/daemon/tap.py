@@ -3,8 +3,10 @@
 
 :class:`Options` parses the command line; :func:`makeService` builds a
 :class:`DaemonService` holding one listening service per ``--listen``
-endpoint, the :class:`~txlibxl.daemon.service.LibxlEventsService` and the
-``--ready-file`` writer.  The plugin file
+endpoint (:mod:`txlibxl.daemon.listening`), the
+:class:`~txlibxl.daemon.service.LibxlEventsService`, the
+``--accept-migrations`` listener (:mod:`txlibxl.daemon.migrations`) and
+the ``--ready-file`` writer.  The plugin file
 ``twisted/plugins/txlibxl_events.py`` only names this module.
 
 Start-up either succeeds or ends the process with a non-zero status and
@@ -19,16 +21,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.python.failure import Failure
 
+from .listening import PRIVATE_SOCKET_MODE, ListeningService, _fail_by_logging, _is_unix, _reason, private_unix_endpoint
 from .logs import LOG_LEVELS as DAEMON_LOG_LEVELS
+from .migrations import MIGRATION_PARAMETERS, check_migration_options, make_migration_service
 from .sinks.amqp_options import AMQP_PARAMETERS, check_amqp_options, make_amqp_sink
 from .startup import EXIT_FAILURE, NoXenError, ProcessExit, StartupError, usage_failed
 
@@ -106,12 +108,15 @@ class Options(usage.Options):
         ["ready-file", None, None, "Write a JSON file with the pid and bound addresses once running."],
         ["state-dir", None, None, "Where seq is kept, never to be reused (default: " + "/var/lib/txlibxl-events; with --simulate, a temporary directory)."],
         ["listen-group", None, None, "Give the unix: sockets to this group (with mode=660 in the endpoint, its members may connect)."],
-    ] + AMQP_PARAMETERS
+    ] + AMQP_PARAMETERS + MIGRATION_PARAMETERS
     compData = usage.Completions(
         optActions={
             "output": usage.CompleteFiles(),
             "simulate-rundir": usage.CompleteDirs(),
             "state-dir": usage.CompleteDirs(),
+            "migration-cert": usage.CompleteFiles(),
+            "migration-key": usage.CompleteFiles(),
+            "migration-ca": usage.CompleteFiles(),
             "libxl-log-level": usage.CompleteList(LOG_LEVELS),
             "log-level": usage.CompleteList(DAEMON_LOG_LEVELS),
         }
@@ -210,155 +215,15 @@ class Options(usage.Options):
             if not xen_available():
                 raise NoXenError(NO_XEN_MESSAGE.format(markers=" and ".join(XEN_MARKERS)))
         check_amqp_options(self)
+        check_migration_options(self)
         if not self["listen"] and self["output"] is None and self["amqp"] is None:
             self["output"] = "-"
 
 
-def _fail_by_logging(reason: str) -> None:
-    _log.critical("{reason}", reason=reason)
-
-
-#: The mode of a ``unix:`` listening socket whose endpoint gives none:
-#: only the daemon's own user may connect.
-PRIVATE_SOCKET_MODE = "600"
-
-
-def _is_unix(description: str) -> bool:
-    return description.split(":", 1)[0].strip().lower() == "unix"
-
-
-def private_unix_endpoint(description: str) -> str:
-    """
-    C{description}, with ``mode=600`` added if it is a ``unix:`` endpoint
-    that names no mode (Twisted's default is 0666: anyone on the host).
-    """
-    if not _is_unix(description):
-        return description
-    # Parameters are separated by unescaped colons (Twisted's endpoint syntax).
-    params = re.split(r"(?<!\\):", description)[1:]
-    if any(p.strip().startswith("mode=") for p in params):
-        return description
-    return f"{description}:mode={PRIVATE_SOCKET_MODE}"
-
-
-class ListeningService(Service):
-    """
-    Listens with C{factory} on the endpoint C{description} while running;
-    :attr:`address` is the bound address as an endpoint string
-    (``tcp:127.0.0.1:8080``, ``unix:/run/x.sock``) once listening.
-
-    It binds in ``privilegedStartService`` (before twistd sheds privileges
-    with ``--uid``, and before any other service starts).  A failure to
-    bind is given to C{on_failure} as one line.
-    """
-
-    def __init__(
-        self,
-        reactor: Any,
-        description: str,
-        factory: Any,
-        on_failure: Callable[[str], None] = _fail_by_logging,
-        group: Optional[int] = None,
-    ) -> None:
-        self._reactor = reactor
-        self.description = description
-        self._group = group
-        self._factory = factory
-        self._on_failure = on_failure
-        self._port: Any = None
-        self._binding: Optional[defer.Deferred] = None
-        self.address: Optional[str] = None
-        self._listening: List[defer.Deferred] = []
-
-    def when_listening(self) -> defer.Deferred:
-        """Fires with :attr:`address` once bound (fails if binding failed)."""
-        if self.address is not None:
-            return defer.succeed(self.address)
-        d: defer.Deferred = defer.Deferred()
-        self._listening.append(d)
-        return d
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        super().startService()
-        self._listen()
-
-    def _listen(self) -> None:
-        from twisted.internet.endpoints import serverFromString
-
-        if self._binding is not None:
-            return
-        # A unix socket is bound with the mode its endpoint gives, but
-        # chmod'ed only after bind(): bind it under a umask that lets no one
-        # else in meanwhile.
-        previous = os.umask(0o177) if _is_unix(self.description) else None
-        try:
-            self._binding = serverFromString(self._reactor, self.description).listen(self._factory)
-        finally:
-            if previous is not None:
-                os.umask(previous)
-        self._binding.addCallbacks(self._bound, self._failed)
-
-    def _bound(self, port: Any) -> None:
-        self._port = port
-        host = port.getHost()
-        if getattr(host, "type", None) in ("TCP", "TCP6"):
-            self.address = f"tcp:{host.host}:{host.port}"
-        else:
-            path = getattr(host, "name", host)
-            if isinstance(path, bytes):
-                path = path.decode()
-            self.address = f"unix:{path}"
-            if self._group is not None:
-                try:
-                    os.chown(path, -1, self._group)
-                except OSError as e:
-                    self._port = None
-                    port.stopListening()
-                    self._failed(Failure(e))
-                    return
-        _log.info("libxl-events HTTP listening on {address}", address=self.address)
-        waiting, self._listening = self._listening, []
-        for d in waiting:
-            d.callback(self.address)
-
-    def _failed(self, failure: Any) -> None:
-        waiting, self._listening = self._listening, []
-        for d in waiting:
-            d.errback(failure)
-        self._on_failure(f"cannot listen on {self.description}: {_reason(failure.value)}")
-
-    def stopService(self) -> Any:
-        super().stopService()
-        self._binding = None
-        port, self._port = self._port, None
-        if port is not None:
-            return port.stopListening()
-        return None
-
-
-def _reason(error: BaseException) -> str:
-    """An exception as the end of one line: its message, or its type."""
-    from twisted.internet.error import CannotListenError
-
-    if isinstance(error, CannotListenError) and isinstance(error.socketError, BaseException):
-        return _reason(error.socketError)
-    if isinstance(error, OSError) and error.strerror:
-        text = error.strerror
-        if error.filename:
-            text = f"{error.filename}: {text}"
-        return text
-    text = str(error).strip()
-    # twisted.internet.error.CannotListenError: "Couldn't listen on any:8080: [Errno 98] ..."
-    return text or type(error).__name__
-
-
 class ReadyFileService(Service):
     """
-    Writes C{path} (JSON: ``pid``, ``listen``, ``simulate_rundir``) once the
+    Writes C{path} (JSON: ``pid``, ``listen``, ``simulate_rundir``,
+    ``migrations``: the migration listener's address or ``null``) once the
     events service runs and every listener is bound; removes it on stop.
     A file that cannot be written is a failure (given to C{on_failure}):
     whatever waits for it would wait forever.
@@ -371,10 +236,12 @@ class ReadyFileService(Service):
         listeners: List[ListeningService],
         runner: Any,
         on_failure: Callable[[str], None] = _fail_by_logging,
+        migrations: Optional[ListeningService] = None,
     ) -> None:
         self.path = path
         self._events = events
         self._listeners = listeners
+        self._migrations = migrations
         self._runner = runner
         self._on_failure = on_failure
 
@@ -396,7 +263,8 @@ class ReadyFileService(Service):
     def startService(self) -> None:
         super().startService()
         d = defer.gatherResults(
-            [self._events.when_running()] + [listener.when_listening() for listener in self._listeners],
+            [self._events.when_running()]
+            + [listener.when_listening() for listener in self._listeners + [self._migrations] if listener is not None],
             consumeErrors=True,
         )
         d.addCallback(self._write)
@@ -410,6 +278,7 @@ class ReadyFileService(Service):
             "pid": os.getpid(),
             "listen": [listener.address for listener in self._listeners],
             "simulate_rundir": self._runner.rundir if self._runner is not None else None,
+            "migrations": self._migrations.address if self._migrations is not None else None,
         }
         temporary = self.path + ".tmp"
         try:
@@ -572,6 +441,7 @@ def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonSe
         if options["ready-file"]:
             ReadyFileService.check_writable(options["ready-file"])
         amqp = make_amqp_sink(options, events, sequence.directory)
+        migrations = make_migration_service(options, reactor, events, exit.fail)
         _add_output(events, options)
     except StartupError:
         sequence.close()
@@ -595,6 +465,10 @@ def _make_service(options: Options, reactor: Any, exit: ProcessExit) -> DaemonSe
             listener.setServiceParent(top)
             listeners.append(listener)
     events.setServiceParent(top)
+    if migrations is not None:
+        # After the events service: stopped before it, while its Context is open.
+        migrations.setServiceParent(top)
     if options["ready-file"]:
-        ReadyFileService(options["ready-file"], events, listeners, runner, on_failure=exit.fail).setServiceParent(top)
+        ReadyFileService(options["ready-file"], events, listeners, runner, on_failure=exit.fail,
+                         migrations=migrations).setServiceParent(top)
     return top

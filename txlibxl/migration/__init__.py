@@ -9,10 +9,10 @@ made from a Twisted endpoint: :func:`migrate` on the source,
 from __future__ import annotations
 
 from .errors import MigrationCancelled, MigrationFailed, MigrationIndeterminate, MigrationProtocolError
-from .receiver import MigrationListener, listen_for_migrations, tls_server_options
+from .receiver import MigrationListener, listen_for_migrations, migration_endpoint, tls_server_options
 from .sender import migrate
 
 __all__ = [
-    "migrate", "listen_for_migrations", "tls_server_options", "MigrationListener",
+    "migrate", "listen_for_migrations", "migration_endpoint", "tls_server_options", "MigrationListener",
     "MigrationFailed", "MigrationCancelled", "MigrationIndeterminate", "MigrationProtocolError",
 ]

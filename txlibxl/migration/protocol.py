@@ -26,12 +26,13 @@ writes and reads a pipe, and the connection is Twisted's.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import struct
 from typing import Any, Callable, Dict, Optional
 
-from twisted.internet import abstract, fdesc
+from twisted.internet import abstract, fdesc, main
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
@@ -39,19 +40,25 @@ from .errors import MigrationProtocolError
 
 __all__ = [
     "PROTOCOL", "VERSION", "MAX_DATA", "HELLO", "ACCEPT", "DATA", "END", "READY", "GO", "DONE", "ERROR",
-    "frame", "control", "FrameProtocol", "PipeReader", "PipeWriter",
+    "header", "frame", "control", "FrameProtocol", "PipeReader", "PipeWriter", "PIPE_SIZE", "enlarge_pipe",
 ]
 
 PROTOCOL = "txlibxl-migration"
 VERSION = 1
-#: The most stream octets one data frame carries.
-MAX_DATA = 1 << 16
+#: The most stream octets one data frame carries (a receiver is given
+#: them in pieces, as they arrive).
+MAX_DATA = 1 << 22
 #: The longest control frame accepted.
 MAX_CONTROL = 1 << 22
 
 HELLO, ACCEPT, DATA, END, READY, GO, DONE, ERROR = (bytes([c]) for c in b"HADERGKX")
 _KINDS = {HELLO, ACCEPT, DATA, END, READY, GO, DONE, ERROR}
 _HEADER = struct.Struct(">cI")
+
+
+def header(kind: bytes, length: int) -> bytes:
+    """The header of a frame of C{kind} carrying C{length} octets."""
+    return _HEADER.pack(kind, length)
 
 
 def frame(kind: bytes, payload: bytes = b"") -> bytes:
@@ -73,31 +80,47 @@ class FrameProtocol(Protocol):
 
     _buffer = b""
     _broken = False
+    #: Octets of the data frame being received still to come.
+    _data_left = 0
 
     def dataReceived(self, data: bytes) -> None:
-        self._buffer += data
-        while not self._broken and len(self._buffer) >= _HEADER.size:
-            kind, length = _HEADER.unpack_from(self._buffer)
-            if kind not in _KINDS or (kind != DATA and length > MAX_CONTROL) or length > max(MAX_DATA, MAX_CONTROL):
-                self._break(f"a malformed frame ({kind!r}, {length} octets)")
-                return
-            if len(self._buffer) < _HEADER.size + length:
-                return
-            payload = self._buffer[_HEADER.size:_HEADER.size + length]
-            self._buffer = self._buffer[_HEADER.size + length:]
-            if kind == DATA:
-                self.frameReceived(kind, payload)
+        # A data frame's payload is handed on as it arrives, in pieces,
+        # never gathered: frames of a MiB arrive in reads of 64 KiB, and
+        # gathering them was copying each payload several times.
+        while data and not self._broken:
+            if self._data_left:
+                if len(data) <= self._data_left:
+                    piece, data = data, b""
+                else:
+                    piece, data = data[:self._data_left], data[self._data_left:]
+                self._data_left -= len(piece)
+                self.frameReceived(DATA, piece)
                 continue
-            fields: Dict[str, Any] = {}
-            if payload:
-                try:
-                    fields = json.loads(payload.decode("utf-8"))
-                except ValueError:
-                    fields = None  # type: ignore[assignment]
-                if not isinstance(fields, dict):
-                    self._break(f"frame {kind!r} does not carry a JSON object")
+            self._buffer += data
+            data = b""
+            while not self._broken and len(self._buffer) >= _HEADER.size:
+                kind, length = _HEADER.unpack_from(self._buffer)
+                if kind not in _KINDS or length > (MAX_DATA if kind == DATA else MAX_CONTROL):
+                    self._break(f"a malformed frame ({kind!r}, {length} octets)")
                     return
-            self.frameReceived(kind, fields)
+                if kind == DATA:
+                    data, self._buffer = self._buffer[_HEADER.size:], b""
+                    self._data_left = length
+                    break
+                if len(self._buffer) < _HEADER.size + length:
+                    return
+                payload = self._buffer[_HEADER.size:_HEADER.size + length]
+                self._buffer = self._buffer[_HEADER.size + length:]
+                fields: Dict[str, Any] = {}
+                if payload:
+                    try:
+                        fields = json.loads(payload.decode("utf-8"))
+                    except ValueError:
+                        fields = None  # type: ignore[assignment]
+                    if not isinstance(fields, dict):
+                        self._break(f"frame {kind!r} does not carry a JSON object")
+                        return
+                self.frameReceived(kind, fields)
 
     def _break(self, why: str) -> None:
         self._broken = True
@@ -116,6 +139,21 @@ class FrameProtocol(Protocol):
 
     def protocolBroken(self, error: Exception) -> None:  # pragma: no cover - subclasses'
         raise NotImplementedError
+
+
+#: The capacity asked for the stream's pipes (Linux's default most for an
+#: unprivileged process), and the most read from one at once: a pipe of
+#: the default 64 KiB read 8 KiB at a time made every MiB of the stream
+#: some 130 reactor turns.
+PIPE_SIZE = 1 << 20
+
+
+def enlarge_pipe(fd: int) -> None:
+    """Ask for a pipe of :data:`PIPE_SIZE` (kept as it is if refused)."""
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except OSError:
+        pass
 
 
 class PipeReader(abstract.FileDescriptor):
@@ -140,7 +178,16 @@ class PipeReader(abstract.FileDescriptor):
         return self._fd
 
     def doRead(self) -> Any:
-        return fdesc.readFromFD(self._fd, self._on_data)
+        try:
+            data = os.read(self._fd, PIPE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return main.CONNECTION_LOST
+        if not data:
+            return main.CONNECTION_DONE
+        self._on_data(data)
+        return None
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)

@@ -10,7 +10,7 @@ Plain TCP is refused unless asked for by name (``allow_plain_tcp``).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Set
+from typing import Any, Callable, Optional, Set, Tuple
 
 from twisted.internet import defer
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, UNIXServerEndpoint
@@ -25,7 +25,11 @@ from .errors import MigrationCancelled, MigrationFailed
 
 _log = Logger()
 
-__all__ = ["MigrationListener", "listen_for_migrations", "tls_server_options"]
+#: The end of the temporary name of a domain migrated into a host that has
+#: a domain of its name (the source, migrating to its own host).
+INCOMING = "--incoming"
+
+__all__ = ["MigrationListener", "listen_for_migrations", "migration_endpoint", "tls_server_options"]
 
 
 class _Receiver(p.FrameProtocol):
@@ -35,7 +39,7 @@ class _Receiver(p.FrameProtocol):
 
     def __init__(self, listener: "MigrationListener") -> None:
         self.listener = listener
-        self.ctx = listener.ctx
+        self.ctx = listener.context()
         self.state = "hello"
         self.config: Any = None
         self.domid: Optional[int] = None
@@ -43,9 +47,14 @@ class _Receiver(p.FrameProtocol):
         self._pipe: Optional[p.PipeWriter] = None
         self._read_end = -1
         self._restore: Optional[defer.Deferred] = None
+        #: (the domid holding the domain's name here, the name), when the
+        #: domain is restored under a temporary name (see _start_restore).
+        self._renaming: Optional[Tuple[int, str]] = None
 
     def connectionMade(self) -> None:
         self.listener._incoming.add(self)
+        if self.ctx is None:
+            self._fail(MigrationFailed("the target has no libxl context open", "target", errors.ERROR_FAIL))
 
     def frameReceived(self, kind: bytes, payload: Any) -> None:
         if kind == p.ERROR:
@@ -101,6 +110,7 @@ class _Receiver(p.FrameProtocol):
             self._fail(InvalidSaveStream(reason))
             return
         r, w = os.pipe2(os.O_CLOEXEC)
+        p.enlarge_pipe(w)
         self._read_end = r
         # The checked start goes into the empty pipe at once (it is far
         # below PIPE_BUF, so it is written whole): however soon the
@@ -113,8 +123,27 @@ class _Receiver(p.FrameProtocol):
         self.state = "streaming"
         if len(head) > HEAD_SIZE:
             self._pipe.write(head[HEAD_SIZE:])
-        self._restore = self.ctx._restore(self.config, r, head=head[:HEAD_SIZE])
+        self._restore = self.ctx._restore(self._config_here(), r, head=head[:HEAD_SIZE])
         self._restore.addCallbacks(self._restored, self._restore_failed)
+
+    def _config_here(self) -> Any:
+        """
+        The configuration to restore on this host.  A domain of this host
+        with the same name (the source itself, migrating to its own host,
+        as ``xl migrate localhost``) would make libxl refuse the restore:
+        the domain is restored as ``NAME--incoming`` and renamed once that
+        domain is gone (the source destroys it after *done*).
+        """
+        name = (self.config.get("c_info") or {}).get("name")
+        if not name:
+            return self.config
+        try:
+            holder = self.ctx.name_to_domid(name)
+        except errors.LibxlError:
+            return self.config
+        self._renaming = (holder, name)
+        config = dict(self.config, c_info=dict(self.config["c_info"], name=name + INCOMING))
+        return config
 
     def _pipe_lost(self, reason: Failure) -> None:
         self._pipe = None
@@ -151,8 +180,20 @@ class _Receiver(p.FrameProtocol):
         except Exception as e:
             self._fail(MigrationFailed(f"cannot unpause the restored domain: {e}", "target"))
             return
+        if self._renaming is not None:
+            holder, name = self._renaming
+            watch = self.ctx.watch_domain(holder)
         self.state = "done"
         self.send(p.DONE, domid=self.domid)
+        if self._renaming is not None:
+            try:
+                yield watch.when_dead()
+                self.ctx.rename(self.domid, name, name + INCOMING)
+            except Exception as e:
+                _log.warn("the migrated domain {domid} keeps its name {name!r}: {error}",
+                          domid=self.domid, name=name + INCOMING, error=e)
+            finally:
+                watch.cancel()
         self.listener._arrived(self.domid, self.config)
 
     # -- the end ---------------------------------------------------------
@@ -199,16 +240,43 @@ class MigrationListener:
     source gave permission; C{on_arrival(domid, config)} is called then,
     C{on_failure(error)} for each migration that failed here.
 
+    C{ctx} is the Context migrations go into; or, if it is ``None``,
+    C{current()} gives the Context of the moment (a service whose Context
+    is reopened after a failure), and a migration that comes while it
+    gives ``None`` is refused.
+
     :ivar port: the listening port.
     """
 
     def __init__(self, ctx: Any, on_arrival: Optional[Callable[[int, Any], None]] = None,
-                 on_failure: Optional[Callable[[Exception], None]] = None) -> None:
+                 on_failure: Optional[Callable[[Exception], None]] = None, *,
+                 current: Optional[Callable[[], Any]] = None) -> None:
+        if (ctx is None) == (current is None):
+            raise ValueError("give exactly one of a Context and current")
         self.ctx = ctx
+        self._current = current
         self.port: Any = None
         self._on_arrival = on_arrival
         self._on_failure = on_failure
         self._incoming: Set[_Receiver] = set()
+
+    def context(self) -> Any:
+        """The Context an incoming migration goes into now, or ``None``."""
+        return self.ctx if self._current is None else self._current()
+
+    def factory(self) -> Factory:
+        """The factory of the protocol that receives one migration each."""
+        return Factory.forProtocol(lambda: _Receiver(self))
+
+    def listen(self, endpoint: Any) -> defer.Deferred:
+        """Listen on C{endpoint} (one from :func:`migration_endpoint`):
+        fires with this listener once listening."""
+
+        def listening(port: Any) -> "MigrationListener":
+            self.port = port
+            return self
+
+        return endpoint.listen(self.factory()).addCallback(listening)
 
     @property
     def incoming(self) -> int:
@@ -273,20 +341,29 @@ def listen_for_migrations(
     :returns: a Deferred firing with the :class:`MigrationListener`.
     :raises ValueError: not exactly one kind of listener asked for.
     """
-    reactor = ctx._reactor
+    endpoint = migration_endpoint(ctx._reactor, unix, tls, port, interface, allow_plain_tcp)
+    return MigrationListener(ctx, on_arrival, on_failure).listen(endpoint)
+
+
+def migration_endpoint(
+    reactor: Any,
+    unix: Optional[str] = None,
+    tls: Any = None,
+    port: int = 0,
+    interface: str = "127.0.0.1",
+    allow_plain_tcp: bool = False,
+) -> Any:
+    """
+    The server endpoint a migration listener listens on, with the rules
+    of :func:`listen_for_migrations` (whose arguments these are).
+
+    :raises ValueError: not exactly one kind of listener asked for.
+    """
     kinds = [unix is not None, tls is not None, allow_plain_tcp]
     if sum(kinds) != 1:
         raise ValueError("listen on exactly one of: a unix socket, TLS, or (allow_plain_tcp) plain TCP")
     if unix is not None:
-        endpoint: Any = UNIXServerEndpoint(reactor, unix, mode=0o600)
-    elif tls is not None:
-        endpoint = SSL4ServerEndpoint(reactor, port, tls, interface=interface)
-    else:
-        endpoint = TCP4ServerEndpoint(reactor, port, interface=interface)
-    listener = MigrationListener(ctx, on_arrival, on_failure)
-
-    def listening(port_: Any) -> MigrationListener:
-        listener.port = port_
-        return listener
-
-    return endpoint.listen(Factory.forProtocol(lambda: _Receiver(listener))).addCallback(listening)
+        return UNIXServerEndpoint(reactor, unix, mode=0o600)
+    if tls is not None:
+        return SSL4ServerEndpoint(reactor, port, tls, interface=interface)
+    return TCP4ServerEndpoint(reactor, port, interface=interface)

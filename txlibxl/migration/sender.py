@@ -37,7 +37,8 @@ class _Sender(p.FrameProtocol):
 
     peer_side = "target"
 
-    def __init__(self, ctx: Any, domid: int, config: Any) -> None:
+    def __init__(self, ctx: Any, domid: int, config: Any, live: bool = True) -> None:
+        self.live = live
         self.ctx = ctx
         self.domid = domid
         self.config = config
@@ -90,11 +91,12 @@ class _Sender(p.FrameProtocol):
     def _start_save(self) -> None:
         self.state = "streaming"
         r, w = os.pipe2(os.O_CLOEXEC)
+        p.enlarge_pipe(w)
         self._write_end = w
         self._pipe = p.PipeReader(self.ctx._reactor, r, self._data, self._pipe_ended)
         self.transport.registerProducer(self._pipe, True)
         self._pipe.startReading()
-        self._save = self.ctx._save(self.domid, w, True)
+        self._save = self.ctx._save(self.domid, w, self.live)
 
         def saved(_: Any) -> None:
             self._saved = True
@@ -123,8 +125,9 @@ class _Sender(p.FrameProtocol):
             os.close(w)
 
     def _data(self, data: bytes) -> None:
-        for start in range(0, len(data), p.MAX_DATA):
-            self.transport.write(p.frame(p.DATA, data[start:start + p.MAX_DATA]))
+        # One frame per read of the pipe (at most PIPE_SIZE, below
+        # MAX_DATA), its header written beside it rather than joined to it.
+        self.transport.writeSequence([p.header(p.DATA, len(data)), data])
 
     def _pipe_ended(self, reason: Failure) -> None:
         self._pipe = None
@@ -216,11 +219,15 @@ class _Sender(p.FrameProtocol):
         d.addCallbacks(destroyed, not_destroyed)
 
 
-def migrate(ctx: Any, domid: int, endpoint: str, reactor: Any = None) -> defer.Deferred:
+def migrate(ctx: Any, domid: int, endpoint: str, reactor: Any = None, live: bool = True) -> defer.Deferred:
     """
     Live-migrate domain C{domid} of C{ctx} to the migration listener at
     C{endpoint}, a Twisted client endpoint string (``unix:path=...``,
     ``tcp:host=...:port=...``, ``ssl:host=...:port=...:certKey=...:privateKey=...:caCertsDir=...``).
+    With C{live} false, the domain is suspended first and stays so while
+    its whole memory is sent (a hypervisor that cannot track a guest's
+    dirty pages, such as one built without shadow paging for PV guests,
+    can only migrate it so).
 
     :returns: a Deferred that fires with the domain's domid on the target
         once it runs there and the source's copy is destroyed; or fails
@@ -242,7 +249,7 @@ def migrate(ctx: Any, domid: int, endpoint: str, reactor: Any = None) -> defer.D
     @defer.inlineCallbacks
     def start() -> Any:
         config = yield ctx.domain_config(domid)
-        proto = _Sender(ctx, domid, config)
+        proto = _Sender(ctx, domid, config, live)
         yield point.connect(Factory.forProtocol(lambda: proto))
         value = yield proto.done
         return value

@@ -61,6 +61,9 @@ class CreatedDomainTests(SimulatedHostTestCase):
             "--output", os.path.join(self.tmp, "events.jsonl"),
             "--ready-file", ready,
             "--rescan-interval", "1",
+            # Its own: the default one is for one daemon per host, and other
+            # tests run daemons beside this one.
+            "--state-dir", os.path.join(self.tmp, "state"),
         ]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (CHECKOUT, env.get("PYTHONPATH")) if p)

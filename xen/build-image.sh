@@ -116,13 +116,15 @@ in_root apt-get clean
     echo "suite: $SUITE"
     echo "kernel: $KPKG"
     chroot "$ROOT" dpkg-query -W -f '${Package} ${Version}\n' \
-        xen-utils-4.17 libxenmisc4.17 python3 python3-twisted python3-cffi python3-txaio busybox-static
+        xen-utils-4.17 libxenmisc4.17 qemu-system-xen seabios python3 python3-twisted python3-cffi python3-txaio busybox-static
     echo "hypervisor: $XENVER"
 } >"$TMP/manifest.txt"
 
 # dom0's initrd: the chroot minus what only the build needs, then the
-# modules and the guest kernel.  Uncompressed: gunzip under TCG costs more
-# than reading the bigger archive.
+# modules and the guest kernel.  hvmloader stays (not the PV shim), and of
+# the device model's data only the x86 firmware and the legacy (non-EFI)
+# option ROMs SeaBIOS loads; gstreamer's iso-codes tables go.
+# Uncompressed: gunzip under TCG costs more than reading the bigger archive.
 log "packing dom0-base.cpio"
 (cd "$ROOT" && find . \
     \( -path ./usr/include -o -path ./usr/lib/gcc -o -path ./usr/libexec/gcc \
@@ -133,7 +135,14 @@ log "packing dom0-base.cpio"
        -o -path './usr/lib/x86_64-linux-gnu/*.a' -o -path './usr/lib/x86_64-linux-gnu/lib*san.so*' \
        -o -path './usr/lib/x86_64-linux-gnu/libgprofng*' -o -path './usr/bin/x86_64-linux-gnu-*' \
        -o -path './usr/lib/python3.11/config-3.11-*' -o -path './usr/lib/udev/hwdb.*' \
-       -o -path ./usr/lib/xen-4.17/boot -o -path ./boot -o -path ./opt/txlibxl -o -path './tmp/*' \) \
+       -o -path ./boot -o -path ./opt/txlibxl -o -path './tmp/*' \
+       -o -path ./usr/share/icons -o -path ./usr/share/applications \
+       -o -path './usr/share/qemu/openbios-*' -o -path ./usr/share/qemu/skiboot.lid \
+       -o -path ./usr/share/qemu/slof.bin -o -path ./usr/share/qemu/hppa-firmware.img \
+       -o -path './usr/share/qemu/opensbi-*' -o -path ./usr/share/qemu/palcode-clipper \
+       -o -path './usr/share/qemu/s390-*' -o -path './usr/lib/ipxe/qemu/efi-*' \
+       -o -path ./usr/lib/xen-4.17/boot/xen-shim -o -path ./usr/share/iso-codes \
+       -o -path ./usr/share/xml/iso-codes \) \
     -prune -o -print \
     | LC_ALL=C sort | cpio -o -H newc --quiet) >"$TMP/dom0-base.cpio"
 (cd "$MODROOT" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >>"$TMP/dom0-base.cpio"

@@ -20,11 +20,12 @@ memory survives) boots idle and says ``boot=restart``.  Their consoles are
 logged by xenconsoled, one file per guest name (a restarted domain's
 console goes on in the same file).
 
-The CD-ROM of the disk scenario has no device model behind it (dom0 runs
-no QEMU): its xenstore nodes are written here the way libxl writes a
-``phy`` CD-ROM, and its eject is the write QEMU would make to the
-frontend's ``eject`` node.  libxl's watch, xenstored and the event are
-real.
+The CD-ROM of the disk scenario has no device model behind it (its guest
+is PV): its xenstore nodes are written here the way libxl writes a
+``phy`` CD-ROM, and its eject is the write the old device model
+(``qemu-traditional``) made to the frontend's ``eject`` node.  libxl's
+watch, xenstored and the event are real.  An HVM guest's real drive in
+``qemu-system-xen`` is in :mod:`tests.realxen.test_hvm`.
 """
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 Building and changing domains through txlibxl on real Xen: guests created
 with :meth:`~txlibxl.context.Context.create` from libxl JSON configs (not
 ``xl create``), booted, changed while they run (disks, NICs, memory
-target, vCPUs, name) and destroyed; a create that fails leaves nothing;
-what an HVM create does on this host.
+target, vCPUs, name) and destroyed; a create that fails leaves nothing.
+HVM guests, with their device model and CD-ROM, are in
+:mod:`tests.realxen.test_hvm`.
 
 Runs only in a Xen control domain with the guest kernel and initrd of the
 image ``xen/runner.py`` boots (:func:`~tests.realxen.guests.real_xen_unavailable`);
@@ -308,38 +309,6 @@ class CreateTests(BuildingTestCase):
         self.assertEqual(consoles, [])
         await poll(reactor, lambda: defer.succeed(self.domids() == before), "the failed create's domain to go", 30)
         self.assertNotIn(config["c_info"]["name"], [d.name for d in self.ctx.list_domains()])
-
-    def test_an_hvm_create_fails_typed_and_leaves_no_domain(self) -> Any:
-        """
-        Records what an HVM guest's create does here: the hypervisor offers
-        HVM guests (QEMU's emulated CPU has SVM and NPT), but dom0 has
-        neither hvmloader nor a device model (qemu-system-xen is not
-        installed), so libxl fails at the firmware.
-        """
-        return defer.ensureDeferred(self._hvm())
-
-    async def _hvm(self) -> None:
-        from txlibxl import errors
-
-        before = self.domids()
-        name = self.guests.name("hvm")
-        config = {
-            "c_info": {"type": "hvm", "name": name},
-            "b_info": {"max_vcpus": 1, "max_memkb": MEMORY_KB, "target_memkb": MEMORY_KB, "type.hvm": {}},
-        }
-        print(f"HVM-CAPS {_hvm_capable()}", flush=True)
-        try:
-            domid = await self.ctx.create(config)
-        except errors.LibxlError as e:
-            print(f"HVM-CREATE {type(e).__name__} {e}", flush=True)
-            await poll(reactor, lambda: defer.succeed(self.domids() == before), "the HVM create's domain to go", 30)
-            # The hypervisor builds the HVM domain; libxl then looks for
-            # its firmware, which the image does not ship.
-            self.assertIsInstance(e, errors.GeneralFailure)
-            self.assertIn("hvmloader", e.message)
-            return
-        self.guests.names[domid] = name
-        self.fail(f"an HVM guest was created here (domain {domid}): record it")
 
 
 class DeviceTests(BuildingTestCase):

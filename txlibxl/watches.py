@@ -120,10 +120,15 @@ class _Watch:
 
     # Slots and a buffer made on first use keep a watch small: a host may
     # have thousands.
-    __slots__ = ("domid", "uuid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "__weakref__")
+    __slots__ = ("domid", "uuid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "_buffered", "__weakref__")
 
     def __init__(
-        self, tx: Any, domid: int, cancel: Callable[["_Watch"], None], uuid: Optional[str] = None
+        self,
+        tx: Any,
+        domid: int,
+        cancel: Callable[["_Watch"], None],
+        uuid: Optional[str] = None,
+        buffered: bool = True,
     ) -> None:
         self.domid = domid
         #: The domain's UUID, when the context knew it (it does for every
@@ -135,6 +140,9 @@ class _Watch:
         self._buffer: Optional[Deque[Event]] = None
         self._next = _Waiters(tx)
         self._outcome: Optional[BaseException] = None
+        # False: an event no waiter takes is not kept (a batch
+        # subscription has it; txlibxl.batches).
+        self._buffered = buffered
 
     @property
     def active(self) -> bool:
@@ -174,8 +182,18 @@ class _Watch:
         if self._buffer:
             return self._tx.create_future_success(self._buffer.popleft())
         if self._outcome is not None:
+            last = self._unread_last()
+            if last is not None:
+                return self._tx.create_future_success(last)
             return self._tx.create_future_error(self._tx.create_failure(self._outcome))
         return self._next.add()
+
+    def _unread_last(self) -> Optional[Event]:
+        """
+        The watch's last event, if it ended with one that no
+        ``next_event`` waiter has taken yet (then it is taken now).
+        """
+        return None
 
     def __aiter__(self) -> "_Watch":
         return self
@@ -201,12 +219,12 @@ class _Watch:
 
     def _deliver(self, event: Event) -> None:
         d = self._next.pop()
-        if d is None:
+        if d is not None:
+            self._tx.resolve(d, event)
+        elif self._buffered:
             if self._buffer is None:
                 self._buffer = deque()
             self._buffer.append(event)
-        else:
-            self._tx.resolve(d, event)
 
     def _finish(self, outcome: BaseException) -> None:
         if self._outcome is None:
@@ -236,12 +254,18 @@ class DomainWatch(_Watch):
         "_last_shutdown",
         "_death",
         "_rearmed",
+        "_death_unread",
     )
 
     def __init__(
-        self, tx: Any, domid: int, cancel: Callable[[_Watch], None], uuid: Optional[str] = None
+        self,
+        tx: Any,
+        domid: int,
+        cancel: Callable[[_Watch], None],
+        uuid: Optional[str] = None,
+        buffered: bool = True,
     ) -> None:
-        super().__init__(tx, domid, cancel, uuid)
+        super().__init__(tx, domid, cancel, uuid, buffered)
         self._shutdown_waiters = _Waiters(tx)
         self._death_waiters = _Waiters(tx)
         self._first_shutdown: Optional[DomainShutdown] = None
@@ -253,6 +277,15 @@ class DomainWatch(_Watch):
         # domain's CPU time (ns) when the watch re-armed while the domain
         # was still in that shutdown.
         self._rearmed: Optional[int] = None
+        # The death, delivered when no next_event() waiter took it: the
+        # next next_event() gets it (no buffer is made for it).
+        self._death_unread = False
+
+    def _unread_last(self) -> Optional[Event]:
+        if self._death_unread:
+            self._death_unread = False
+            return self._death
+        return None
 
     def when_shutdown(self) -> "Future[DomainShutdown]":
         """
@@ -338,8 +371,8 @@ class DomainWatch(_Watch):
             self._death = event
             ended = WatchEnded(event)
             taker = self._next.pop()
-            if taker is None:
-                super()._deliver(event)  # buffered for the next next_event()
+            if taker is None and self._buffered:
+                self._death_unread = True  # for the next next_event()
             self._outcome = ended
             later = self._next.take()
             shutdown = self._shutdown_waiters.take()
@@ -381,9 +414,15 @@ class DiskEjectWatch(_Watch):
     __slots__ = ("vdev",)
 
     def __init__(
-        self, tx: Any, domid: int, vdev: str, cancel: Callable[[_Watch], None], uuid: Optional[str] = None
+        self,
+        tx: Any,
+        domid: int,
+        vdev: str,
+        cancel: Callable[[_Watch], None],
+        uuid: Optional[str] = None,
+        buffered: bool = True,
     ) -> None:
-        super().__init__(tx, domid, cancel, uuid)
+        super().__init__(tx, domid, cancel, uuid, buffered)
         self.vdev = vdev
 
     @property

@@ -46,6 +46,13 @@ class WatchEnded(Exception):
     """
 
 
+def _Ended(death: Any) -> "WatchEnded":
+    # BaseException.__new__ without __init__'s argument handling: the
+    # cheapest WatchEnded (one per death, on the storm's path).
+    ended = WatchEnded.__new__(WatchEnded, death)
+    return ended
+
+
 class WatchCancelled(Exception):
     """
     The watch was cancelled before the awaited event arrived.
@@ -368,25 +375,28 @@ class DomainWatch(_Watch):
             if first:
                 self._shutdown_waiters.resolve_all(event)
         elif isinstance(event, DomainDeath):
+            # The storm's path: no object is made here but the ending (and
+            # that only if a waiter must fail with it).
             self._death = event
-            ended = WatchEnded(event)
-            taker = self._next.pop()
+            pending = self._next._pending
+            taker = pending.pop(0) if pending else None
             if taker is None and self._buffered:
                 self._death_unread = True  # for the next next_event()
-            self._outcome = ended
-            later = self._next.take()
-            shutdown = self._shutdown_waiters.take()
+            self._outcome = ended = _Ended(event)
+            later = self._next.take() if pending else ()
+            shutdown = self._shutdown_waiters.take() if self._shutdown_waiters._pending else ()
             death = self._death_waiters.take()
+            tx = self._tx
             # Fired in the order of what happened: the shutdown that never
             # came, then the death, then what waits for more.
             for d in shutdown:
-                self._tx.reject(d, self._tx.create_failure(ended))
+                tx.reject(d, tx.create_failure(ended))
             if taker is not None:
-                self._tx.resolve(taker, event)
+                tx.resolve(taker, event)
             for d in death:
-                self._tx.resolve(d, event)
+                tx.resolve(d, event)
             for d in later:
-                self._tx.reject(d, self._tx.create_failure(ended))
+                tx.reject(d, tx.create_failure(ended))
         else:  # pragma: no cover - libxl sends only these two to a death evgen
             super()._deliver(event)
 

@@ -348,6 +348,8 @@ class WatchingMixin:
         handled here; the rest by :meth:`_dispatch_report`.
         """
         subs = self._subscriptions
+        by_watch = self._watch_subscriptions
+        spent = self._ctx.death_generator_spent
         turn = self._turn_events
         it = iter(batch)
         for kind, domid, user, detail, extra in zip(it, it, it, it, it):
@@ -358,8 +360,12 @@ class WatchingMixin:
                 sub = subs.get(user)
                 if kind == _DOMAIN_DEATH and sub is not None and sub.kind == _DEATH:
                     watch = sub.watch
-                    # The C side disabled the spent generator already.
-                    self._disable(sub)
+                    # The C side disabled the spent generator already:
+                    # forget it, with no call into libxl.
+                    del subs[user]
+                    if by_watch.get(watch) is sub:
+                        del by_watch[watch]
+                    spent(sub.handle)
                     if watch._outcome is None:
                         death = DomainDeath(domid, extra.uuid if extra else watch.uuid)
                         watch._deliver(death)

@@ -184,6 +184,25 @@ class EventsMixin(CtxBase):
         """
         self._disable(handle, "domain_death", "libxl_evdisable_domain_death", self._disable_death)
 
+    def death_generator_spent(self, handle: Any) -> None:
+        """
+        The death of C{handle}'s generator was reported: the C side
+        disabled it then, so this only forgets it (no libxl call, no
+        checks: the context's own handles only).  The handle counts as
+        disabled afterwards.
+        """
+        if handle.pointer is None:
+            return
+        handle.pointer = None
+        self._generators.discard(handle)
+        key = (handle.domid, handle.user)
+        refs = self._key_refs
+        left = refs.pop(key, 1) - 1
+        if left > 0:
+            refs[key] = left
+        else:
+            self._uuids.pop(key, None)
+
     def _disable_death(self, ctx: Any, pointer: Any) -> None:
         generator = self._disabling
         # A no-op in C if the generator's death disabled it already.

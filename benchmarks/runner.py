@@ -81,8 +81,9 @@ class Config:
     latency_runs: int = 100
     churn_sizes: Tuple[int, ...] = (20, 100)
     memory_size: int = 5000
-    reps: int = 3
+    reps: int = 5
     timeout: float = 600.0
+    storm_clients: Tuple[str, ...] = STORM_CLIENTS
 
     @classmethod
     def smoke(cls) -> "Config":
@@ -436,7 +437,7 @@ class Bench:
         cases += [("lockstep", n) for n in self.config.lockstep_sizes]
         for mode, n in cases:
             runs = await self.alternate(f"death storm {mode} N={n}",
-                                        lambda kind: self.storm_once(kind, n, mode), STORM_CLIENTS)
+                                        lambda kind: self.storm_once(kind, n, mode), self.config.storm_clients)
             rows.append(_summarise({"mode": mode, "n": n}, runs, n))
         return rows
 

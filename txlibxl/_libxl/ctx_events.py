@@ -170,11 +170,11 @@ class EventsMixin(CtxBase):
             raise errors.from_code(rc, call)
         generator = _EventGenerator(self, "domain_death", _IN_C, user)
         generator.domid = domid
-        self._add_generator(generator)
+        key = self._add_generator(generator)
         if uuid is None:
             uuid = uuid_of(ctx, domid)
         if uuid is not None:
-            self._uuids[(domid, user)] = uuid
+            self._uuids[key] = uuid
         return generator
 
     def evdisable_domain_death(self, handle: Any) -> None:
@@ -230,12 +230,12 @@ class EventsMixin(CtxBase):
             raise errors.from_code(rc, call)
         generator = _EventGenerator(self, "disk_eject", out[0], user)
         generator.domid, generator.vdev = domid, vdev
-        self._add_generator(generator)
-        self._eject_vdevs[(domid, user)] = vdev
+        key = self._add_generator(generator)
+        self._eject_vdevs[key] = vdev
         if uuid is None:
             uuid = uuid_of(ctx, domid)
         if uuid is not None:
-            self._uuids[(domid, user)] = uuid
+            self._uuids[key] = uuid
         return generator
 
     def evdisable_disk_eject(self, handle: Any) -> None:
@@ -272,10 +272,17 @@ class EventsMixin(CtxBase):
         disable(ctx, pointer)
         self._take_reports(False)
 
-    def _add_generator(self, generator: _EventGenerator) -> None:
+    def _add_generator(self, generator: _EventGenerator) -> Tuple[int, int]:
+        # _key_refs counts only keys shared by two generators or more (a
+        # key with entries and no count has one): one entry per watch less.
         self._generators.add(generator)
         key = (generator.domid, generator.user)
-        self._key_refs[key] = self._key_refs.get(key, 0) + 1
+        refs = self._key_refs
+        if key in refs:
+            refs[key] += 1
+        elif key in self._uuids or key in self._eject_vdevs:
+            refs[key] = 2
+        return key
 
     # -- queued events ---------------------------------------------------
 

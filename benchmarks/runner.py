@@ -544,11 +544,9 @@ def evaluate(results: Dict[str, Any]) -> Dict[str, Any]:
             low, high = burst[1000].get(key), burst[5000].get(key)
             if low and high:
                 out[f"storm_{key}_growth"] = {"value": round(high / low, 3), "target": TARGETS["storm_ratio_growth"]}
-    if "latency" in scen:
-        out["latency_p50_delta_ms"] = {"value": scen["latency"]["p50_delta_ms"],
-                                       "target": TARGETS["latency_p50_delta_ms"]}
-        out["latency_p99_delta_ms"] = {"value": scen["latency"]["p99_delta_ms"],
-                                       "target": TARGETS["latency_p99_delta_ms"]}
+    for name in ("p50_delta_ms", "p99_delta_ms"):
+        if name in scen.get("latency", {}):
+            out[f"latency_{name}"] = {"value": scen["latency"][name], "target": TARGETS[f"latency_{name}"]}
     if "memory" in scen and "heap_per_domain_b" in scen["memory"]["python"]:
         out["heap_per_domain_b"] = {"n": scen["memory"]["n"],
                                     "value": scen["memory"]["python"]["heap_per_domain_b"],

@@ -38,6 +38,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--churn-sizes", type=_sizes)
     p.add_argument("--latency-runs", type=int)
     p.add_argument("--memory-size", type=int)
+    p.add_argument("--storm-clients", type=lambda t: tuple(x for x in t.split(",") if x),
+                   help="the death storm's clients, alternated (default: all; 'c' must be one)")
     p.add_argument("--out", help="JSON results file (default: benchmarks/results/latest.json, "
                                  "or results/tmp/smoke.json with --smoke)")
     p.add_argument("--docs", default=None,
@@ -49,7 +51,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def config_from(args: argparse.Namespace) -> Config:
     base = Config.smoke() if args.smoke else Config()
     changes: Dict[str, Any] = {}
-    for name in ("reps", "storm_sizes", "lockstep_sizes", "churn_sizes", "latency_runs", "memory_size"):
+    for name in ("reps", "storm_sizes", "lockstep_sizes", "churn_sizes", "latency_runs", "memory_size",
+                 "storm_clients"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value

@@ -61,6 +61,7 @@ class AsyncioClient(EventTally):
         self.loop = loop
         self.ctx = ctx
         self.quiet = False
+        self.batched = False
         self.watches: List[Any] = []
         self._wanted: Optional[int] = None
         self._waiting: Optional["asyncio.Future[bool]"] = None
@@ -84,18 +85,28 @@ class AsyncioClient(EventTally):
             if not self._waiting.done():
                 self._waiting.set_result(True)
 
+    def _batch(self, events: Any) -> None:
+        t = self.count_batch(len(events))
+        if not self.quiet:
+            for event in events:
+                emit_event(event, t)
+        if self._wanted is not None and self.seen >= self._wanted and self._waiting is not None:
+            if not self._waiting.done():
+                self._waiting.set_result(True)
+
     # Commands.
 
     def watch(self, domid: int) -> int:
         from txlibxl.errors import LibxlError
 
         try:
-            watch = self.ctx.watch_domain(domid)
+            watch = self.ctx.watch_domain(domid, buffered=not self.batched)
         except LibxlError as e:
             self.failed = True
             return int(getattr(e, "code", -1) or -1)
         self.watches.append(watch)
-        self._follow(watch)
+        if not self.batched:
+            self._follow(watch)
         return 0
 
     async def wait_events(self, count: int, seconds: float) -> bool:
@@ -117,6 +128,9 @@ class AsyncioClient(EventTally):
             name = command[0]
             if name == "quiet":
                 self.quiet = True
+            elif name == "batched":
+                self.batched = True
+                self.ctx.subscribe(self._batch)
             elif name == "watch-death":
                 for domid in command[1]:
                     emit({"cmd": "watch-death", "domid": domid, "rc": self.watch(domid)})

@@ -48,7 +48,8 @@ def parse(argv: Sequence[str]) -> List[tuple]:
 
 class BindingClient(EventCounter):
     """
-    Counts libxl's events inside its callback, as the C client does.
+    Counts libxl's events as the binding hands out each batch it took after a
+    libxl call (libxl's own callback runs no Python any more).
     """
 
     def __init__(self, reactor: Any, ctx: Any) -> None:

@@ -25,7 +25,7 @@ __all__ = ["OPS", "Usage", "parse", "emit", "emit_event", "rss_kb", "CollectorCl
 OPS = ("shutdown", "reboot", "destroy", "pause", "unpause")
 
 #: The commands of a death storm: what the floor and the asyncio clients take.
-STORM_COMMANDS = ("quiet", "watch-death", "rusage", "wait-events")
+STORM_COMMANDS = ("quiet", "batched", "watch-death", "rusage", "wait-events")
 
 
 class Usage(Exception):
@@ -58,7 +58,7 @@ def parse(argv: Sequence[str]) -> List[tuple]:
     while i < len(argv):
         name = argv[i]
         i += 1
-        if name in ("quiet", "watch-death-all", "unwatch-all", "rusage", "trace-heap", "heap"):
+        if name in ("quiet", "batched", "watch-death-all", "unwatch-all", "rusage", "trace-heap", "heap"):
             commands.append((name,))
         elif name == "watch-death":
             domids = []
@@ -218,6 +218,15 @@ class EventTally:
         """One more event reached the client now; returns the time stamp."""
         t = time.time()
         self.seen += 1
+        if self.t_first is None:
+            self.t_first = t
+        self.t_last = t
+        return t
+
+    def count_batch(self, n: int) -> float:
+        """C{n} more events reached the client now, as one batch."""
+        t = time.time()
+        self.seen += n
         if self.t_first is None:
             self.t_first = t
         self.t_last = t

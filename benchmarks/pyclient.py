@@ -12,6 +12,10 @@ for the commands both clients have:
 ``quiet``, ``watch-death D...``, ``watch-death-all``, ``unwatch-all``,
 ``wait-events N [SECONDS]``, ``ops OP D...``, ``rusage``, ``sleep SECONDS``
 
+and one of its own: ``batched`` (before the watches) subscribes to the
+context's batches (``Context.subscribe``) and makes the watches after it
+unbuffered, so that events are counted per batch with no Deferred each.
+
 (its ``rusage`` line also has ``gc_s`` and ``gc_full``: the time spent in
 Python's garbage collector and the full collections run so far)
 
@@ -112,6 +116,7 @@ class Client(EventCounter):
         super().__init__(reactor)
         self.ctx = ctx
         self.quiet = False
+        self.batched = False
         self.watches: List[Any] = []
 
     # Events.
@@ -131,9 +136,19 @@ class Client(EventCounter):
     def _ended(self, failure: Any) -> None:
         return None  # cancelled or context closed: nothing more to count
 
+    def _batch(self, events: Any) -> None:
+        t = self.count_batch(len(events))
+        if not self.quiet:
+            for event in events:
+                emit_event(event, t)
+        self.resume_waiter()
+
     # Commands.
 
     def watch(self, domid: int) -> int:
+        if self.batched:  # its events come in the subscription's batches
+            self.watches.append(self.ctx.watch_domain(domid, buffered=False))
+            return 0
         watch = self.ctx.watch_domain(domid)
         self.watches.append(watch)
         self._follow(watch)
@@ -144,6 +159,9 @@ class Client(EventCounter):
             name = command[0]
             if name == "quiet":
                 self.quiet = True
+            elif name == "batched":
+                self.batched = True
+                self.ctx.subscribe(self._batch)
             elif name == "watch-death":
                 for domid in command[1]:
                     rc = self._try(self.watch, domid)

@@ -25,6 +25,10 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+def _over(kind: Dict[str, Any], c: Dict[str, Any], key: str) -> Any:
+    return kind[key] / c[key] if c.get(key) else None
+
+
 def _ms(seconds: Any) -> str:
     return "–" if seconds is None else _fmt(seconds * 1e3, 1)
 
@@ -82,6 +86,40 @@ def render_table(results: Dict[str, Any]) -> str:
             ["mode", "N", "C ms", "floor ms", "Py ms", "wall ×", "C CPU ms", "floor CPU ms",
              "Py CPU ms", "CPU ×", "Py GC ms", "sim CPU ms"], rows)
         lines.append("")
+        batched = [r for r in scen["death_storm"] if "batch" in r or "daemon" in r]
+        if batched:
+            rows = []
+            for r in batched:
+                c = r["c"]
+
+                def spread(kind: str, key: str) -> str:
+                    values = [run[key] for run in r[kind]["runs"]] if kind in r else []
+                    return f"{min(values) * 1e3:.1f}–{max(values) * 1e3:.1f}" if values else "–"
+
+                for kind, label in (("python", "when_dead / next_event"), ("batch", "batch subscription"),
+                                    ("daemon", "daemon (JSON lines)")):
+                    if kind not in r:
+                        continue
+                    k = r[kind]
+                    rows.append([
+                        r["mode"], str(r["n"]), label,
+                        _fmt(k["wall_s"] * 1e3, 1), spread(kind, "wall_s"), _fmt(_over(k, c, "wall_s")),
+                        _fmt(k["cpu_s"] * 1e3, 1), spread(kind, "cpu_s"), _fmt(_over(k, c, "cpu_s")),
+                        _fmt(k.get("records_per_s"), 0) if kind == "daemon" else "–",
+                    ])
+                rows.append([r["mode"], str(r["n"]), "C client", _fmt(c["wall_s"] * 1e3, 1),
+                             spread("c", "wall_s"), "1.00", _fmt(c["cpu_s"] * 1e3, 1), spread("c", "cpu_s"),
+                             "1.00", "–"])
+            lines += ["**The APIs side by side**: the same storms through per-domain waiters "
+                      "(a Deferred per event), through one batch subscription with unbuffered "
+                      "watches (``Context.subscribe``: no Deferred per event), and through "
+                      "``twistd libxl-events`` writing one record per death to a JSON-lines file "
+                      "(its wall time to the last record's time stamp, its CPU from ``/proc``); "
+                      "medians, the range over the runs, and the ratio to the C client of the "
+                      "same runs.", ""]
+            lines += _table(["mode", "N", "client", "wall ms", "range", "wall ×", "CPU ms", "range",
+                             "CPU ×", "records/s"], rows)
+            lines.append("")
         on_asyncio = [r for r in scen["death_storm"] if "asyncio" in r]
         if on_asyncio:
             rows = []
@@ -186,14 +224,15 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
     os.makedirs(directory, exist_ok=True)
     scen = results["scenarios"]
     written = []
-    colours = {"c": "#4c72b0", "binding": "#55a868", "python": "#dd8452", "asyncio": "#8172b3"}
-    labels = {"c": "C client", "binding": "Python floor", "python": "txlibxl (Twisted)", "asyncio": "txlibxl (asyncio)"}
+    colours = {"c": "#4c72b0", "binding": "#55a868", "python": "#dd8452", "asyncio": "#8172b3", "batch": "#c44e52"}
+    labels = {"c": "C client", "binding": "Python floor", "python": "txlibxl (Twisted)", "asyncio": "txlibxl (asyncio)",
+              "batch": "txlibxl batched"}
 
     burst = [r for r in scen.get("death_storm", []) if r["mode"] == "burst"]
     if burst:
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         ns = [r["n"] for r in burst]
-        for kind in ("c", "binding", "python", "asyncio"):
+        for kind in ("c", "binding", "python", "batch", "asyncio"):
             if not all(kind in r for r in burst):
                 continue
             left.plot(ns, [r[kind]["wall_s"] * 1e3 for r in burst], "o-", color=colours[kind],
@@ -210,6 +249,12 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
         if all("binding_cpu_ratio" in r for r in burst):
             right.plot(ns, [r["binding_cpu_ratio"] for r in burst], "^:", color=colours["binding"],
                        label="Python floor CPU ratio")
+        if all("batch_cpu_ratio" in r for r in burst):
+            right.plot(ns, [r["batch_wall_ratio"] for r in burst], "o-", color="#c44e52",
+                       label="batched wall ratio")
+            right.plot(ns, [r["batch_cpu_ratio"] for r in burst], "s--", color="#c44e52",
+                       label="batched client CPU ratio")
+            right.axhline(1.3, color="#c44e52", lw=0.8, ls=":", alpha=0.6, label="batched target (1.3)")
         if all("asyncio_cpu_ratio" in r for r in burst):
             right.plot(ns, [r["asyncio_wall_ratio"] for r in burst], "o-", color=colours["asyncio"],
                        label="asyncio wall ratio")
@@ -219,7 +264,7 @@ def render_plots(results: Dict[str, Any], directory: str) -> List[str]:
         # in its ratio's colour and style, named in the legend.
         targets = results.get("targets", {})
         for key, default, style, what in (
-            ("storm_wall_ratio", 1.2, "-", "wall"),
+            ("storm_wall_ratio", 2.0, "-", "wall"),
             ("storm_cpu_ratio", 2.0, "--", "client CPU"),
         ):
             limit = targets.get(key, {}).get("target", default)

@@ -126,7 +126,9 @@ class SmokeRunTests(TestCase):
 
     def test_targets_are_evaluated(self) -> None:
         targets = self.results["targets"]
-        for name in ("storm_wall_ratio", "storm_cpu_ratio", "latency_p99_delta_ms", "heap_per_domain_b"):
+        n = self.results["config"]["storm_sizes"][0]
+        for name in (f"storm_wall_ratio_n{n}", f"storm_cpu_ratio_n{n}", f"storm_batch_cpu_ratio_n{n}",
+                     "latency_p50_delta_ms", "latency_p99_delta_ms", "heap_per_domain_b"):
             self.assertIn(name, targets)
             self.assertIsInstance(targets[name]["met"], bool)
 

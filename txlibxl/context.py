@@ -181,9 +181,16 @@ class Context(WatchingMixin, MovingMixin, BuildingMixin, DevicesMixin, PowerMixi
         self._reactor = loop
         self._tx = self._loop.tx
         self.log = self._loop.logger(txaio.make_logger())
-        # libxl's reports in order: a RawEvent, or a (handler, args) pair.
+        # libxl's reports in order: a batch taken from the binding's C
+        # queue (a flat list, see txlibxl._libxl.ctx_reports), or a
+        # (handler, args) pair of this context's own.
         self._queue: Deque[Any] = deque()
         self._drain_call: Any = None
+        self._draining = False
+        # The batch subscriptions (txlibxl.batches), and the events the
+        # current drain delivered, for them.
+        self._batch_subscribers: List[Any] = []
+        self._turn_events: Optional[List[Any]] = None
         self._users = itertools.count(1)
         self._subscriptions: Dict[int, _Subscription] = {}
         self._watch_subscriptions: Dict[Any, _Subscription] = {}
@@ -204,6 +211,9 @@ class Context(WatchingMixin, MovingMixin, BuildingMixin, DevicesMixin, PowerMixi
             self._ctx.set_childproc_mainloop(self._children)
             self._ctx.register_event_callbacks(self._libxl_event, self._libxl_disaster)
             self._ctx.set_ao_completion(self._libxl_op_complete)
+            batches = getattr(self._ctx, "set_report_batches", None)
+            if batches is not None:  # a stand-in binding may report one by one
+                batches(self._libxl_reports)
         except BaseException:
             self._ctx.free()
             raise
@@ -245,10 +255,31 @@ class Context(WatchingMixin, MovingMixin, BuildingMixin, DevicesMixin, PowerMixi
         getattr(self.log, _XTL_LEVELS.get(level, "info"))("{text}", text=message)
 
     def _libxl_event(self, raw: Any) -> None:
-        # Queued as is (no (handler, args) pair): a storm queues thousands
-        # before the drain, and every object made here is collector work.
-        self._queue.append(raw)
-        if self._drain_call is None:
+        # Only without report batches (set_report_batches): never, here.
+        self._enqueue(self._dispatch_event, (raw,))
+
+    def _libxl_reports(self, batch: List[int], delivering: bool) -> None:
+        # After a call into libxl returned (so outside libxl), with what
+        # it reported inside, in its order.  After one of the loop's
+        # deliveries the batch is dispatched now, in this turn; after any
+        # other call (made by the application, or by a waiter's callback
+        # during a drain) on a later turn, or by the drain under way, so
+        # that no callback runs inside the caller's call.
+        self._queue.append(batch)
+        if not self._loop.on_loop_thread():
+            # One hop per libxl call made on that thread, whatever it
+            # reported; the loop's drain takes the batch in order.
+            self._loop.call_from_thread(self._drain_soon)
+            return
+        if self._draining:
+            return
+        if delivering:
+            call = self._drain_call
+            if call is not None and call is not True:
+                self._loop.cancel_call(call)
+                self._drain_call = None
+            self._drain()
+        elif self._drain_call is None:
             self._schedule_next_turn()
 
     def _libxl_op_complete(self, op_id: int, rc: int) -> None:
@@ -270,23 +301,39 @@ class Context(WatchingMixin, MovingMixin, BuildingMixin, DevicesMixin, PowerMixi
             self._drain_call = True
             self._loop.call_from_thread(self._schedule_drain)
 
+    def _drain_soon(self) -> None:
+        if self._drain_call is None and not self._closed:
+            self._drain_call = self._loop.call_soon(self._drain)
+
     def _schedule_drain(self) -> None:
         self._drain_call = self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
-        self._drain_call = None
+        if self._drain_call is not True:
+            self._drain_call = None
+        if self._draining:
+            return  # the drain under way takes it
         queue = self._queue
-        while queue:
-            item = queue.popleft()
-            try:
-                if type(item) is _RawEvent:
-                    self._dispatch_event(item)
-                else:
-                    item[0](*item[1])
-            except Exception:
-                self.log.failure("delivering a libxl report")
-        if self._retired:
-            self._forget_retired()
+        self._draining = True
+        if self._batch_subscribers:
+            self._turn_events = []
+        try:
+            while queue:
+                item = queue.popleft()
+                try:
+                    if type(item) is list:
+                        self._dispatch_reports(item)
+                    else:
+                        item[0](*item[1])
+                except Exception:
+                    self.log.failure("delivering a libxl report")
+            if self._retired:
+                self._forget_retired()
+        finally:
+            self._draining = False
+            events, self._turn_events = self._turn_events, None
+        if events:
+            self._hand_batch(events)
 
     # Reactor-turn delivery.
 

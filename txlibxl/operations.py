@@ -76,6 +76,7 @@ __all__ = ["OperationCancelled", "OperationsMixin"]
 
 # libxl_event_type DOMAIN_CREATE_CONSOLE_AVAILABLE (libxl_types.idl)
 _CONSOLE_AVAILABLE = 5
+_OP_DONE = 0  # txlibxl._libxl.ctx_reports.REPORT_OP_DONE
 
 #: The C{domid} of an operation that makes a new domain (a create).
 NEW_DOMAIN: Any = object()
@@ -214,6 +215,15 @@ class OperationsMixin:
 
     def _queued_completion(self, op_id: int) -> Optional[int]:
         for item in self._queue:
+            if type(item) is list:
+                # A batch of the binding's (txlibxl._libxl.ctx_reports):
+                # five ints per report, an operation's end of type 0.
+                for i in range(0, len(item), 5):
+                    if item[i] == _OP_DONE and item[i + 2] == op_id:
+                        rc = item[i + 3]
+                        del item[i:i + 5]
+                        return rc
+                continue
             if type(item) is not tuple:
                 continue
             handler, args = item

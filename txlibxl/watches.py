@@ -46,6 +46,13 @@ class WatchEnded(Exception):
     """
 
 
+def _Ended(death: Any) -> "WatchEnded":
+    # BaseException.__new__ without __init__'s argument handling: the
+    # cheapest WatchEnded (one per death, on the storm's path).
+    ended = WatchEnded.__new__(WatchEnded, death)
+    return ended
+
+
 class WatchCancelled(Exception):
     """
     The watch was cancelled before the awaited event arrived.
@@ -66,50 +73,77 @@ class _Waiters:
     """
     Deferreds waiting for one kind of outcome, fired in the order they
     were asked for.
+
+    Memory per watch counts (a host may have thousands, each with a
+    waiter): nothing is made before the first add, one waiter is kept
+    without a list, and a waiter has no canceller of its own: a cancelled
+    one (already called) is skipped when its turn comes.
     """
 
-    # The list is made on the first add: most watches of a large fleet
-    # never have a waiter of every kind, and memory per watch counts.
     __slots__ = ("_tx", "_pending")
 
     def __init__(self, tx: Any) -> None:
         self._tx = tx
-        self._pending: Optional[List["Future[Any]"]] = None
+        # None, one future, or a list of them.
+        self._pending: Any = None
 
     def add(self) -> "Future[Any]":
-        d = self._tx.create_future(canceller=self._forget)
-        if self._pending is None:
-            self._pending = []
-        self._pending.append(d)
+        d = self._tx.create_future()
+        pending = self._pending
+        if pending is None:
+            self._pending = d
+        elif type(pending) is list:
+            pending.append(d)
+        else:
+            self._pending = [pending, d]
         return d
 
-    def _forget(self, d: "Future[Any]") -> None:
-        if self._pending and d in self._pending:
-            self._pending.remove(d)
+    def _live(self) -> List["Future[Any]"]:
+        pending = self._pending
+        if pending is None:
+            return []
+        is_called = self._tx.is_called
+        if type(pending) is not list:
+            return [] if is_called(pending) else [pending]
+        return [d for d in pending if not is_called(d)]
 
     def pop(self) -> Optional["Future[Any]"]:
-        return self._pending.pop(0) if self._pending else None
+        """The first waiter not cancelled meanwhile, removed; or None."""
+        pending = self._pending
+        if pending is None:
+            return None
+        is_called = self._tx.is_called
+        if type(pending) is not list:
+            self._pending = None
+            return None if is_called(pending) else pending
+        while pending:
+            d = pending.pop(0)
+            if not is_called(d):
+                if not pending:
+                    self._pending = None
+                return d
+        self._pending = None
+        return None
 
     def take(self) -> List["Future[Any]"]:
         """
         Detach and return the pending Deferreds, to fire them once every
         piece of state they may look at is settled.
         """
-        pending, self._pending = self._pending, None
-        return pending or []
+        live = self._live()
+        self._pending = None
+        return live
 
     def resolve_all(self, value: Any) -> None:
-        pending, self._pending = self._pending, None
-        for d in pending or ():
+        for d in self.take():
             self._tx.resolve(d, value)
 
     def reject_all(self, error: BaseException) -> None:
-        pending, self._pending = self._pending, None
-        for d in pending or ():
+        for d in self.take():
             self._tx.reject(d, self._tx.create_failure(error))
 
     def __len__(self) -> int:
-        return len(self._pending) if self._pending else 0
+        return len(self._live())
 
 
 class _Watch:
@@ -120,10 +154,15 @@ class _Watch:
 
     # Slots and a buffer made on first use keep a watch small: a host may
     # have thousands.
-    __slots__ = ("domid", "uuid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "__weakref__")
+    __slots__ = ("domid", "uuid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "_buffered", "__weakref__")
 
     def __init__(
-        self, tx: Any, domid: int, cancel: Callable[["_Watch"], None], uuid: Optional[str] = None
+        self,
+        tx: Any,
+        domid: int,
+        cancel: Callable[["_Watch"], None],
+        uuid: Optional[str] = None,
+        buffered: bool = True,
     ) -> None:
         self.domid = domid
         #: The domain's UUID, when the context knew it (it does for every
@@ -135,6 +174,9 @@ class _Watch:
         self._buffer: Optional[Deque[Event]] = None
         self._next = _Waiters(tx)
         self._outcome: Optional[BaseException] = None
+        # False: an event no waiter takes is not kept (a batch
+        # subscription has it; txlibxl.batches).
+        self._buffered = buffered
 
     @property
     def active(self) -> bool:
@@ -174,8 +216,18 @@ class _Watch:
         if self._buffer:
             return self._tx.create_future_success(self._buffer.popleft())
         if self._outcome is not None:
+            last = self._unread_last()
+            if last is not None:
+                return self._tx.create_future_success(last)
             return self._tx.create_future_error(self._tx.create_failure(self._outcome))
         return self._next.add()
+
+    def _unread_last(self) -> Optional[Event]:
+        """
+        The watch's last event, if it ended with one that no
+        ``next_event`` waiter has taken yet (then it is taken now).
+        """
+        return None
 
     def __aiter__(self) -> "_Watch":
         return self
@@ -201,12 +253,12 @@ class _Watch:
 
     def _deliver(self, event: Event) -> None:
         d = self._next.pop()
-        if d is None:
+        if d is not None:
+            self._tx.resolve(d, event)
+        elif self._buffered:
             if self._buffer is None:
                 self._buffer = deque()
             self._buffer.append(event)
-        else:
-            self._tx.resolve(d, event)
 
     def _finish(self, outcome: BaseException) -> None:
         if self._outcome is None:
@@ -236,14 +288,21 @@ class DomainWatch(_Watch):
         "_last_shutdown",
         "_death",
         "_rearmed",
+        "_death_unread",
     )
 
     def __init__(
-        self, tx: Any, domid: int, cancel: Callable[[_Watch], None], uuid: Optional[str] = None
+        self,
+        tx: Any,
+        domid: int,
+        cancel: Callable[[_Watch], None],
+        uuid: Optional[str] = None,
+        buffered: bool = True,
     ) -> None:
-        super().__init__(tx, domid, cancel, uuid)
-        self._shutdown_waiters = _Waiters(tx)
-        self._death_waiters = _Waiters(tx)
+        super().__init__(tx, domid, cancel, uuid, buffered)
+        # Made on first use: most watches never have both kinds.
+        self._shutdown_waiters: Optional[_Waiters] = None
+        self._death_waiters: Optional[_Waiters] = None
         self._first_shutdown: Optional[DomainShutdown] = None
         self._last_shutdown: Optional[DomainShutdown] = None
         self._death: Optional[DomainDeath] = None
@@ -253,6 +312,15 @@ class DomainWatch(_Watch):
         # domain's CPU time (ns) when the watch re-armed while the domain
         # was still in that shutdown.
         self._rearmed: Optional[int] = None
+        # The death, delivered when no next_event() waiter took it: the
+        # next next_event() gets it (no buffer is made for it).
+        self._death_unread = False
+
+    def _unread_last(self) -> Optional[Event]:
+        if self._death_unread:
+            self._death_unread = False
+            return self._death
+        return None
 
     def when_shutdown(self) -> "Future[DomainShutdown]":
         """
@@ -264,6 +332,8 @@ class DomainWatch(_Watch):
             return self._tx.create_future_success(self._first_shutdown)
         if self._outcome is not None:
             return self._tx.create_future_error(self._tx.create_failure(self._outcome))
+        if self._shutdown_waiters is None:
+            self._shutdown_waiters = _Waiters(self._tx)
         return self._shutdown_waiters.add()
 
     def when_dead(self) -> "Future[DomainDeath]":
@@ -274,6 +344,8 @@ class DomainWatch(_Watch):
             return self._tx.create_future_success(self._death)
         if self._outcome is not None:
             return self._tx.create_future_error(self._tx.create_failure(self._outcome))
+        if self._death_waiters is None:
+            self._death_waiters = _Waiters(self._tx)
         return self._death_waiters.add()
 
     def _rearmed_at(self, cpu_time_ns: Optional[int]) -> None:
@@ -332,36 +404,42 @@ class DomainWatch(_Watch):
             if first:
                 self._first_shutdown = event
             super()._deliver(event)
-            if first:
+            if first and self._shutdown_waiters is not None:
                 self._shutdown_waiters.resolve_all(event)
         elif isinstance(event, DomainDeath):
+            # The storm's path: no object is made here but the ending (and
+            # that only if a waiter must fail with it).
             self._death = event
-            ended = WatchEnded(event)
-            taker = self._next.pop()
-            if taker is None:
-                super()._deliver(event)  # buffered for the next next_event()
-            self._outcome = ended
-            later = self._next.take()
-            shutdown = self._shutdown_waiters.take()
-            death = self._death_waiters.take()
+            waiting = self._next
+            taker = waiting.pop() if waiting._pending is not None else None
+            if taker is None and self._buffered:
+                self._death_unread = True  # for the next next_event()
+            self._outcome = ended = _Ended(event)
+            later = waiting.take() if waiting._pending is not None else ()
+            waiting = self._shutdown_waiters
+            shutdown = waiting.take() if waiting is not None and waiting._pending else ()
+            waiting = self._death_waiters
+            death = waiting.take() if waiting is not None else ()
+            tx = self._tx
             # Fired in the order of what happened: the shutdown that never
             # came, then the death, then what waits for more.
             for d in shutdown:
-                self._tx.reject(d, self._tx.create_failure(ended))
+                tx.reject(d, tx.create_failure(ended))
             if taker is not None:
-                self._tx.resolve(taker, event)
+                tx.resolve(taker, event)
             for d in death:
-                self._tx.resolve(d, event)
+                tx.resolve(d, event)
             for d in later:
-                self._tx.reject(d, self._tx.create_failure(ended))
+                tx.reject(d, tx.create_failure(ended))
         else:  # pragma: no cover - libxl sends only these two to a death evgen
             super()._deliver(event)
 
     def _finish(self, outcome: BaseException) -> None:
         if self._outcome is None:
             super()._finish(outcome)
-            self._shutdown_waiters.reject_all(outcome)
-            self._death_waiters.reject_all(outcome)
+            for waiting in (self._shutdown_waiters, self._death_waiters):
+                if waiting is not None:
+                    waiting.reject_all(outcome)
 
 
 class DiskEjectWatch(_Watch):
@@ -381,9 +459,15 @@ class DiskEjectWatch(_Watch):
     __slots__ = ("vdev",)
 
     def __init__(
-        self, tx: Any, domid: int, vdev: str, cancel: Callable[[_Watch], None], uuid: Optional[str] = None
+        self,
+        tx: Any,
+        domid: int,
+        vdev: str,
+        cancel: Callable[[_Watch], None],
+        uuid: Optional[str] = None,
+        buffered: bool = True,
     ) -> None:
-        super().__init__(tx, domid, cancel, uuid)
+        super().__init__(tx, domid, cancel, uuid, buffered)
         self.vdev = vdev
 
     @property

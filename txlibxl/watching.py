@@ -34,6 +34,7 @@ from . import errors
 from ._libxl import binding
 from .domids import check_domid
 from .events import DomainDeath, DomainShutdown, ShutdownReason, event_from_raw
+from .batches import EventBatches
 from .watches import DiskEjectWatch, DomainWatch, _Watch
 
 __all__ = ["WatchingMixin"]
@@ -43,6 +44,7 @@ __all__ = ["WatchingMixin"]
 _REARM_REASONS = frozenset({ShutdownReason.SUSPEND, ShutdownReason.SOFT_RESET})
 _DOMAIN_SHUTDOWN = binding.EVENT_DOMAIN_SHUTDOWN
 _DOMAIN_DEATH = binding.EVENT_DOMAIN_DEATH
+_OP_DONE = binding.REPORT_OP_DONE
 
 # _Subscription.kind
 _DEATH = "death"  # a DomainWatch's generator
@@ -92,6 +94,9 @@ class WatchingMixin:
     _users: Any
     log: Any
     _subscriptions: Dict[int, _Subscription]
+    _batch_subscribers: List[EventBatches]
+    _turn_events: Optional[List[Any]]
+    _dispatch_completion: Callable[[int, int], None]
     _watch_subscriptions: Dict[Any, _Subscription]
     _domain_ends: Dict[Tuple[int, Optional[str]], _Subscription]
     _retired: List[_Subscription]
@@ -104,7 +109,40 @@ class WatchingMixin:
 
     # Enabling.
 
-    def watch_domain(self, domid: int) -> DomainWatch:
+    def subscribe(
+        self,
+        callback: Callable[[List[Any]], Any],
+        on_failure: Optional[Callable[[BaseException], Any]] = None,
+    ) -> EventBatches:
+        """
+        Every event this context's watches deliver, as one list per turn:
+        C{callback(events)}, in libxl's order, each event once, with no
+        future per event (:mod:`txlibxl.batches`).  C{on_failure(error)}
+        is called once if the context is closed
+        (:class:`~txlibxl.errors.ContextClosed`) or fails (its disaster).
+
+        :raises TypeError: C{callback} (or C{on_failure}) is not callable.
+        """
+        self._check_usable()
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if on_failure is not None and not callable(on_failure):
+            raise TypeError(f"on_failure must be callable, not {type(on_failure).__name__}")
+        subscription = EventBatches(callback, on_failure, self._unsubscribe)
+        self._batch_subscribers = self._batch_subscribers + [subscription]
+        return subscription
+
+    def _unsubscribe(self, subscription: EventBatches) -> None:
+        self._batch_subscribers = [s for s in self._batch_subscribers if s is not subscription]
+
+    def _hand_batch(self, events: List[Any]) -> None:
+        for subscription in self._batch_subscribers:
+            try:
+                subscription._hand(events)
+            except Exception:
+                self.log.failure("a batch subscriber failed")
+
+    def watch_domain(self, domid: int, buffered: bool = True) -> DomainWatch:
         """
         Watch domain C{domid} for its shutdowns and its death.
 
@@ -112,6 +150,11 @@ class WatchingMixin:
         or ``SOFT_RESET`` shutdown its next shutdown too (libxl reports
         one per generator; the watch re-arms, see :mod:`txlibxl.watching`),
         then its :class:`~txlibxl.events.DomainDeath`, and ends.
+
+        C{buffered=False}: events no ``next_event()`` waiter is waiting
+        for are not kept for a later one (a batch subscription,
+        :meth:`subscribe`, has them); ``when_shutdown()`` and
+        ``when_dead()`` work as ever.
 
         :raises TypeError, ValueError: C{domid} is not a domid
             (:mod:`txlibxl.domids`).
@@ -122,15 +165,16 @@ class WatchingMixin:
         self._check_usable()
         check_domid(domid)
         uuid = self._domain_uuid(domid)
-        watch = DomainWatch(self._tx, domid, self._cancel_watch, uuid)
+        watch = DomainWatch(self._tx, domid, self._cancel_watch, uuid, buffered)
         self._subscribe(watch, _DEATH, lambda user: self._ctx.evenable_domain_death(domid, user, uuid))
         return watch
 
-    def watch_disk_eject(self, domid: int, vdev: str) -> DiskEjectWatch:
+    def watch_disk_eject(self, domid: int, vdev: str, buffered: bool = True) -> DiskEjectWatch:
         """
         Watch the virtual disk C{vdev} (e.g. ``"xvdc"``, ``"hdc"``) of
         domain C{domid} for media ejects, until the domain dies (then the
         watch ends, as a :class:`~txlibxl.watches.DomainWatch` does).
+        C{buffered} as for :meth:`watch_domain`.
 
         :raises TypeError, ValueError: C{domid} is not a domid.
         :raises txlibxl.errors.DomainNotFound: there is no domain C{domid}.
@@ -142,7 +186,7 @@ class WatchingMixin:
         check_domid(domid)
         uuid = self._domain_uuid(domid)
         self._ctx.vdev_to_device_disk(domid, vdev)
-        watch = DiskEjectWatch(self._tx, domid, vdev, self._cancel_watch, uuid)
+        watch = DiskEjectWatch(self._tx, domid, vdev, self._cancel_watch, uuid, buffered)
         end = self._domain_end(domid, uuid)
         try:
             self._subscribe(
@@ -294,30 +338,82 @@ class WatchingMixin:
             if end is not None:
                 self._leave_domain_end(end, watch)
 
-    # Dispatch (on a reactor turn, in libxl's order).
+    # Dispatch (in the turn the batch was taken in, or the next; in
+    # libxl's order).
+
+    def _dispatch_reports(self, batch: List[Any]) -> None:
+        """
+        One batch from the binding (:mod:`txlibxl._libxl.ctx_reports`):
+        five ints per report.  A watch's death, the storm case, is
+        handled here; the rest by :meth:`_dispatch_report`.
+        """
+        subs = self._subscriptions
+        by_watch = self._watch_subscriptions
+        spent = self._ctx.death_generator_spent
+        turn = self._turn_events
+        it = iter(batch)
+        for kind, domid, user, detail, extra in zip(it, it, it, it, it):
+            try:
+                if kind == _OP_DONE:
+                    self._dispatch_completion(user, detail)
+                    continue
+                sub = subs.get(user)
+                if kind == _DOMAIN_DEATH and sub is not None and sub.kind == _DEATH:
+                    watch = sub.watch
+                    # The C side disabled the spent generator already:
+                    # forget it, with no call into libxl.
+                    del subs[user]
+                    if by_watch.get(watch) is sub:
+                        del by_watch[watch]
+                    spent(sub.handle)
+                    if watch._outcome is None:
+                        death = DomainDeath(domid, extra.uuid if extra else watch.uuid)
+                        watch._deliver(death)
+                        if turn is not None:
+                            turn.append(death)
+                    continue
+                self._dispatch_report(sub, kind, domid, user, detail, extra)
+            except Exception:
+                self.log.failure("delivering a libxl event")
 
     def _dispatch_event(self, raw: Any) -> None:
+        """
+        One binding record (:class:`~txlibxl._libxl.binding.RawEvent`).
+        """
         sub = self._subscriptions.get(raw.for_user)
+        detail = raw.shutdown_reason if raw.type == _DOMAIN_SHUTDOWN else (raw.rc or 0)
+        self._dispatch_report(sub, raw.type, raw.domid, raw.for_user, detail, raw)
+
+    def _dispatch_report(
+        self, sub: Optional[_Subscription], kind: int, domid: int, user: int, detail: int, extra: Any
+    ) -> None:
         if sub is None:
-            if raw.for_user in self._progress:
-                self._dispatch_progress(raw)
+            if user in self._progress:
+                self._dispatch_progress(extra or binding.RawEvent(kind, domid, binding.NIL_UUID, user))
                 return
             self.log.debug(
                 "dropping a late libxl event (type {type}) for a generator already disabled",
-                type=raw.type,
+                type=kind,
             )
             return
-        kind = raw.type
         if sub.kind == _END:
             if kind == _DOMAIN_DEATH:
-                self._domain_died(sub, DomainDeath(raw.domid, raw.uuid))
+                self._domain_died(sub, DomainDeath(domid, extra.uuid if extra else sub.watch.key[1]))
             return
         if sub.kind == _RETIRED and kind != _DOMAIN_DEATH:
             return  # its shutdown reports are the re-armed watch's past
         watch = sub.watch
         if not watch.active:
             return
-        event = event_from_raw(raw)
+        uuid = extra.uuid if extra else watch.uuid
+        if kind == _DOMAIN_SHUTDOWN:
+            event: Any = DomainShutdown(domid, uuid, ShutdownReason.from_code(detail))
+        elif kind == _DOMAIN_DEATH:
+            event = DomainDeath(domid, uuid)
+        elif extra:
+            event = event_from_raw(extra)
+        else:
+            event = None
         if event is None:
             return
         if kind == _DOMAIN_SHUTDOWN and sub.kind == _DEATH:
@@ -336,6 +432,8 @@ class WatchingMixin:
         elif kind == _DOMAIN_SHUTDOWN and sub.kind == _DEATH and event.reason in _REARM_REASONS:
             self._rearm(sub, event)
         watch._deliver(event)
+        if self._turn_events is not None:
+            self._turn_events.append(event)
 
     def _domain_died(self, sub: _Subscription, death: DomainDeath) -> None:
         end = sub.watch
@@ -360,4 +458,10 @@ class WatchingMixin:
                 watch._fail(errors.ContextClosed(f"the libxl context was closed: {watch.subject} is no longer watched"))
             else:
                 watch._fail(error)
+        subscribers, self._batch_subscribers = self._batch_subscribers, []
+        for subscription in subscribers:
+            try:
+                subscription._fail(error if error is not None else errors.ContextClosed("the libxl context was closed"))
+            except Exception:
+                self.log.failure("a batch subscriber's on_failure failed")
 

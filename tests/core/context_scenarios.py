@@ -275,6 +275,67 @@ async def a_thousand_deaths_reach_their_watches_exactly_once(kit: Kit) -> None:
         kit.check.assertIsInstance(await _outcome(w.next_event()), Exception)
 
 
+async def a_storm_reaches_a_batch_subscription_exactly_once_in_order(kit: Kit) -> None:
+    ctx = kit.ctx
+    created = await kit.control.create_domains(count=300, prefix="batched")
+    domids = [c["domid"] for c in created]
+    batches: List[List[Any]] = []
+    failures: List[BaseException] = []
+    subscription = ctx.subscribe(batches.append, failures.append)
+    watches = [ctx.watch_domain(domid, buffered=False) for domid in domids]
+    await kit.control.destroy(domids, mode="burst")
+    await kit.until(lambda: sum(len(b) for b in batches) >= len(domids))
+    await kit.control.ping()
+    events = [e for b in batches for e in b]
+    kit.check.assertEqual(sorted(e.domid for e in events), sorted(domids))  # each once
+    kit.check.assertTrue(all(isinstance(e, DomainDeath) for e in events))
+    kit.check.assertEqual({e.uuid for e in events}, {w.uuid for w in watches})
+    # Fewer batches than deaths: the deaths libxl reported in one call
+    # came as one batch.
+    kit.check.assertLess(len(batches), len(domids))
+    # The watches ended with their deaths, and kept nothing for later.
+    kit.check.assertTrue(all(not w.active for w in watches))
+    kit.check.assertEqual(await watches[0].when_dead(), DomainDeath(domids[0], watches[0].uuid))
+    kit.check.assertIsInstance(await _outcome(watches[0].next_event()), Exception)
+    kit.check.assertEqual(ctx.watches, 0)
+    subscription.cancel()
+    await ctx.close()
+    kit.check.assertEqual(failures, [])  # a cancelled subscription hears nothing more
+
+
+async def a_storm_mixed_with_ejects_and_completions_keeps_libxls_order(kit: Kit) -> None:
+    ctx = kit.ctx
+    with_cd = [await kit.create(disks=[{"vdev": "hdc", "cdrom": True, "target": "/srv/cd.iso"}])
+               for _ in range(3)]
+    created = await kit.control.create_domains(count=60, prefix="mixed")
+    domids = [c["domid"] for c in created]
+    paused = await kit.create()
+    batches: List[List[Any]] = []
+    ctx.subscribe(batches.append)
+    ejects = [ctx.watch_disk_eject(domid, "hdc") for domid in with_cd]
+    watches = [ctx.watch_domain(domid) for domid in domids]
+    taken = [e.next_event() for e in ejects]
+    for domid in with_cd:
+        await kit.control.eject(domid, "hdc")
+    pause = ctx.pause(paused)
+    await kit.control.destroy(domids, mode="burst")
+    await kit.until(lambda: sum(len(b) for b in batches) >= len(domids) + len(with_cd))
+    kit.check.assertIsNone(await pause)
+    events = [e for b in batches for e in b]
+    kit.check.assertEqual([e for e in events if isinstance(e, DiskEject)],
+                          sorted([e for e in events if isinstance(e, DiskEject)],
+                                 key=lambda e: with_cd.index(e.domid)))
+    kit.check.assertEqual(sorted(e.domid for e in events if isinstance(e, DomainDeath)), sorted(domids))
+    # Every eject was reported before the storm began, and libxl's order is kept.
+    first_death = next(i for i, e in enumerate(events) if isinstance(e, DomainDeath))
+    kit.check.assertTrue(all(isinstance(e, DiskEject) for e in events[:first_death]))
+    kit.check.assertEqual(len(events), len(domids) + len(with_cd))
+    # The waiters got the same events, once each.
+    kit.check.assertEqual([await t for t in taken], [e for e in events if isinstance(e, DiskEject)])
+    for w in watches:
+        kit.check.assertEqual(await w.next_event(), await w.when_dead())
+
+
 async def own_children_beside_libxls(kit: Kit) -> None:
     domid = await kit.create(disks=[{"vdev": "xvda"}])
     running = kit.run_process([sys.executable, "-c", "import sys, time; time.sleep(0.2); sys.exit(3)"])
@@ -297,6 +358,8 @@ SCENARIOS: Dict[str, Callable[[Kit], Awaitable[None]]] = {
         losing_xenstored_fails_every_waiter,
         close_with_work_in_flight,
         a_thousand_deaths_reach_their_watches_exactly_once,
+        a_storm_reaches_a_batch_subscription_exactly_once_in_order,
+        a_storm_mixed_with_ejects_and_completions_keeps_libxls_order,
         own_children_beside_libxls,
     ]
 }

@@ -624,7 +624,8 @@ class EventTrampolineTests(unittest.TestCase):
     def occur(self, kind: int, domid: int, for_user: int, uuid: Any = None, detail: int = 0) -> None:
         event = self.lib.txl_event_make(kind, domid, for_user, uuid or self.ffi.NULL, detail)
         self.assertNotEqual(event, self.ffi.NULL)
-        self.lib.txl_event_occurs(self.ctx._handle, event)
+        self.lib.txl_event_occurs(self.ctx._queue, event)
+        self.ctx._take_reports(True)  # as after the libxl call it came from
 
     def test_a_death_carries_the_uuid_read_when_its_generator_was_enabled(self) -> None:
         self.ctx._uuids[(5, 7)] = self.UUID_TEXT

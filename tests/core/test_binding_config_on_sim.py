@@ -14,6 +14,7 @@ from typing import Any, Callable, List
 from twisted.internet import defer
 
 from txlibxl import errors
+from txlibxl._libxl import native
 from txlibxl._libxl.capture import LibxlSays
 from txlibxl._libxl.ctx_operations import Finished
 
@@ -124,7 +125,9 @@ class CaptureTests(BindingTestCase):
 
         def libxl_delivering() -> None:
             self.assertRaises(errors.InvalidConfiguration, self.refuse)
-            self.ctx._op_completed(7, errors.ERROR_FAIL)
+            # the completion as libxl makes it: through the ao_how's callback
+            ffi, lib = native.load()
+            lib.txl_ao_done(self.ctx._ctx, errors.ERROR_FAIL, ffi.cast("void *", 7))
 
         self.ctx._deliver_reports(libxl_delivering)
         said = self.ctx.finish_operation(7).said

@@ -38,7 +38,7 @@ C_DIR = os.path.join("txlibxl", "_libxl", "c")
 
 #: The C side's sources, in ``C_DIR``: the hooks, logger and accessors;
 #: the error capture; the helpers for building domains.
-C_SOURCES = ("txl.c", "txl_capture.c", "txl_config.c")
+C_SOURCES = ("txl.c", "txl_queue.c", "txl_capture.c", "txl_config.c")
 
 #: ``txl.h``, to read its declarations from wherever this runs.
 TXL_H = os.path.join(HERE, "c", "txl.h")
@@ -268,12 +268,8 @@ extern "Python+C" int txl_py_timeout_register(void *user, void **out, double dea
 extern "Python+C" int txl_py_timeout_modify(void *user, void **update, double deadline,
                                             int asap);
 extern "Python+C" void txl_py_timeout_deregister(void *user, void *registration);
-extern "Python+C" void txl_py_event_occurs(void *user, int type, uint32_t domid,
-                                           uint64_t for_user, int shutdown_reason, int rc,
-                                           const char *uuid, libxl_event *kept);
 extern "Python+C" void txl_py_disaster(void *user, int type, const char *msg, int errnoval);
 extern "Python+C" void txl_py_child_forked(void *user, int pid);
-extern "Python+C" void txl_py_ao_complete(libxl_ctx *ctx, int rc, void *for_callback);
 extern "Python+C" int txl_py_event_predicate(const libxl_event *event, void *user);
 """
 

@@ -101,6 +101,7 @@ from .ctx_events import EventsMixin
 from .ctx_hooks import HooksMixin
 from .ctx_moving import MovingMixin
 from .ctx_operations import OperationsMixin
+from .ctx_reports import REPORT_OP_DONE, ReportsMixin, event_counts  # noqa: F401
 from .ctx_queries import QueriesMixin
 from .values import DomainInfoRaw, RawEvent
 
@@ -138,7 +139,7 @@ __all__ = [
 
 
 class Ctx(
-    MovingMixin, DomainsMixin, DevicesMixin, ConfigMixin, OperationsMixin, QueriesMixin, EventsMixin, HooksMixin, CtxBase
+    MovingMixin, DomainsMixin, DevicesMixin, ConfigMixin, ReportsMixin, OperationsMixin, QueriesMixin, EventsMixin, HooksMixin, CtxBase
 ):
     """
     One ``libxl_ctx``.  Make it with :meth:`alloc`; end it with :meth:`free`.

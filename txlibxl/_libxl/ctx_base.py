@@ -84,11 +84,12 @@ class CtxBase:
             raise errors.from_code(rc, "libxl_ctx_alloc", said.message())
         self._logger = logger
         self._ctx = pctx[0]
+        lib.txl_queue_set_ctx(self._queue, self._ctx)
         self.address = int(ffi.cast("uintptr_t", self._ctx))
         self._closed = False
         live_contexts[self.address] = self
         # The disaster callback, from the start; events stay queued.
-        lib.txl_register_event_callbacks(self._ctx, self._event_hooks, 0, self._handle)
+        lib.txl_register_event_callbacks(self._ctx, self._event_hooks, 0, self._queue)
         return self
 
     def _init_state(self, log: Callable[[int, str], None]) -> None:
@@ -103,7 +104,7 @@ class CtxBase:
         hook gets and the ``libxl_event_hooks`` struct (made here), the
         logger (made by :meth:`alloc`).
         """
-        ffi, _ = native.load()
+        ffi, lib = native.load()
         self._log_to = log
         self._closed = True
         self._ctx = ffi.NULL
@@ -111,6 +112,13 @@ class CtxBase:
         self.address = 0
         self._handle = ffi.new_handle(self)
         self._event_hooks = ffi.new("libxl_event_hooks *")
+        # The C queue of libxl's reports (c/txl_queue.c): libxl's
+        # event_occurs user pointer, so it outlives the libxl_ctx (freed
+        # with this object, after free()).
+        queue = lib.txl_queue_new(self._handle)
+        if queue == ffi.NULL:
+            raise MemoryError("no memory for a libxl report queue")
+        self._queue = ffi.gc(queue, lib.txl_queue_free)
         self._on_disaster: Callable[[int, str, int], None] = _log_disaster
         self._libxl_busy = False  # fds/timeouts/children may exist in libxl
         self.disaster: Optional[errors.LibxlDisaster] = None
@@ -139,9 +147,20 @@ class CtxBase:
         C{function(*args)}: one of the calls into libxl in which it
         delivers its reports (``occurred_fd``, ``occurred_timeout``,
         ``childproc_reaped``...).  A part that wants to know what happens
-        during them extends this (calling super).
+        during them extends this (calling super).  What libxl reported
+        inside is taken from the C queue before this returns
+        (:meth:`_take_reports`, as reported on the loop).
         """
-        return function(*args)
+        result = function(*args)
+        self._take_reports(True)
+        return result
+
+    def _take_reports(self, delivering: bool) -> None:
+        """
+        After a call into libxl: take what it reported (the reports part,
+        :mod:`.ctx_reports`, does).  C{delivering}: the call was one of
+        the deliveries of :meth:`_deliver_reports`.
+        """
 
     def set_log_level(self, min_level: int) -> None:
         """
@@ -190,6 +209,9 @@ class CtxBase:
         self._before_free(call)
         rc = _lib.libxl_ctx_free(ctx)
         self._closed = True
+        # What libxl reported and nobody took is freed with the context.
+        _lib.txl_queue_forget_generators(self._queue)
+        _lib.txl_queue_discard(self._queue)
         self._after_free()
         _lib.txl_logger_free(self._logger)
         self._logger = _ffi.NULL

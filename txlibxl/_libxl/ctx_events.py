@@ -4,9 +4,10 @@ libxl's events: :class:`EventsMixin`, the part of
 generators (domain death, disk eject), receives libxl's ``event_occurs``
 callback, and takes queued events with ``libxl_event_check``.
 
-Events are copied into :class:`~txlibxl._libxl.values.RawEvent` and
-``libxl_event_free``'d before Python code sees them (the C side frees the
-events made only of scalars itself).  libxl 4.17 leaves a death's UUID
+Events are queued in C and taken in batches (:mod:`.ctx_reports`); a
+domain-death generator lives in C, which disables it when its death
+arrives, so :meth:`EventsMixin.evdisable_domain_death` after a death calls
+no libxl.  libxl 4.17 leaves a death's UUID
 and a disk eject's vdev out of its events; this part remembers both when
 a generator is enabled, keyed by ``(domid, for_user)``, and fills them in.
 """
@@ -62,6 +63,11 @@ class _EventGenerator:
         return f"<libxl {self.kind} generator user={self.user} {state}>"
 
 
+#: The pointer of a domain-death generator's handle: the C side keeps the
+#: generator itself (by user value).
+_IN_C = True
+
+
 def _ignore_event(raw: RawEvent) -> None:
     _log.warn("libxl event of type {type} with no handler, dropped", type=raw.type)
 
@@ -81,6 +87,7 @@ class EventsMixin(CtxBase):
         # (domid, user) -> how many enabled generators share it (so that a
         # disable finds out in O(1) whether the entries above are still used)
         self._key_refs: Dict[Tuple[int, int], int] = {}
+        self._died = _ffi.new("int *")
 
     def _after_free(self) -> None:
         super()._after_free()
@@ -120,43 +127,12 @@ class EventsMixin(CtxBase):
             )
         self._on_event = on_event
         self._on_disaster = on_disaster
-        _lib.txl_register_event_callbacks(ctx, self._event_hooks, mask, self._handle)
+        _lib.txl_register_event_callbacks(ctx, self._event_hooks, mask, self._queue)
 
     # -- callbacks (called by libxl through C) ---------------------------
 
     def _copy_event(self, event: Any) -> RawEvent:
         return read_event(event, self._eject_vdevs, self._uuids)
-
-    def _event_occurred(self, kind: int, domid: int, for_user: int, reason: int, rc: int,
-                        uuid: Any, kept: Any) -> None:
-        # The C side passed the scalars and freed the event, unless it kept
-        # one with more to read (a disk eject, a type it does not know).
-        if kept != _ffi.NULL:
-            try:
-                raw = self._copy_event(kept)
-            finally:
-                _lib.libxl_event_free(self._ctx, kept)
-        else:
-            if uuid == _ffi.NULL:
-                # libxl 4.17 never fills libxl_event.domuuid: the UUID read
-                # when the generator was enabled stands in.
-                text = self._uuids.get((domid, for_user), NIL_UUID)
-            else:
-                text = _ffi.string(uuid).decode("ascii")
-            raw = RawEvent(
-                kind,
-                domid,
-                text,
-                for_user,
-                reason if kind == EVENT_DOMAIN_SHUTDOWN else None,
-                None,
-                None,
-                rc if kind == EVENT_OPERATION_COMPLETE else None,
-            )
-        try:
-            self._on_event(raw)
-        except Exception:
-            _log.failure("the libxl event callback failed on {raw}", raw=raw)
 
     # -- event generators ------------------------------------------------
 
@@ -184,18 +160,21 @@ class EventsMixin(CtxBase):
         check_uint64(call, "user", user)
         check_uuid(call, uuid)
         ctx = self._enter(call)
-        out = _ffi.new("libxl_evgen_domain_death **")
+        died = self._died
         self._libxl_busy = True
-        rc = _lib.libxl_evenable_domain_death(ctx, domid, user, out)
+        # The C side keeps the generator by user value and disables it
+        # when its death arrives (c/txl_queue.c); this handle names it.
+        rc = _lib.txl_evenable_death(self._queue, domid, user, died)
+        self._take_reports(False)
         if rc:
             raise errors.from_code(rc, call)
-        generator = _EventGenerator(self, "domain_death", out[0], user)
+        generator = _EventGenerator(self, "domain_death", _IN_C, user)
         generator.domid = domid
-        self._add_generator(generator)
+        key = self._add_generator(generator)
         if uuid is None:
             uuid = uuid_of(ctx, domid)
         if uuid is not None:
-            self._uuids[(domid, user)] = uuid
+            self._uuids[key] = uuid
         return generator
 
     def evdisable_domain_death(self, handle: Any) -> None:
@@ -203,8 +182,31 @@ class EventsMixin(CtxBase):
         ``libxl_evdisable_domain_death``.  Events that occurred before may
         still be delivered.
         """
-        self._disable(handle, "domain_death", "libxl_evdisable_domain_death",
-                      _lib.libxl_evdisable_domain_death)
+        self._disable(handle, "domain_death", "libxl_evdisable_domain_death", self._disable_death)
+
+    def death_generator_spent(self, handle: Any) -> None:
+        """
+        The death of C{handle}'s generator was reported: the C side
+        disabled it then, so this only forgets it (no libxl call, no
+        checks: the context's own handles only).  The handle counts as
+        disabled afterwards.
+        """
+        if handle.pointer is None:
+            return
+        handle.pointer = None
+        self._generators.discard(handle)
+        key = (handle.domid, handle.user)
+        refs = self._key_refs
+        left = refs.pop(key, 1) - 1
+        if left > 0:
+            refs[key] = left
+        else:
+            self._uuids.pop(key, None)
+
+    def _disable_death(self, ctx: Any, pointer: Any) -> None:
+        generator = self._disabling
+        # A no-op in C if the generator's death disabled it already.
+        _lib.txl_evdisable_death(self._queue, generator.user)
 
     def evenable_disk_eject(self, domid: int, vdev: str, user: int, uuid: Optional[str] = None) -> Any:
         """
@@ -223,16 +225,17 @@ class EventsMixin(CtxBase):
         out = _ffi.new("libxl_evgen_disk_eject **")
         self._libxl_busy = True
         rc = _lib.libxl_evenable_disk_eject(ctx, domid, vdev_bytes, user, out)
+        self._take_reports(False)
         if rc:
             raise errors.from_code(rc, call)
         generator = _EventGenerator(self, "disk_eject", out[0], user)
         generator.domid, generator.vdev = domid, vdev
-        self._add_generator(generator)
-        self._eject_vdevs[(domid, user)] = vdev
+        key = self._add_generator(generator)
+        self._eject_vdevs[key] = vdev
         if uuid is None:
             uuid = uuid_of(ctx, domid)
         if uuid is not None:
-            self._uuids[(domid, user)] = uuid
+            self._uuids[key] = uuid
         return generator
 
     def evdisable_disk_eject(self, handle: Any) -> None:
@@ -256,6 +259,7 @@ class EventsMixin(CtxBase):
         if pointer is None:
             raise errors.InvalidArgument(call=call, message="the generator is disabled already")
         handle.pointer = None
+        self._disabling = handle
         self._generators.discard(handle)
         key = (handle.domid, handle.user)
         refs = self._key_refs
@@ -266,11 +270,19 @@ class EventsMixin(CtxBase):
             self._uuids.pop(key, None)
             self._eject_vdevs.pop(key, None)
         disable(ctx, pointer)
+        self._take_reports(False)
 
-    def _add_generator(self, generator: _EventGenerator) -> None:
+    def _add_generator(self, generator: _EventGenerator) -> Tuple[int, int]:
+        # _key_refs counts only keys shared by two generators or more (a
+        # key with entries and no count has one): one entry per watch less.
         self._generators.add(generator)
         key = (generator.domid, generator.user)
-        self._key_refs[key] = self._key_refs.get(key, 0) + 1
+        refs = self._key_refs
+        if key in refs:
+            refs[key] += 1
+        elif key in self._uuids or key in self._eject_vdevs:
+            refs[key] = 2
+        return key
 
     # -- queued events ---------------------------------------------------
 

@@ -6,7 +6,7 @@ reports their completion and aborts them, and the domain operations
 
 An operation is named by the caller's ``op_id``, a positive uint64: its
 ``ao_how`` carries it as ``for_callback``, so that libxl's completion
-(``txl_py_ao_complete``) and ``libxl_ao_abort`` (which matches the
+(queued in C as events are, ``txl_ao_done``) and ``libxl_ao_abort`` (which matches the
 ``ao_how`` byte for byte) find it.  Another operations module starts its
 own operations with :meth:`OperationsMixin._start_ao`, passing the C
 arguments libxl keeps as a :class:`~txlibxl._libxl.kept.KeptArguments`;
@@ -122,7 +122,8 @@ class OperationsMixin(CtxBase):
         with LibxlSays():
             return super()._deliver_reports(function, *args)
 
-    def _op_completed(self, op_id: int, rc: int) -> None:
+    def _op_reported(self, op_id: int, rc: int) -> None:
+        # Taken from the C queue, inside the call libxl reported it in.
         self._ops.discard(op_id)
         if rc:
             # libxl logged why before it reported the failure; the call
@@ -130,6 +131,9 @@ class OperationsMixin(CtxBase):
             said = LibxlSays.current()
             if said is not None:
                 self._note_said(op_id, said.so_far())
+
+    def _op_completed(self, op_id: int, rc: int) -> None:
+        # Without a batch callback (ctx_reports): after _op_reported.
         handler = self._on_complete or _drop_completion
         try:
             handler(op_id, rc)
@@ -202,6 +206,7 @@ class OperationsMixin(CtxBase):
         self._libxl_busy = True
         with LibxlSays() as said:
             rc = initiate(ctx, how)
+            self._take_reports(False)
         if rc:
             self._ops.discard(op_id)  # a failed start never calls back
             dropped = self._kept.pop(op_id, None)
@@ -248,6 +253,7 @@ class OperationsMixin(CtxBase):
         check_uint64(call, "op_id", op_id, 1)
         ctx = self._enter(call)
         rc = _lib.libxl_ao_abort(ctx, self._ao_how(op_id))
+        self._take_reports(False)
         if rc in (0, errors.ERROR_NOTFOUND, errors.ERROR_ABORTED):
             return rc
         raise errors.from_code(rc, call)

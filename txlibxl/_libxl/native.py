@@ -4,9 +4,9 @@ The compiled module, once, and the Python it calls into.
 :func:`load` imports ``txlibxl._libxl._cffi`` through :mod:`.loader` and
 installs the ``extern "Python"`` callbacks before any context exists;
 each callback finds its :class:`~txlibxl._libxl.binding.Ctx` (by the
-``ffi.new_handle`` user pointer libxl passes back, or, for an operation's
-completion, by the ``libxl_ctx`` address in :data:`live_contexts`) and
-calls the Ctx's method for it.  The modules of the binding that call C
+``ffi.new_handle`` user pointer libxl passes back) and calls the Ctx's
+method for it.  Events and operation completions call no Python: they
+are queued in C (``c/txl_queue.c``) and taken in batches.  The modules of the binding that call C
 keep the compiled module's ``ffi`` and ``lib`` as module globals (the
 cheapest lookup on the per-event path), set by :func:`on_load`.
 
@@ -134,10 +134,8 @@ def _install_callbacks(ffi: Any) -> None:
     )
     ffi.def_extern("txl_py_timeout_modify", error=reg_fail, onerror=_onerror)(_py_timeout_modify)
     ffi.def_extern("txl_py_timeout_deregister", onerror=_onerror)(_py_timeout_deregister)
-    ffi.def_extern("txl_py_event_occurs", onerror=_onerror)(_py_event_occurs)
     ffi.def_extern("txl_py_disaster", onerror=_onerror)(_py_disaster)
     ffi.def_extern("txl_py_child_forked", onerror=_onerror)(_py_child_forked)
-    ffi.def_extern("txl_py_ao_complete", onerror=_onerror)(_py_ao_complete)
     ffi.def_extern("txl_py_event_predicate", error=0, onerror=_onerror)(_py_event_predicate)
 
 
@@ -172,26 +170,12 @@ def _py_timeout_deregister(user: Any, registration: Any) -> None:
     _ffi.from_handle(user)._hook_timeout_deregister(registration)
 
 
-def _py_event_occurs(user: Any, kind: int, domid: int, for_user: int, reason: int, rc: int,
-                     uuid: Any, kept: Any) -> None:
-    _ffi.from_handle(user)._event_occurred(kind, domid, for_user, reason, rc, uuid, kept)
-
-
 def _py_disaster(user: Any, kind: int, msg: Any, errnoval: int) -> None:
     _ffi.from_handle(user)._disaster_occurred(kind, msg, errnoval)
 
 
 def _py_child_forked(user: Any, pid: int) -> None:
     _ffi.from_handle(user)._child_forked(pid)
-
-
-def _py_ao_complete(ctx_pointer: Any, rc: int, for_callback: Any) -> None:
-    ctx = live_contexts.get(int(_ffi.cast("uintptr_t", ctx_pointer)))
-    op_id = int(_ffi.cast("uintptr_t", for_callback))
-    if ctx is None:
-        log.error("libxl completed operation {op_id} of an unknown context", op_id=op_id)
-        return
-    ctx._op_completed(op_id, rc)
 
 
 def _py_event_predicate(event: Any, user: Any) -> int:

@@ -8,8 +8,10 @@ difference (a ``new`` record and a domain watch for a new domain, a
 reconciled ``death`` for one that went unwatched); each armed domain gets
 a domain watch and, with ``disk_eject``, a watch on each of its CD-ROMs and
 on its disk list (so that a CD-ROM hot-plugged later is armed too), and a
-domain being built has its name node watched until libxl writes it.  Each
-event of a watch becomes at most one record: a shutdown that was already
+domain being built has its name node watched until libxl writes it.  The
+watches keep no events: the events of all of them come as one batch per
+turn (:meth:`txlibxl.context.Context.subscribe`), with no Deferred per
+event, and each becomes at most one record: a shutdown that was already
 published (libxl's new watch repeats it after a recovery) is dropped, a
 death ends the domain's other watches.
 
@@ -132,8 +134,9 @@ class DomainFollowing:
                 dom.skip_repeat = reason
             else:
                 dom.reconcile_next_shutdown = reconciling
+        self._subscribe(ctx)
         try:
-            dom.watch = self._call("libxl_evenable_domain_death", ctx.watch_domain, dom.domid)
+            dom.watch = self._call("libxl_evenable_domain_death", ctx.watch_domain, dom.domid, False)
         except errors.DomainNotFound:
             # Gone since the scan: its death, as its watch would have said.
             dom.watch = None
@@ -143,7 +146,6 @@ class DomainFollowing:
             self._log.warn("cannot watch domain {domid}: {error}", domid=dom.domid, error=e)
             dom.watch = None
             return
-        self._follow(dom, dom.watch)
         if self.disk_eject and self._watcher is not None:
             self._watch_disks(dom)
             self._arm_ejects(dom)
@@ -181,32 +183,43 @@ class DomainFollowing:
             if vdev in dom.ejects:
                 continue
             try:
-                watch = self._call("libxl_evenable_disk_eject", self._ctx.watch_disk_eject, dom.domid, vdev)
+                watch = self._call(
+                    "libxl_evenable_disk_eject", self._ctx.watch_disk_eject, dom.domid, vdev, False
+                )
             except errors.LibxlError as e:
                 self._log.warn("cannot watch {vdev} of domain {domid}: {error}", vdev=vdev, domid=dom.domid, error=e)
                 continue
             dom.ejects[vdev] = watch
-            self._follow(dom, watch)
 
-    def _follow(self, dom: TrackedDomain, watch: Any) -> None:
-        """Publish each event of C{watch} until it ends."""
+    def _subscribe(self, ctx: Any) -> None:
+        """
+        Receive the events of every watch of C{ctx} as one batch per turn
+        (:meth:`txlibxl.context.Context.subscribe`): the watches are
+        unbuffered and no Deferred is made per event.
+        """
+        if getattr(self, "_subscribed", None) is ctx:
+            return
+        self._subscribed = ctx
 
-        ctx = self._ctx
-
-        def got(event: Any) -> None:
-            self._handle(dom, watch, event, perf_counter())
-            watch.next_event().addCallbacks(got, ended)
-
-        def ended(failure: Failure) -> None:
-            if failure.check(WatchEnded, WatchCancelled, errors.ContextClosed):
-                return  # the domain died, or the service let go of it
-            if failure.check(errors.LibxlDisaster, errors.ContextFailed):
+        def failed(error: BaseException) -> None:
+            if isinstance(error, (WatchEnded, WatchCancelled, errors.ContextClosed)):
+                return  # the service let go of the session
+            if isinstance(error, (errors.LibxlDisaster, errors.ContextFailed)):
                 if ctx is self._ctx:  # not a late word from a closed session
-                    self._session_failed(failure.value)
+                    self._session_failed(error)
                 return
-            self._log.failure("watching domain {domid}", failure, domid=dom.domid)
+            self._log.failure("following domains", Failure(error))
 
-        watch.next_event().addCallbacks(got, ended)
+        ctx.subscribe(self._events, failed)
+
+    def _events(self, events: Sequence[Any]) -> None:
+        """One turn's events of every watch, in libxl's order."""
+        received = perf_counter()
+        tracked = self.tracked
+        for event in events:
+            dom = tracked.get((event.domid, event.uuid))
+            if dom is not None:
+                self._handle(dom, None, event, received)
 
     def _handle(self, dom: TrackedDomain, watch: Any, event: Any, received: float) -> None:
         current = self.tracked.get(dom.key) is dom

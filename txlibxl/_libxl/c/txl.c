@@ -16,8 +16,8 @@
  * - fork_replacement for libxl_sigchld_owner_mainloop: a plain fork();
  *   only the parent calls up into Python, with the pid.  In the child no
  *   Python runs at all: hooks fail, log messages go to stderr.
- * - The per-event path: event_occurs passes an event's scalars up to
- *   Python and frees it here.
+ * - The per-event path is txl_queue.c's: events and operation
+ *   completions are queued in C and taken by Python in batches.
  * - Small accessors that copy a libxl_event's payload into a flat struct,
  *   and that format UUIDs, so the Python side never depends on the layout
  *   of libxl's unions.
@@ -217,40 +217,6 @@ void txl_register_osevent_hooks(libxl_ctx *ctx, void *user)
 
 /* ---- event callbacks -------------------------------------------------- */
 
-/* The per-event path: the scalar fields go to Python as arguments and
- * the event is freed here.  Only an event with more than scalars (a disk
- * eject's disk, a type this binding does not know) is handed over as
- * `kept`, for Python to read and free. */
-void txl_event_occurs(void *user, libxl_event *event)
-{
-    char uuid[40];
-    const char *u = NULL;
-    int reason = -1, rc = 0;
-    libxl_event *kept = NULL;
-    if (!libxl_uuid_is_nil(&event->domuuid)) {
-        txl_uuid_format(&event->domuuid, uuid);
-        u = uuid;
-    }
-    switch (event->type) {
-    case LIBXL_EVENT_TYPE_DOMAIN_SHUTDOWN:
-        reason = event->u.domain_shutdown.shutdown_reason;
-        break;
-    case LIBXL_EVENT_TYPE_DOMAIN_DEATH:
-    case LIBXL_EVENT_TYPE_DOMAIN_CREATE_CONSOLE_AVAILABLE:
-        break;
-    case LIBXL_EVENT_TYPE_OPERATION_COMPLETE:
-        rc = event->u.operation_complete.rc;
-        break;
-    default:
-        kept = event;
-        break;
-    }
-    txl_py_event_occurs(user, (int)event->type, event->domid, event->for_user, reason, rc, u,
-                        kept);
-    if (!kept)
-        libxl_event_free(NULL, event);  /* 4.17 ignores ctx here; libxl itself passes 0 */
-}
-
 libxl_event *txl_event_make(int type, uint32_t domid, uint64_t for_user,
                             const uint8_t *uuid, int detail)
 {
@@ -279,13 +245,19 @@ void txl_disaster(void *user, libxl_event_type type, const char *msg, int errnov
     txl_py_disaster(user, (int)type, msg ? msg : "", errnoval);
 }
 
+static void txl_queue_disaster(void *user, libxl_event_type type, const char *msg, int errnoval)
+{
+    txl_disaster(txl_queue_py((struct txl_queue *)user), type, msg, errnoval);
+}
+
+/* Events go to the context's queue (txl_queue.c); the disaster to Python. */
 void txl_register_event_callbacks(libxl_ctx *ctx, libxl_event_hooks *hooks,
-                                  uint64_t mask, void *user)
+                                  uint64_t mask, struct txl_queue *queue)
 {
     hooks->event_occurs_mask = mask;
     hooks->event_occurs = txl_event_occurs;
-    hooks->disaster = txl_disaster;
-    libxl_event_register_callbacks(ctx, hooks, user);
+    hooks->disaster = txl_queue_disaster;
+    libxl_event_register_callbacks(ctx, hooks, queue);
 }
 
 static int txl_predicate(const libxl_event *event, void *user)
@@ -333,7 +305,7 @@ void txl_set_childproc_mainloop(libxl_ctx *ctx, void *user)
 void txl_ao_how_init(libxl_asyncop_how *how, uintptr_t op_id)
 {
     memset(how, 0, sizeof(*how));
-    how->callback = txl_py_ao_complete;
+    how->callback = txl_ao_done;      /* queued, as events are (txl_queue.c) */
     how->u.for_callback = (void *)op_id;
 }
 

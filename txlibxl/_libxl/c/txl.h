@@ -41,6 +41,8 @@
 
 /* TXL_CDEF_BEGIN */
 
+struct txl_queue;    /* c/txl_queue.c: a context's queue of libxl's reports */
+
 /* A libxl_event's payload, flattened (txl_event_read, txl_disk_read). */
 struct txl_disk_fields {
     uint32_t backend_domid;
@@ -72,7 +74,7 @@ void txl_logger_free(xentoollog_logger *logger);
 int txl_ctx_alloc(libxl_ctx **pctx, xentoollog_logger *logger);
 void txl_register_osevent_hooks(libxl_ctx *ctx, void *user);
 void txl_register_event_callbacks(libxl_ctx *ctx, libxl_event_hooks *hooks,
-                                  uint64_t mask, void *user);
+                                  uint64_t mask, struct txl_queue *queue);
 void txl_set_childproc_mainloop(libxl_ctx *ctx, void *user);
 void txl_ao_how_init(libxl_asyncop_how *how, uintptr_t op_id);
 void txl_event_read(const libxl_event *ev, struct txl_event_fields *out);
@@ -95,7 +97,28 @@ int txl_timeout_register(void *user, void **out, struct timeval abs, void *for_l
 int txl_timeout_modify(void *user, void **update, struct timeval abs);
 void txl_timeout_deregister(void *user, void *registration);
 void txl_disaster(void *user, libxl_event_type type, const char *msg, int errnoval);
+void *txl_queue_py(struct txl_queue *q);
 void txl_event_occurs(void *user, libxl_event *event);
+
+/* The report queue (txl_queue.c): what libxl reports, packed, until the
+ * binding takes it.  A record is TXL_RECORD_WORDS int64 values: type
+ * (a libxl_event_type, or TXL_REPORT_OP_DONE), domid, for_user (an
+ * operation's op_id), detail (a shutdown's reason, an rc), and a kept
+ * libxl_event pointer (0 if the event was freed at once). */
+enum { TXL_RECORD_WORDS = 5, TXL_REPORT_OP_DONE = 0 };
+struct txl_queue *txl_queue_new(void *py);
+void txl_queue_set_ctx(struct txl_queue *q, libxl_ctx *ctx);
+size_t txl_queue_take(struct txl_queue *q, int64_t *out, size_t cap, int *overflow);
+size_t txl_queue_count(struct txl_queue *q);
+size_t txl_queue_discard(struct txl_queue *q);
+size_t txl_queue_free(struct txl_queue *q);
+void txl_queue_forget_generators(struct txl_queue *q);
+void txl_queue_report(struct txl_queue *q, int type, uint32_t domid, uint64_t user, int detail);
+int txl_evenable_death(struct txl_queue *q, uint32_t domid, uint64_t user, int *died);
+int txl_evdisable_death(struct txl_queue *q, uint64_t user);
+void txl_event_release(libxl_event *event);
+void txl_event_counts(uint64_t *received, uint64_t *freed, uint64_t *disabled);
+void txl_ao_done(libxl_ctx *ctx, int rc, void *for_callback);
 /* A libxl_event as libxl would allocate it (for those tests): freed by
  * whoever it is handed to.  `detail` is a shutdown's reason or an
  * operation's rc; `uuid` is 16 bytes, or NULL for the nil UUID. */
@@ -134,11 +157,8 @@ void txl_py_fd_deregister(void *user, int fd, void *registration);
 int txl_py_timeout_register(void *user, void **out, double deadline, void *for_libxl);
 int txl_py_timeout_modify(void *user, void **update, double deadline, int asap);
 void txl_py_timeout_deregister(void *user, void *registration);
-void txl_py_event_occurs(void *user, int type, uint32_t domid, uint64_t for_user,
-                         int shutdown_reason, int rc, const char *uuid, libxl_event *kept);
 void txl_py_disaster(void *user, int type, const char *msg, int errnoval);
 void txl_py_child_forked(void *user, int pid);
-void txl_py_ao_complete(libxl_ctx *ctx, int rc, void *for_callback);
 int txl_py_event_predicate(const libxl_event *event, void *user);
 
 #endif /* TXLIBXL_TXL_H */

@@ -9,7 +9,6 @@ plots and the docs table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
@@ -17,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from twisted.internet import defer, task
 
 from .report import PlotsUnavailable, render_plots, render_table
-from .runner import ROOT, SCENARIOS, Config, run_benchmarks
+from .runner import ROOT, SCENARIOS, Config, run_benchmarks, write_json
 
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "latest.json")
 SMOKE_OUT = os.path.join(ROOT, "benchmarks", "results", "tmp", "smoke.json")  # git-ignored
@@ -63,10 +62,7 @@ def config_from(args: argparse.Namespace) -> Config:
 
 def write_outputs(results: Dict[str, Any], out: str, docs: Optional[str]) -> List[str]:
     """Write the JSON (and, if C{docs}, the table and plots); returns the paths."""
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
+    write_json(results, out)
     written = [out]
     if docs:
         os.makedirs(docs, exist_ok=True)

@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet import defer, task
 
-from .runner import ROOT, BenchmarkError, cpu_seconds, machine
+from .runner import ROOT, BenchmarkError, cpu_seconds, machine, write_json
 
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "create.json")
 DEFAULT_INC = os.path.join(ROOT, "docs", "performance", "create.inc")
@@ -226,10 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     async def run(reactor: Any) -> None:
         results = await measure(reactor, args.creates, args.reps, lambda text: print(text, file=sys.stderr))
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
-            f.write("\n")
+        write_json(results, args.out)
         if args.docs:
             with open(args.docs, "w") as f:
                 f.write(render_inc(results))

@@ -40,6 +40,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from twisted.internet import defer, task
 from twisted.internet.protocol import ProcessProtocol
 
+from .runner import write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "discovery.json")
 DEFAULT_INC = os.path.join(ROOT, "docs", "performance", "discovery.inc")
@@ -189,13 +191,6 @@ async def measure(reactor: Any, domains: int, progress: Any = print) -> Dict[str
     }
 
 
-def write(results: Dict[str, Any], out: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
-
-
 def render_inc(results: Dict[str, Any]) -> str:
     """The docs' table of a run."""
     rows = [
@@ -229,7 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     async def run(reactor: Any) -> None:
         results = await measure(reactor, args.domains, lambda text: print(text, file=sys.stderr))
-        write(results, args.out)
+        write_json(results, args.out)
         if args.docs:
             with open(args.docs, "w") as f:
                 f.write(render_inc(results))

@@ -46,7 +46,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet import defer, protocol, task, utils
 
-from .runner import ROOT, BenchmarkError, machine
+from .runner import ROOT, BenchmarkError, machine, write_json
 
 DEFAULT_OUT = os.path.join(ROOT, "benchmarks", "results", "moving.json")
 DEFAULT_INC = os.path.join(ROOT, "docs", "performance", "moving.inc")
@@ -335,10 +335,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     async def run(reactor: Any) -> None:
         results = await measure(reactor, args.image_mb * 1024, args.reps, lambda t: print(t, file=sys.stderr))
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
-            f.write("\n")
+        write_json(results, args.out)
         if args.docs:
             with open(args.docs, "w") as f:
                 f.write(render_inc(results))

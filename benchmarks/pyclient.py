@@ -41,7 +41,7 @@ import os
 import sys
 import time
 import tracemalloc
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence
+from typing import Any, Awaitable, Callable, List, Optional, Sequence
 
 from twisted.internet import defer, task
 

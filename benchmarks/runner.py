@@ -23,6 +23,7 @@ after, read here).
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -134,6 +135,14 @@ def _cpu(line: Dict[str, Any]) -> float:
 def loadavg() -> List[float]:
     """The machine's 1, 5 and 15 minute load averages now."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def write_json(results: Dict[str, Any], out: str) -> None:
+    """Write a run's C{results} to the JSON file C{out} (its directory made if missing)."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
 
 
 def machine() -> Dict[str, Any]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SkipTest
@@ -82,8 +82,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _device_models(domid: int) -> List[int]:
-    """The live processes that are domain C{domid}'s device model."""
+def _device_model_processes(matches: Callable[[List[bytes]], bool]) -> List[int]:
+    """The live device-model processes (``-xen-domid`` in their command line) whose argv C{matches}."""
     found = []
     for entry in glob.glob("/proc/[0-9]*/cmdline"):
         try:
@@ -91,12 +91,19 @@ def _device_models(domid: int) -> List[int]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        for i, arg in enumerate(argv[:-1]):
-            if arg == b"-xen-domid" and argv[i + 1] == str(domid).encode():
-                pid = int(entry.split("/")[2])
-                if _alive(pid):
-                    found.append(pid)
+        if b"-xen-domid" in argv and matches(argv):
+            pid = int(entry.split("/")[2])
+            if _alive(pid):
+                found.append(pid)
     return found
+
+
+def _device_models(domid: int) -> List[int]:
+    """The live processes that are domain C{domid}'s device model."""
+    wanted = str(domid).encode()
+    return _device_model_processes(
+        lambda argv: any(arg == b"-xen-domid" and value == wanted for arg, value in zip(argv, argv[1:]))
+    )
 
 
 class HvmTests(BuildingTestCase):
@@ -271,15 +278,4 @@ class HvmTests(BuildingTestCase):
 
 def _device_models_of_name(name: str) -> List[int]:
     """Live device-model processes whose command line names guest C{name}."""
-    found = []
-    for entry in glob.glob("/proc/[0-9]*/cmdline"):
-        try:
-            with open(entry, "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if name.encode() in argv and b"-xen-domid" in argv:
-            pid = int(entry.split("/")[2])
-            if _alive(pid):
-                found.append(pid)
-    return found
+    return _device_model_processes(lambda argv: name.encode() in argv)

@@ -18,12 +18,7 @@ from typing import Any, Callable, Dict, Optional, Set, Tuple
 from .. import errors
 from . import native
 from .checks import check_callable, check_domid, check_text, check_uint64, check_uuid
-from .constants import (
-    EVENT_DOMAIN_SHUTDOWN,
-    EVENT_OPERATION_COMPLETE,
-    EVENTMASK_ALL,
-    NIL_UUID,
-)
+from .constants import EVENTMASK_ALL
 from .ctx_base import CtxBase
 from .ctx_queries import uuid_of
 from .values import RawEvent, read_event
@@ -195,13 +190,17 @@ class EventsMixin(CtxBase):
             return
         handle.pointer = None
         self._generators.discard(handle)
-        key = (handle.domid, handle.user)
+        self._release_key((handle.domid, handle.user))
+
+    def _release_key(self, key: Tuple[int, int]) -> None:
+        """One generator fewer with C{key}: the last one takes its uuid and eject vdev along."""
         refs = self._key_refs
         left = refs.pop(key, 1) - 1
         if left > 0:
             refs[key] = left
         else:
             self._uuids.pop(key, None)
+            self._eject_vdevs.pop(key, None)
 
     def _disable_death(self, ctx: Any, pointer: Any) -> None:
         generator = self._disabling
@@ -261,14 +260,7 @@ class EventsMixin(CtxBase):
         handle.pointer = None
         self._disabling = handle
         self._generators.discard(handle)
-        key = (handle.domid, handle.user)
-        refs = self._key_refs
-        left = refs.pop(key, 1) - 1
-        if left > 0:
-            refs[key] = left
-        else:
-            self._uuids.pop(key, None)
-            self._eject_vdevs.pop(key, None)
+        self._release_key((handle.domid, handle.user))
         disable(ctx, pointer)
         self._take_reports(False)
 

@@ -293,8 +293,14 @@ class Bench:
         class Ended(protocol.ProcessProtocol):
             def __init__(self) -> None:
                 self.ended = defer.Deferred()
+                self.status: Any = None
+                self.stderr = b""
+
+            def errReceived(self, data: bytes) -> None:
+                self.stderr = (self.stderr + data)[-4000:]
 
             def processEnded(self, reason: Any) -> None:
+                self.status = reason.value
                 self.ended.callback(None)
 
         from twisted.internet import defer
@@ -320,11 +326,22 @@ class Bench:
                 if record["type"] == "death":
                     last[0] = record["time"]
 
+        def why(what: str) -> str:
+            # What the operator would look at: how it ended, its stderr, its log.
+            try:
+                with open(os.path.join(tmp, "twistd.log"), "rb") as f:
+                    log = f.read()[-4000:].decode(errors="replace")
+            except OSError as e:
+                log = f"(no log: {e})"
+            state = f"ended: {proto.status}" if proto.ended.called else "still running"
+            return (f"{what} ({state})\n--- stderr (tail) ---\n{proto.stderr.decode(errors='replace')}"
+                    f"\n--- twistd.log (tail) ---\n{log}")
+
         async def until(kind: str, count: int) -> None:
             deadline = time.time() + self.config.timeout
             while counts.get(kind, 0) < count:
                 if proto.ended.called or time.time() > deadline:
-                    raise BenchmarkError(f"the daemon published {counts.get(kind, 0)} of {count} {kind} records")
+                    raise BenchmarkError(why(f"the daemon published {counts.get(kind, 0)} of {count} {kind} records"))
                 await task.deferLater(self.reactor, 0.02, lambda: None)
                 read()
 

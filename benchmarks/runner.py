@@ -288,7 +288,10 @@ class Bench:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
         args = [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; "
                 "sys.argv[0] = 'twistd'; run()", "-n", "--pidfile=", "--logfile", os.path.join(tmp, "twistd.log"),
-                "libxl-events", "--output", out, "--rescan-interval", "3600"]
+                "libxl-events", "--output", out, "--rescan-interval", "3600",
+                # its own record numbers: never the host's /var/lib/txlibxl-events,
+                # which a daemon elsewhere on the machine may hold
+                "--state-dir", os.path.join(tmp, "state")]
 
         class Ended(protocol.ProcessProtocol):
             def __init__(self) -> None:

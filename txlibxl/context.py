@@ -193,7 +193,6 @@ class Context(WatchingMixin, MovingMixin, BuildingMixin, DevicesMixin, PowerMixi
         self._turn_events: Optional[List[Any]] = None
         self._users = itertools.count(1)
         self._subscriptions: Dict[int, _Subscription] = {}
-        self._watch_subscriptions: Dict[Any, _Subscription] = {}
         self._domain_ends: Dict[Tuple[int, Optional[str]], _Subscription] = {}
         self._retired: List[_Subscription] = []
         self._operations: Dict[int, _Operation] = {}
@@ -493,8 +492,9 @@ class Context(WatchingMixin, MovingMixin, BuildingMixin, DevicesMixin, PowerMixi
     def _free(self, _: Any) -> None:
         closing = self._closing
         self._fail_watches(self._failure)
+        for sub in self._subscriptions.values():
+            sub.watch._sub = None
         self._subscriptions.clear()
-        self._watch_subscriptions.clear()
         self._domain_ends.clear()
         self._retired.clear()
         self._progress.clear()

@@ -46,13 +46,6 @@ class WatchEnded(Exception):
     """
 
 
-def _Ended(death: Any) -> "WatchEnded":
-    # BaseException.__new__ without __init__'s argument handling: the
-    # cheapest WatchEnded (one per death, on the storm's path).
-    ended = WatchEnded.__new__(WatchEnded, death)
-    return ended
-
-
 class WatchCancelled(Exception):
     """
     The watch was cancelled before the awaited event arrived.
@@ -154,7 +147,9 @@ class _Watch:
 
     # Slots and a buffer made on first use keep a watch small: a host may
     # have thousands.
-    __slots__ = ("domid", "uuid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "_buffered", "__weakref__")
+    __slots__ = (
+        "domid", "uuid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "_buffered", "_sub", "__weakref__"
+    )
 
     def __init__(
         self,
@@ -173,10 +168,15 @@ class _Watch:
         self._cancel = cancel
         self._buffer: Optional[Deque[Event]] = None
         self._next = _Waiters(tx)
-        self._outcome: Optional[BaseException] = None
+        # None while active; then why it ended: an exception, or (a
+        # death, the storm's case) the DomainDeath itself, whose
+        # WatchEnded is made when first asked for (_ending).
+        self._outcome: Any = None
         # False: an event no waiter takes is not kept (a batch
         # subscription has it; txlibxl.batches).
         self._buffered = buffered
+        # The context's: its libxl generator's subscription (or None).
+        self._sub: Any = None
 
     @property
     def active(self) -> bool:
@@ -195,7 +195,7 @@ class _Watch:
     def __repr__(self) -> str:
         if self._outcome is None:
             state = "active"
-        elif isinstance(self._outcome, WatchEnded):
+        elif isinstance(self._outcome, (WatchEnded, DomainDeath)):
             state = "ended"
         elif isinstance(self._outcome, WatchCancelled):
             state = "cancelled"
@@ -219,8 +219,15 @@ class _Watch:
             last = self._unread_last()
             if last is not None:
                 return self._tx.create_future_success(last)
-            return self._tx.create_future_error(self._tx.create_failure(self._outcome))
+            return self._tx.create_future_error(self._tx.create_failure(self._ending()))
         return self._next.add()
+
+    def _ending(self) -> BaseException:
+        """Why the watch ended, as the exception its waiters fail with."""
+        outcome = self._outcome
+        if type(outcome) is DomainDeath:
+            outcome = self._outcome = WatchEnded(outcome)
+        return outcome
 
     def _unread_last(self) -> Optional[Event]:
         """
@@ -331,7 +338,7 @@ class DomainWatch(_Watch):
         if self._first_shutdown is not None:
             return self._tx.create_future_success(self._first_shutdown)
         if self._outcome is not None:
-            return self._tx.create_future_error(self._tx.create_failure(self._outcome))
+            return self._tx.create_future_error(self._tx.create_failure(self._ending()))
         if self._shutdown_waiters is None:
             self._shutdown_waiters = _Waiters(self._tx)
         return self._shutdown_waiters.add()
@@ -343,7 +350,7 @@ class DomainWatch(_Watch):
         if self._death is not None:
             return self._tx.create_future_success(self._death)
         if self._outcome is not None:
-            return self._tx.create_future_error(self._tx.create_failure(self._outcome))
+            return self._tx.create_future_error(self._tx.create_failure(self._ending()))
         if self._death_waiters is None:
             self._death_waiters = _Waiters(self._tx)
         return self._death_waiters.add()
@@ -407,32 +414,45 @@ class DomainWatch(_Watch):
             if first and self._shutdown_waiters is not None:
                 self._shutdown_waiters.resolve_all(event)
         elif isinstance(event, DomainDeath):
-            # The storm's path: no object is made here but the ending (and
-            # that only if a waiter must fail with it).
-            self._death = event
-            waiting = self._next
-            taker = waiting.pop() if waiting._pending is not None else None
-            if taker is None and self._buffered:
-                self._death_unread = True  # for the next next_event()
-            self._outcome = ended = _Ended(event)
-            later = waiting.take() if waiting._pending is not None else ()
-            waiting = self._shutdown_waiters
-            shutdown = waiting.take() if waiting is not None and waiting._pending else ()
-            waiting = self._death_waiters
-            death = waiting.take() if waiting is not None else ()
-            tx = self._tx
-            # Fired in the order of what happened: the shutdown that never
-            # came, then the death, then what waits for more.
-            for d in shutdown:
-                tx.reject(d, tx.create_failure(ended))
-            if taker is not None:
-                tx.resolve(taker, event)
-            for d in death:
-                tx.resolve(d, event)
-            for d in later:
-                tx.reject(d, tx.create_failure(ended))
+            self._died(event)
         else:  # pragma: no cover - libxl sends only these two to a death evgen
             super()._deliver(event)
+
+    def _died(self, event: DomainDeath) -> None:
+        """
+        Deliver the domain's death (accepted: the watch is active and has
+        no death yet).  The storm's path: nothing is made here but the
+        ending.
+        """
+        self._death = event
+        if self._next._pending is None and self._shutdown_waiters is None and self._death_waiters is None:
+            # No one waits (a batch subscription's watch, or one whose
+            # owner reads it later): the state is all there is to settle.
+            if self._buffered:
+                self._death_unread = True
+            self._outcome = event
+            return
+        waiting = self._next
+        taker = waiting.pop() if waiting._pending is not None else None
+        if taker is None and self._buffered:
+            self._death_unread = True  # for the next next_event()
+        self._outcome = event
+        later = waiting.take() if waiting._pending is not None else ()
+        waiting = self._shutdown_waiters
+        shutdown = waiting.take() if waiting is not None and waiting._pending else ()
+        waiting = self._death_waiters
+        death = waiting.take() if waiting is not None else ()
+        tx = self._tx
+        # Fired in the order of what happened: the shutdown that never
+        # came, then the death, then what waits for more.
+        for d in shutdown:
+            tx.reject(d, tx.create_failure(self._ending()))
+        if taker is not None:
+            tx.resolve(taker, event)
+        for d in death:
+            tx.resolve(d, event)
+        for d in later:
+            tx.reject(d, tx.create_failure(self._ending()))
 
     def _finish(self, outcome: BaseException) -> None:
         if self._outcome is None:

@@ -45,6 +45,7 @@ _REARM_REASONS = frozenset({ShutdownReason.SUSPEND, ShutdownReason.SOFT_RESET})
 _DOMAIN_SHUTDOWN = binding.EVENT_DOMAIN_SHUTDOWN
 _DOMAIN_DEATH = binding.EVENT_DOMAIN_DEATH
 _OP_DONE = binding.REPORT_OP_DONE
+_SPENT = binding.DEATH_SPENT
 
 # _Subscription.kind
 _DEATH = "death"  # a DomainWatch's generator
@@ -74,19 +75,21 @@ class _DomainEnd:
     when its shared death generator reports the domain's death.
     """
 
-    __slots__ = ("key", "watches")
+    __slots__ = ("key", "watches", "_sub")
 
     def __init__(self, key: Tuple[int, Optional[str]]) -> None:
         self.key = key
         self.watches: Set[DiskEjectWatch] = set()
+        self._sub: Optional[_Subscription] = None
 
 
 class WatchingMixin:
     """
     The watches of a :class:`~txlibxl.context.Context` (which provides the
     state used here: the binding ``_ctx``, ``_tx``, ``_users``,
-    ``_subscriptions``, ``_watch_subscriptions``, ``_domain_ends``,
-    ``_retired``, ``_progress``, ``_failure``, ``_closed``).
+    ``_subscriptions``, ``_domain_ends``, ``_retired``, ``_progress``,
+    ``_failure``, ``_closed``).  A watch's current subscription is its
+    ``_sub``.
     """
 
     _ctx: Any
@@ -97,7 +100,6 @@ class WatchingMixin:
     _batch_subscribers: List[EventBatches]
     _turn_events: Optional[List[Any]]
     _dispatch_completion: Callable[[int, int], None]
-    _watch_subscriptions: Dict[Any, _Subscription]
     _domain_ends: Dict[Tuple[int, Optional[str]], _Subscription]
     _retired: List[_Subscription]
     _progress: Dict[int, Any]
@@ -214,7 +216,7 @@ class WatchingMixin:
         except BaseException:
             del self._subscriptions[user]
             raise
-        self._watch_subscriptions[watch] = sub
+        watch._sub = sub
         return sub
 
     def _domain_end(self, domid: int, uuid: Optional[str]) -> _Subscription:
@@ -311,8 +313,8 @@ class WatchingMixin:
 
     def _disable(self, sub: _Subscription) -> None:
         self._subscriptions.pop(sub.user, None)
-        if self._watch_subscriptions.get(sub.watch) is sub:
-            del self._watch_subscriptions[sub.watch]
+        if sub.watch._sub is sub:
+            sub.watch._sub = None
         if self._failure is not None or self._closed:
             return  # libxl_ctx_free disables what is left
         disable = (
@@ -325,9 +327,8 @@ class WatchingMixin:
 
     def _retire(self, watch: _Watch) -> None:
         # A watch has one subscription outside _rearm (which enables the new
-        # generator before it disables the old one): the one indexed by
-        # watch.  Looking it up keeps a death storm O(1) per death.
-        sub = self._watch_subscriptions.get(watch)
+        # generator before it disables the old one): its _sub.
+        sub = watch._sub
         if sub is not None:
             self._disable(sub)
 
@@ -348,30 +349,32 @@ class WatchingMixin:
         handled here; the rest by :meth:`_dispatch_report`.
         """
         subs = self._subscriptions
-        by_watch = self._watch_subscriptions
         spent = self._ctx.death_generator_spent
         turn = self._turn_events
         it = iter(batch)
         for kind, domid, user, detail, extra in zip(it, it, it, it, it):
             try:
-                if kind == _OP_DONE:
+                if kind == _DOMAIN_DEATH and detail == _SPENT:
+                    sub = subs.get(user)
+                    if sub is not None and sub.kind == _DEATH:
+                        # The C side disabled the generator on this death:
+                        # forget it, with no call into libxl.
+                        del subs[user]
+                        watch = sub.watch
+                        if watch._sub is sub:
+                            watch._sub = None
+                        spent(sub.handle)
+                        if watch._outcome is None:
+                            death = DomainDeath(domid, extra.uuid if extra else watch.uuid)
+                            watch._died(death)
+                            if turn is not None:
+                                turn.append(death)
+                        continue
+                elif kind == _OP_DONE:
                     self._dispatch_completion(user, detail)
                     continue
-                sub = subs.get(user)
-                if kind == _DOMAIN_DEATH and sub is not None and sub.kind == _DEATH:
-                    watch = sub.watch
-                    # The C side disabled the spent generator already:
-                    # forget it, with no call into libxl.
-                    del subs[user]
-                    if by_watch.get(watch) is sub:
-                        del by_watch[watch]
-                    spent(sub.handle)
-                    if watch._outcome is None:
-                        death = DomainDeath(domid, extra.uuid if extra else watch.uuid)
-                        watch._deliver(death)
-                        if turn is not None:
-                            turn.append(death)
-                    continue
+                else:
+                    sub = subs.get(user)
                 self._dispatch_report(sub, kind, domid, user, detail, extra)
             except Exception:
                 self.log.failure("delivering a libxl event")

@@ -192,6 +192,34 @@ class EventTests(BindingTestCase):
         self.assertEqual(self.disasters, [])
 
     @defer.inlineCallbacks
+    def test_a_user_value_names_one_enabled_death_generator(self) -> Any:
+        # The C side finds a generator by its user value when its death
+        # comes: a second one with the same value would be the wrong one.
+        self.collect()
+        dom = yield self.create()
+        other = yield self.create("other")
+        first = self.ctx.evenable_domain_death(dom["domid"], 31)
+        self.assertRaises(errors.InvalidArgument, self.ctx.evenable_domain_death, other["domid"], 31)
+        self.assertEqual(self.ctx.generators_enabled, 1)
+        self.ctx.evdisable_domain_death(first)
+        again = self.ctx.evenable_domain_death(other["domid"], 31)
+        self.ctx.evdisable_domain_death(again)
+        self.assertEqual(self.ctx.generators_enabled, 0)
+
+    @defer.inlineCallbacks
+    def test_a_death_is_marked_spent_when_the_c_side_disabled_its_generator(self) -> Any:
+        batches: List[List[Any]] = []
+        self.collect()
+        self.ctx.set_report_batches(lambda batch, delivering: batches.append(batch))
+        dom = yield self.create()
+        self.ctx.evenable_domain_death(dom["domid"], 41)
+        yield self.host.control.destroy([dom["domid"]])
+        self.pump(lambda: any(b[0::5].count(binding.EVENT_DOMAIN_DEATH) for b in batches))
+        flat = [word for batch in batches for word in batch]
+        records = [tuple(flat[i:i + 5]) for i in range(0, len(flat), 5)]
+        self.assertIn((binding.EVENT_DOMAIN_DEATH, dom["domid"], 41, binding.DEATH_SPENT, 0), records)
+
+    @defer.inlineCallbacks
     def test_an_eject_is_reported_with_the_watched_vdev(self) -> Any:
         events = self.collect()
         dom = yield self.create(disks=[{"vdev": "hdc", "cdrom": True, "target": "/srv/cd.iso"}])

@@ -57,6 +57,19 @@ class ReportQueueTests(unittest.TestCase):
         self.ctx._take_reports(True)
         self.assertEqual(self.batches[0][5:10], [binding.REPORT_OP_DONE, 0, 7, -3, 0])
 
+    def test_a_take_counts_the_operation_ends_it_took(self) -> None:
+        self.occur(binding.EVENT_DOMAIN_DEATH, 4, 1)
+        self.lib.txl_queue_report(self.ctx._queue, binding.REPORT_OP_DONE, 0, 7, -3)
+        self.lib.txl_queue_report(self.ctx._queue, binding.REPORT_OP_DONE, 0, 8, 0)
+        flat, done = self.ctx._take()
+        self.assertEqual((len(flat), done), (15, 2))
+        self.assertEqual(self.ctx._take(), ([], 0))
+
+    def test_a_death_of_a_generator_the_c_side_does_not_keep_is_not_marked_spent(self) -> None:
+        self.occur(binding.EVENT_DOMAIN_DEATH, 4, 12345)
+        self.ctx._take_reports(True)
+        self.assertEqual(self.batches, [[binding.EVENT_DOMAIN_DEATH, 4, 12345, 0, 0]])
+
     def test_a_batch_longer_than_one_take_arrives_whole(self) -> None:
         for i in range(5000):
             self.occur(binding.EVENT_DOMAIN_DEATH, i % 30000 + 1, i + 1)

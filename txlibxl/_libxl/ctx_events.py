@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Optional, Set, Tuple
 from .. import errors
 from . import native
 from .checks import check_callable, check_domid, check_text, check_uint64, check_uuid
-from .constants import EVENTMASK_ALL
+from .constants import EVENTMASK_ALL, NIL_UUID
 from .ctx_base import CtxBase
 from .ctx_queries import uuid_of
 from .values import RawEvent, read_event
@@ -43,7 +43,7 @@ class _EventGenerator:
     the matching ``evdisable_*`` once.
     """
 
-    __slots__ = ("ctx", "kind", "pointer", "user", "domid", "vdev", "__weakref__")
+    __slots__ = ("ctx", "kind", "pointer", "user", "domid", "vdev", "uuid", "__weakref__")
 
     def __init__(self, ctx: "EventsMixin", kind: str, pointer: Any, user: int) -> None:
         self.ctx = ctx
@@ -52,6 +52,7 @@ class _EventGenerator:
         self.user = user
         self.domid: Optional[int] = None
         self.vdev: Optional[str] = None
+        self.uuid: Optional[str] = None
 
     def __repr__(self) -> str:
         state = "enabled" if self.pointer is not None else "disabled"
@@ -75,8 +76,11 @@ class EventsMixin(CtxBase):
     def _init_state(self, log: Callable[[int, str], None]) -> None:
         super()._init_state(log)
         self._on_event: Callable[[RawEvent], None] = _ignore_event
+        # Disk-eject generators; domain-death ones by user value (as the
+        # C side keeps them), each handle with its domain's uuid.
         self._generators: Set[_EventGenerator] = set()
-        # (domid, user) -> what libxl leaves out of that generator's events
+        self._deaths: Dict[int, _EventGenerator] = {}
+        # (domid, user) -> what libxl leaves out of a disk eject generator's events
         self._eject_vdevs: Dict[Tuple[int, int], str] = {}
         self._uuids: Dict[Tuple[int, int], str] = {}
         # (domid, user) -> how many enabled generators share it (so that a
@@ -88,7 +92,10 @@ class EventsMixin(CtxBase):
         super()._after_free()
         for generator in self._generators:
             generator.pointer = None
+        for generator in self._deaths.values():
+            generator.pointer = None
         self._generators.clear()
+        self._deaths.clear()
         self._key_refs.clear()
         self._eject_vdevs.clear()
         self._uuids.clear()
@@ -116,7 +123,7 @@ class EventsMixin(CtxBase):
         check_callable(call, "on_disaster", on_disaster)
         check_uint64(call, "mask", mask)
         ctx = self._enter(call)
-        if self._generators:
+        if self._generators or self._deaths:
             raise errors.ContextStateError(
                 f"{call}: libxl forbids this while event generators are enabled"
             )
@@ -127,7 +134,17 @@ class EventsMixin(CtxBase):
     # -- callbacks (called by libxl through C) ---------------------------
 
     def _copy_event(self, event: Any) -> RawEvent:
-        return read_event(event, self._eject_vdevs, self._uuids)
+        raw = read_event(event, self._eject_vdevs, self._uuids)
+        if raw.uuid == NIL_UUID:
+            raw = raw._replace(uuid=self._death_uuid(raw.domid, raw.for_user))
+        return raw
+
+    def _death_uuid(self, domid: int, user: int) -> str:
+        """The uuid of domain C{domid} known to its death generator C{user} (or nil)."""
+        generator = self._deaths.get(user)
+        if generator is None or generator.domid != domid or generator.uuid is None:
+            return NIL_UUID
+        return generator.uuid
 
     # -- event generators ------------------------------------------------
 
@@ -136,7 +153,7 @@ class EventsMixin(CtxBase):
         """
         The number of event generators enabled and not yet disabled.
         """
-        return len(self._generators)
+        return len(self._generators) + len(self._deaths)
 
     def evenable_domain_death(self, domid: int, user: int, uuid: Optional[str] = None) -> Any:
         """
@@ -146,7 +163,9 @@ class EventsMixin(CtxBase):
 
         The events carry C{uuid}, the domain's UUID (libxl 4.17 leaves it
         out of them); without it, it is read after the generator is
-        enabled (one ``libxl_domain_info``).
+        enabled (one ``libxl_domain_info``).  C{user} must not be that of
+        another domain-death generator still enabled: the C side finds
+        the generator by it when its death comes.
 
         :returns: an opaque handle for :meth:`evdisable_domain_death`.
         """
@@ -155,6 +174,10 @@ class EventsMixin(CtxBase):
         check_uint64(call, "user", user)
         check_uuid(call, uuid)
         ctx = self._enter(call)
+        if user in self._deaths:
+            raise errors.InvalidArgument(
+                call=call, message=f"user value {user} is another enabled death generator's"
+            )
         died = self._died
         self._libxl_busy = True
         # The C side keeps the generator by user value and disables it
@@ -165,11 +188,8 @@ class EventsMixin(CtxBase):
             raise errors.from_code(rc, call)
         generator = _EventGenerator(self, "domain_death", _IN_C, user)
         generator.domid = domid
-        key = self._add_generator(generator)
-        if uuid is None:
-            uuid = uuid_of(ctx, domid)
-        if uuid is not None:
-            self._uuids[key] = uuid
+        generator.uuid = uuid if uuid is not None else uuid_of(ctx, domid)
+        self._deaths[user] = generator
         return generator
 
     def evdisable_domain_death(self, handle: Any) -> None:
@@ -186,11 +206,8 @@ class EventsMixin(CtxBase):
         checks: the context's own handles only).  The handle counts as
         disabled afterwards.
         """
-        if handle.pointer is None:
-            return
-        handle.pointer = None
-        self._generators.discard(handle)
-        self._release_key((handle.domid, handle.user))
+        if self._deaths.pop(handle.user, None) is handle:
+            handle.pointer = None
 
     def _release_key(self, key: Tuple[int, int]) -> None:
         """One generator fewer with C{key}: the last one takes its uuid and eject vdev along."""
@@ -259,8 +276,12 @@ class EventsMixin(CtxBase):
             raise errors.InvalidArgument(call=call, message="the generator is disabled already")
         handle.pointer = None
         self._disabling = handle
-        self._generators.discard(handle)
-        self._release_key((handle.domid, handle.user))
+        if kind == "domain_death":
+            if self._deaths.get(handle.user) is handle:
+                del self._deaths[handle.user]
+        else:
+            self._generators.discard(handle)
+            self._release_key((handle.domid, handle.user))
         disable(ctx, pointer)
         self._take_reports(False)
 

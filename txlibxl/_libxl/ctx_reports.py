@@ -13,7 +13,10 @@ one call, as one flat list of ints, five per report::
 
 ``type`` is a ``libxl_event_type``, or :data:`REPORT_OP_DONE` for an
 operation's completion (then ``for_user`` is its ``op_id`` and
-``detail`` its rc); ``detail`` is a shutdown's reason.  ``extra`` is 0,
+``detail`` its rc); ``detail`` is a shutdown's reason, and for a death
+:data:`DEATH_SPENT` if its generator was enabled by
+:meth:`~txlibxl._libxl.ctx_events.EventsMixin.evenable_domain_death` and
+the C side disabled it on this death (0 for another generator's death).  ``extra`` is 0,
 or, for an event with more than scalars (a disk eject, a type this
 binding does not know, a UUID libxl filled in), its
 :class:`~txlibxl._libxl.values.RawEvent`, read and freed before the batch
@@ -33,11 +36,11 @@ from typing import Any, Callable, List, Optional, Tuple
 from .. import errors
 from . import native
 from .checks import check_callable
-from .constants import EVENT_DOMAIN_SHUTDOWN, EVENT_OPERATION_COMPLETE, NIL_UUID
+from .constants import EVENT_DOMAIN_SHUTDOWN, EVENT_OPERATION_COMPLETE
 from .ctx_base import CtxBase
 from .values import RawEvent
 
-__all__ = ["ReportsMixin", "REPORT_OP_DONE", "RECORD_WORDS", "event_counts"]
+__all__ = ["ReportsMixin", "REPORT_OP_DONE", "DEATH_SPENT", "RECORD_WORDS", "event_counts"]
 
 _log = native.log
 
@@ -46,6 +49,8 @@ _lib: Any = None
 
 #: A record's ``type`` for an operation's completion.
 REPORT_OP_DONE = 0
+#: A death record's ``detail`` when the C side disabled its generator.
+DEATH_SPENT = 1
 #: ints per record.
 RECORD_WORDS = 5
 #: records taken per C call (the loop goes on while the queue is longer).
@@ -60,11 +65,13 @@ def _bind(ffi: Any, lib: Any) -> None:
     _ffi, _lib = ffi, lib
 
 
-def _buffers() -> Tuple[Any, Any]:
+def _buffers() -> Tuple[Any, Any, Any]:
     # One take buffer per thread: libxl reports on any thread calling it.
     bufs = getattr(_scratch, "bufs", None)
     if bufs is None:
-        bufs = _scratch.bufs = (_ffi.new("int64_t[]", _TAKE * RECORD_WORDS), _ffi.new("int *"))
+        bufs = _scratch.bufs = (
+            _ffi.new("int64_t[]", _TAKE * RECORD_WORDS), _ffi.new("int *"), _ffi.new("size_t *")
+        )
     return bufs
 
 
@@ -88,6 +95,7 @@ class ReportsMixin(CtxBase):
 
     _on_event: Callable[[RawEvent], None]
     _uuids: Any
+    _death_uuid: Callable[[int, int], str]
     _eject_vdevs: Any
     _copy_event: Callable[[Any], RawEvent]
     _op_completed: Callable[[int, int], None]
@@ -127,19 +135,25 @@ class ReportsMixin(CtxBase):
         :raises txlibxl.errors.LibxlDisaster: the C side ran out of memory
             and lost a report.
         """
-        buf, overflow = _buffers()
-        n = _lib.txl_queue_take(self._queue, buf, _TAKE, overflow)
+        return self._take()[0]
+
+    def _take(self) -> Tuple[List[Any], int]:
+        # The records, and how many of them are operation completions.
+        buf, overflow, ops = _buffers()
+        n = _lib.txl_queue_take(self._queue, buf, _TAKE, overflow, ops)
         if not n and not overflow[0]:
-            return []
+            return [], 0
         flat: List[Any] = _ffi.unpack(buf, n * RECORD_WORDS)
+        done = ops[0]
         while n == _TAKE:
-            n = _lib.txl_queue_take(self._queue, buf, _TAKE, overflow)
+            n = _lib.txl_queue_take(self._queue, buf, _TAKE, overflow, ops)
             flat.extend(_ffi.unpack(buf, n * RECORD_WORDS))
+            done += ops[0]
         if overflow[0]:
             self._lost_reports()
         if any(flat[4::RECORD_WORDS]):
             self._read_kept(flat)
-        return flat
+        return flat, done
 
     def _lost_reports(self) -> None:
         message = "out of memory: libxl reports were lost"
@@ -167,13 +181,14 @@ class ReportsMixin(CtxBase):
     def _take_reports(self, delivering: bool) -> None:
         if not _lib.txl_queue_count(self._queue):
             return
-        flat = self.take_reports()
+        flat, done = self._take()
         if not flat:
             return
-        it = iter(flat)
-        for kind, _, user, detail, _ in zip(it, it, it, it, it):
-            if kind == REPORT_OP_DONE:
-                self._op_reported(user, detail)
+        if done:
+            it = iter(flat)
+            for kind, _, user, detail, _ in zip(it, it, it, it, it):
+                if kind == REPORT_OP_DONE:
+                    self._op_reported(user, detail)
         on_batch = self._on_batch
         if on_batch is not None:
             try:
@@ -194,7 +209,7 @@ class ReportsMixin(CtxBase):
             raw = extra or RawEvent(
                 kind,
                 domid,
-                self._uuids.get((domid, user), NIL_UUID),
+                self._uuids.get((domid, user)) or self._death_uuid(domid, user),
                 user,
                 detail if kind == EVENT_DOMAIN_SHUTDOWN else None,
                 None,

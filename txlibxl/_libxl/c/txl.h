@@ -103,12 +103,15 @@ void txl_event_occurs(void *user, libxl_event *event);
 /* The report queue (txl_queue.c): what libxl reports, packed, until the
  * binding takes it.  A record is TXL_RECORD_WORDS int64 values: type
  * (a libxl_event_type, or TXL_REPORT_OP_DONE), domid, for_user (an
- * operation's op_id), detail (a shutdown's reason, an rc), and a kept
- * libxl_event pointer (0 if the event was freed at once). */
-enum { TXL_RECORD_WORDS = 5, TXL_REPORT_OP_DONE = 0 };
+ * operation's op_id), detail (a shutdown's reason, an rc; for a
+ * DOMAIN_DEATH, TXL_DEATH_SPENT if its generator was one of the queue's
+ * and is disabled now), and a kept libxl_event pointer (0 if the event
+ * was freed at once).  A take also counts the operation completions in
+ * what it took. */
+enum { TXL_RECORD_WORDS = 5, TXL_REPORT_OP_DONE = 0, TXL_DEATH_SPENT = 1 };
 struct txl_queue *txl_queue_new(void *py);
 void txl_queue_set_ctx(struct txl_queue *q, libxl_ctx *ctx);
-size_t txl_queue_take(struct txl_queue *q, int64_t *out, size_t cap, int *overflow);
+size_t txl_queue_take(struct txl_queue *q, int64_t *out, size_t cap, int *overflow, size_t *ops);
 size_t txl_queue_count(struct txl_queue *q);
 size_t txl_queue_discard(struct txl_queue *q);
 size_t txl_queue_free(struct txl_queue *q);

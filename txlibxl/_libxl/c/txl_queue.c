@@ -10,7 +10,8 @@
  * A record is TXL_RECORD_WORDS int64 values: the type (a
  * libxl_event_type, or TXL_REPORT_OP_DONE for an operation's end), the
  * domid, the for_user (or the op_id), the detail (a shutdown's reason,
- * an operation's rc) and a kept libxl_event pointer (0 if none).  An
+ * an operation's rc, TXL_DEATH_SPENT for a death whose generator is
+ * disabled here) and a kept libxl_event pointer (0 if none).  An
  * event made only of scalars is freed here at once; one with more to
  * read (a disk eject, a type this binding does not know, a UUID libxl
  * filled in) is kept, owned by the queue until taken, then by Python
@@ -178,11 +179,14 @@ static void txl_queue_append(struct txl_queue *q, int64_t type, int64_t domid, i
     q->count++;
 }
 
-size_t txl_queue_take(struct txl_queue *q, int64_t *out, size_t cap, int *overflow)
+size_t txl_queue_take(struct txl_queue *q, int64_t *out, size_t cap, int *overflow, size_t *ops)
 {
-    size_t n;
+    size_t n, i, done = 0;
     pthread_mutex_lock(&q->lock);
     n = q->count < cap ? q->count : cap;
+    for (i = 0; i < n; i++)
+        done += q->records[i * TXL_RECORD_WORDS] == TXL_REPORT_OP_DONE;
+    *ops = done;
     if (n) {
         memcpy(out, q->records, n * TXL_RECORD_WORDS * sizeof(int64_t));
         if (n < q->count)
@@ -339,13 +343,17 @@ void txl_event_occurs(void *user, libxl_event *event)
     if (!kept && !libxl_uuid_is_nil(&event->domuuid))
         kept = event;               /* a UUID to read */
     pthread_mutex_lock(&q->lock);
-    txl_queue_append(q, (int64_t)event->type, (int64_t)event->domid, (int64_t)event->for_user,
-                     detail, kept);
     if (event->type == LIBXL_EVENT_TYPE_DOMAIN_DEATH) {
         spent = txl_gen_take(q, event->for_user);
-        if (!spent && txl_enabling && event->for_user == txl_enabling)
-            txl_enabling_died = 1;
+        if (spent) {
+            detail = TXL_DEATH_SPENT;
+        } else if (txl_enabling && event->for_user == txl_enabling) {
+            txl_enabling_died = 1;  /* disabled when evenable returns */
+            detail = TXL_DEATH_SPENT;
+        }
     }
+    txl_queue_append(q, (int64_t)event->type, (int64_t)event->domid, (int64_t)event->for_user,
+                     detail, kept);
     pthread_mutex_unlock(&q->lock);
     if (!kept)
         txl_event_release(event);

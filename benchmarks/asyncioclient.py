@@ -140,6 +140,9 @@ class AsyncioClient(EventTally):
                     return 3
             elif name == "rusage":
                 emit(rusage_line())
+            elif name == "sleep":
+                await asyncio.sleep(command[1])
+                emit({"cmd": "sleep", "seconds": command[1]})
             sys.stdout.flush()
         return 1 if self.failed else 0
 

@@ -29,6 +29,8 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from twisted.internet import task
+
 from .clientcommon import emit, parse_storm, redirect_paths, rusage_line
 from .pyclient import EventCounter, run_client
 
@@ -95,6 +97,9 @@ class BindingClient(EventCounter):
                     return 3
             elif name == "rusage":
                 emit(rusage_line())
+            elif name == "sleep":
+                await task.deferLater(self.reactor, command[1], lambda: None)
+                emit({"cmd": "sleep", "seconds": command[1]})
             sys.stdout.flush()
         return 1 if self.failed else 0
 

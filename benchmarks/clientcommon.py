@@ -25,7 +25,7 @@ __all__ = ["OPS", "Usage", "parse", "emit", "emit_event", "rss_kb", "CollectorCl
 OPS = ("shutdown", "reboot", "destroy", "pause", "unpause")
 
 #: The commands of a death storm: what the floor and the asyncio clients take.
-STORM_COMMANDS = ("quiet", "batched", "watch-death", "rusage", "wait-events")
+STORM_COMMANDS = ("quiet", "batched", "watch-death", "sleep", "rusage", "wait-events")
 
 
 class Usage(Exception):
@@ -90,6 +90,13 @@ def parse(argv: Sequence[str]) -> List[tuple]:
             if not domids:
                 raise Usage("ops OP D...")
             commands.append((name, op, domids))
+        elif name == "profile-start":
+            commands.append((name,))
+        elif name == "profile-stop":
+            if i >= len(argv):
+                raise Usage("profile-stop FILE")
+            commands.append((name, argv[i]))
+            i += 1
         elif name == "sleep":
             if i >= len(argv) or not _number(argv[i]):
                 raise Usage("sleep SECONDS")

@@ -20,7 +20,10 @@ unbuffered, so that events are counted per batch with no Deferred each.
 Python's garbage collector and the full collections run so far)
 
 plus, for the memory scenario, ``trace-heap`` (start ``tracemalloc``) and
-``heap`` (``{"cmd":"heap","traced":BYTES,"peak":BYTES}``).
+``heap`` (``{"cmd":"heap","traced":BYTES,"peak":BYTES}``), and for
+:mod:`benchmarks.profile_storm`, ``profile-start`` and ``profile-stop
+FILE`` (``cProfile`` over the commands between them, its stats written to
+FILE).
 
 An *event* is counted when it reaches its waiter: each watch has one
 ``next_event()`` Deferred outstanding, asked again after every event but
@@ -37,6 +40,7 @@ Exit status as cclient's: 0 ok, 1 some command failed, 2 setup failed,
 """
 from __future__ import annotations
 
+import cProfile
 import os
 import sys
 import time
@@ -118,6 +122,7 @@ class Client(EventCounter):
         self.quiet = False
         self.batched = False
         self.watches: List[Any] = []
+        self.profile: Optional[cProfile.Profile] = None
 
     # Events.
 
@@ -196,6 +201,16 @@ class Client(EventCounter):
             elif name == "heap":
                 traced, peak = tracemalloc.get_traced_memory()
                 emit({"cmd": "heap", "traced": traced, "peak": peak})
+            elif name == "profile-start":
+                self.profile = cProfile.Profile()
+                self.profile.enable()
+                emit({"cmd": "profile-start"})
+            elif name == "profile-stop":
+                if self.profile is not None:
+                    self.profile.disable()
+                    self.profile.dump_stats(command[1])
+                emit({"cmd": "profile-stop", "file": command[1], "profiled": self.profile is not None})
+                self.profile = None
             elif name == "sleep":
                 await task.deferLater(self.reactor, command[1], lambda: None)
                 emit({"cmd": "sleep", "seconds": command[1]})

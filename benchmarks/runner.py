@@ -61,6 +61,28 @@ CLIENT_MODULES = {
 #: subscription).
 CLIENT_PREFIX = {"batch": ["batched"]}
 
+#: How long a storm's client runs its loop between arming its watches and
+#: the window its CPU is measured over: libxl's first look at the watched
+#: domains (its @releaseDomain watch fires when it is set, and each firing
+#: scans every watched domain) happens then, not in the storm's window.
+SETTLE_S = 1.0
+
+#: The same before each latency sample (one domain, one firing).
+LATENCY_SETTLE_S = 0.02
+
+
+def _nth(index: int, predicate: Callable[[Dict[str, Any]], bool]) -> Callable[[Dict[str, Any]], bool]:
+    """A predicate true of the C{index}-th line (from 0) that C{predicate} is true of."""
+    seen = [0]
+
+    def check(line: Dict[str, Any]) -> bool:
+        if not predicate(line):
+            return False
+        seen[0] += 1
+        return seen[0] == index + 1
+
+    return check
+
 #: The devices of each op-churn domain: libxl's destroy then tears down a
 #: disk and a vif (device-state timeouts, hotplug script children) and
 #: forks its destroy child.
@@ -236,8 +258,8 @@ class Bench:
         if kind == "daemon":
             return await self.daemon_storm_once(n, mode)
         domids = await self.create(n, f"storm{kind}")
-        proc = self.spawn(kind, ["quiet", *CLIENT_PREFIX.get(kind, []), "watch-death", *domids, "rusage",
-                                 "wait-events", n, self.config.timeout, "rusage"])
+        proc = self.spawn(kind, ["quiet", *CLIENT_PREFIX.get(kind, []), "watch-death", *domids,
+                                 "sleep", SETTLE_S, "rusage", "wait-events", n, self.config.timeout, "rusage"])
         before = await self.wait_line(proc, lambda l: l.get("cmd") == "rusage")
         if kind == "asyncio":
             ready = await self.wait_line(proc, lambda l: "ready" in l)
@@ -350,6 +372,7 @@ class Bench:
 
         try:
             await until("new", n)
+            await task.deferLater(self.reactor, SETTLE_S, lambda: None)  # as the other clients' sleep
             cpu0 = cpu_seconds(process.pid)
             sim0 = cpu_seconds(self.sim_pid)
             sent = time.time()
@@ -381,12 +404,16 @@ class Bench:
         domids = await self.create(runs, f"lat{kind}")
         args: List[Any] = []
         for domid in domids:
-            args += ["watch-death", domid, "wait-events", 1, self.config.timeout, "unwatch-all"]
+            # Armed and settled (libxl's first look at the domain done)
+            # before the host changes anything.
+            args += ["watch-death", domid, "sleep", LATENCY_SETTLE_S, "wait-events", 1, self.config.timeout,
+                     "unwatch-all"]
         proc = self.spawn(kind, args)
         samples = []
         try:
-            for domid in domids:
+            for i, domid in enumerate(domids):
                 await self.wait_line(proc, lambda l, d=domid: l.get("cmd") == "watch-death" and l.get("domid") == d)
+                await self.wait_line(proc, _nth(i, lambda l: l.get("cmd") == "sleep"))
                 reply = await self.control.shutdown(domid, "poweroff")
                 event = await self.wait_line(
                     proc, lambda l, d=domid: l.get("event") == "domain_shutdown" and l.get("domid") == d
@@ -453,9 +480,13 @@ class Bench:
 
     async def alternate(self, label: str, once: Callable[[str], Any],
                         clients: Sequence[str] = CLIENTS) -> Dict[str, List[Any]]:
+        # Each rep starts one client further on, so that no client always
+        # runs in the same place (after the same client, on a host the
+        # same number of storms old).
         runs: Dict[str, List[Any]] = {k: [] for k in clients}
         for rep in range(self.config.reps):
-            for kind in clients:
+            start = rep % len(clients)
+            for kind in list(clients[start:]) + list(clients[:start]):
                 self.progress(f"{label}: {kind} run {rep + 1}/{self.config.reps}")
                 runs[kind].append(await once(kind))
         return runs

@@ -195,3 +195,38 @@ class HelperTests(TestCase):
             pyclient.parse(["quiet", "watch-death", "3", "4", "wait-events", "2", "10", "rusage"]),
             [("quiet",), ("watch-death", [3, 4]), ("wait-events", 2, 10.0), ("rusage",)],
         )
+
+
+class StormSettlingTests(TestCase):
+    def test_every_storm_client_takes_a_sleep_before_its_window(self) -> None:
+        # The storm's window opens after the clients ran their loop for a
+        # while: libxl's first look at the watched domains is not in it.
+        for module in (bindingclient, asyncioclient, pyclient):
+            self.assertEqual(module.parse(["watch-death", "3", "sleep", "0.5", "rusage"]),
+                             [("watch-death", [3]), ("sleep", 0.5), ("rusage",)])
+
+
+class ProfileStormTests(TestCase):
+    """``python -m benchmarks.profile_storm``'s run, at a tiny size."""
+
+    timeout = 120
+
+    async def test_a_profiled_storm_names_the_dispatch_and_counts_every_death(self) -> None:
+        from benchmarks.profile_storm import profile_storm, report
+        from tests.cclient import CClientUnavailable
+        from txlibxl.testing import SimulatedHostUnavailable
+
+        out = os.path.join(tempfile.mkdtemp(prefix="txlx-profile-test-"), "storm.prof")
+        try:
+            result = await profile_storm(reactor, "batch", 5, out, timeout=60)
+        except (CClientUnavailable, SimulatedHostUnavailable) as e:
+            raise SkipTest(f"the benchmarks cannot run here: {e}")
+        self.assertEqual(result["seen"], 5)
+        self.assertTrue(_number(result["cpu_s"]))
+        self.assertIn("_dispatch_reports", report(out, 200))
+
+    def test_only_the_reactor_clients_can_be_profiled(self) -> None:
+        from benchmarks.profile_storm import profile_storm
+
+        with self.assertRaises(ValueError):
+            profile_storm(reactor, "c", 5, "/dev/null").send(None)

@@ -206,7 +206,9 @@ class EventsMixin(CtxBase):
         checks: the context's own handles only).  The handle counts as
         disabled afterwards.
         """
-        if self._deaths.pop(handle.user, None) is handle:
+        deaths = self._deaths
+        if deaths.get(handle.user) is handle:
+            del deaths[handle.user]
             handle.pointer = None
 
     def _release_key(self, key: Tuple[int, int]) -> None:

@@ -21,11 +21,11 @@ import os
 import pstats
 import sys
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from twisted.internet import defer, task
 
-from .runner import CLIENT_MODULES, CLIENT_PREFIX, ROOT, BenchmarkError
+from .runner import CLIENT_PREFIX, SETTLE_S, Bench, BenchmarkError, Config
 
 __all__ = ["profile_storm", "main"]
 
@@ -38,27 +38,25 @@ async def profile_storm(reactor: Any, client: str, n: int, out: str, timeout: fl
 
     :raises BenchmarkError: the client failed or missed deaths.
     """
-    from tests.cclient import CClientProcess
     from txlibxl.testing import start_simulated_host
 
     if client not in ("python", "batch"):
         raise ValueError(f"client must be 'python' or 'batch', not {client!r}")
     host = await start_simulated_host(reactor)
     try:
-        created = await host.control.create_domains(n, prefix=f"profile{client}")
-        domids = [d["domid"] for d in created]
-        env = host.environment(preload=True)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
-        args: List[str] = ["quiet", *CLIENT_PREFIX.get(client, []), "watch-death", *map(str, domids), "rusage",
-                           "profile-start", "wait-events", str(n), str(timeout), "profile-stop", out, "rusage"]
-        proc = CClientProcess.spawn(reactor, sys.executable, ["-m", CLIENT_MODULES[client], *args], env)
-        await proc.wait_for(lambda line: line.get("cmd") == "profile-start", timeout)
+        # The C client's binary is not needed: only Python clients are spawned.
+        bench = Bench(reactor, host, "", Config(timeout=timeout), lambda text: None)
+        domids = await bench.create(n, f"profile{client}")
+        proc = bench.spawn(client, ["quiet", *CLIENT_PREFIX.get(client, []), "watch-death", *domids,
+                                    "sleep", SETTLE_S, "rusage", "profile-start", "wait-events", n, timeout,
+                                    "profile-stop", out, "rusage"])
+        await bench.wait_line(proc, lambda line: line.get("cmd") == "profile-start")
         await host.control.destroy(domids, mode="burst")
-        waited = await proc.wait_for(lambda line: line.get("cmd") == "wait-events", timeout)
-        code = await proc.finished(timeout)
-        if code != 0 or waited["timeout"] or waited["seen"] < n:
+        waited = await bench.wait_line(proc, lambda line: line.get("cmd") == "wait-events")
+        lines = await bench.finish(proc)
+        if waited["timeout"] or waited["seen"] < n:
             raise BenchmarkError(proc.describe(f"saw {waited['seen']} of {n} deaths"))
-        before, after = [line for line in proc.lines if line.get("cmd") == "rusage"]
+        before, after = [line for line in lines if line.get("cmd") == "rusage"]
         cpu = (after["utime"] + after["stime"]) - (before["utime"] + before["stime"])
         return {"cpu_s": cpu, "seen": waited["seen"]}
     finally:

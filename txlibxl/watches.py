@@ -425,18 +425,15 @@ class DomainWatch(_Watch):
         ending.
         """
         self._death = event
-        if self._next._pending is None and self._shutdown_waiters is None and self._death_waiters is None:
-            # No one waits (a batch subscription's watch, or one whose
-            # owner reads it later): the state is all there is to settle.
-            if self._buffered:
-                self._death_unread = True
-            self._outcome = event
-            return
+        self._outcome = event
         waiting = self._next
         taker = waiting.pop() if waiting._pending is not None else None
         if taker is None and self._buffered:
             self._death_unread = True  # for the next next_event()
-        self._outcome = event
+        if taker is None and self._shutdown_waiters is None and self._death_waiters is None:
+            # No one waits (a batch subscription's watch, or one whose
+            # owner reads it later): the state is all there is to settle.
+            return
         later = waiting.take() if waiting._pending is not None else ()
         waiting = self._shutdown_waiters
         shutdown = waiting.take() if waiting is not None and waiting._pending else ()

@@ -206,10 +206,16 @@ class EventsMixin(CtxBase):
         checks: the context's own handles only).  The handle counts as
         disabled afterwards.
         """
+        if self._forget_death(handle):
+            handle.pointer = None
+
+    def _forget_death(self, handle: Any) -> bool:
+        """Take C{handle} out of the enabled death generators; whether it was in."""
         deaths = self._deaths
         if deaths.get(handle.user) is handle:
             del deaths[handle.user]
-            handle.pointer = None
+            return True
+        return False
 
     def _release_key(self, key: Tuple[int, int]) -> None:
         """One generator fewer with C{key}: the last one takes its uuid and eject vdev along."""
@@ -279,8 +285,7 @@ class EventsMixin(CtxBase):
         handle.pointer = None
         self._disabling = handle
         if kind == "domain_death":
-            if self._deaths.get(handle.user) is handle:
-                del self._deaths[handle.user]
+            self._forget_death(handle)
         else:
             self._generators.discard(handle)
             self._release_key((handle.domid, handle.user))

@@ -28,6 +28,7 @@ watch (never by domid: Xen reuses domids):
 """
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import errors
@@ -46,6 +47,25 @@ _DOMAIN_SHUTDOWN = binding.EVENT_DOMAIN_SHUTDOWN
 _DOMAIN_DEATH = binding.EVENT_DOMAIN_DEATH
 _OP_DONE = binding.REPORT_OP_DONE
 _SPENT = binding.DEATH_SPENT
+
+_WORDS = binding.RECORD_WORDS
+
+# A DomainDeath made on the storm's path without attrs' frozen __init__
+# (which sets each field through object.__setattr__): the same value.
+_new = object.__new__
+_set_domid = DomainDeath.domid.__set__  # type: ignore[attr-defined]
+_set_uuid = DomainDeath.uuid.__set__  # type: ignore[attr-defined]
+
+
+def _all_spent_deaths(batch: List[Any]) -> bool:
+    """Whether every record of C{batch} is a death whose generator C disabled, with no kept event."""
+    n = len(batch) // _WORDS
+    return (
+        batch[0::_WORDS].count(_DOMAIN_DEATH) == n
+        and batch[3::_WORDS].count(_SPENT) == n
+        and batch[4::_WORDS].count(0) == n
+    )
+
 
 # _Subscription.kind
 _DEATH = "death"  # a DomainWatch's generator
@@ -348,6 +368,9 @@ class WatchingMixin:
         five ints per report.  A watch's death, the storm case, is
         handled here; the rest by :meth:`_dispatch_report`.
         """
+        if _all_spent_deaths(batch):
+            self._dispatch_spent_deaths(batch)
+            return
         subs = self._subscriptions
         spent = self._ctx.death_generator_spent
         turn = self._turn_events
@@ -376,6 +399,36 @@ class WatchingMixin:
                 else:
                     sub = subs.get(user)
                 self._dispatch_report(sub, kind, domid, user, detail, extra)
+            except Exception:
+                self.log.failure("delivering a libxl event")
+
+    def _dispatch_spent_deaths(self, batch: List[Any]) -> None:
+        """
+        A batch of deaths only, each of a generator the C side disabled
+        (the storm): the generators and subscriptions are forgotten in
+        bulk, then each death is delivered in libxl's order.
+        """
+        users = batch[2::_WORDS]
+        popped = list(map(self._subscriptions.pop, users, repeat(None)))
+        self._ctx.death_generators_spent(users)
+        turn = self._turn_events
+        for sub, domid in zip(popped, batch[1::_WORDS]):
+            try:
+                if sub is None:
+                    continue  # disabled by its owner since: a late report
+                if sub.kind != _DEATH:
+                    self._dispatch_report(sub, _DOMAIN_DEATH, domid, sub.user, _SPENT, 0)
+                    continue
+                watch = sub.watch
+                if watch._sub is sub:
+                    watch._sub = None
+                if watch._outcome is None:
+                    death = _new(DomainDeath)
+                    _set_domid(death, domid)
+                    _set_uuid(death, watch.uuid)
+                    watch._died(death)
+                    if turn is not None:
+                        turn.append(death)
             except Exception:
                 self.log.failure("delivering a libxl event")
 

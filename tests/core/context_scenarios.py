@@ -26,6 +26,7 @@ from twisted.internet import defer
 from txlibxl import errors
 from txlibxl.events import DiskEject, DomainDeath, DomainShutdown, ShutdownReason
 from txlibxl.operations import OperationCancelled
+from txlibxl.watches import WatchEnded
 
 __all__ = ["Kit", "SCENARIOS"]
 
@@ -336,6 +337,29 @@ async def a_storm_mixed_with_ejects_and_completions_keeps_libxls_order(kit: Kit)
         kit.check.assertEqual(await w.next_event(), await w.when_dead())
 
 
+async def a_storm_ends_the_eject_watches_of_its_domains_too(kit: Kit) -> None:
+    # One burst kills domains followed by domain watches and domains
+    # followed only by disk-eject watches (whose end is a death generator
+    # of their own): each watch ends once, with its own domain's death.
+    ctx = kit.ctx
+    with_cd = [await kit.create(disks=[{"vdev": "hdc", "cdrom": True, "target": "/srv/cd.iso"}])
+               for _ in range(2)]
+    created = await kit.control.create_domains(count=20, prefix="ending")
+    domids = [c["domid"] for c in created]
+    ejects = [ctx.watch_disk_eject(domid, "hdc") for domid in with_cd]
+    watches = [ctx.watch_domain(domid) for domid in domids + with_cd[:1]]
+    ended = [_outcome(e.next_event()) for e in ejects]
+    await kit.control.destroy(domids + with_cd, mode="burst")
+    deaths = [await w.when_dead() for w in watches]
+    kit.check.assertEqual(deaths, [DomainDeath(w.domid, w.uuid) for w in watches])
+    kit.check.assertEqual([hash(d) for d in deaths], [hash(DomainDeath(w.domid, w.uuid)) for w in watches])
+    outcomes = [await e for e in ended]
+    kit.check.assertTrue(all(isinstance(o, WatchEnded) for o in outcomes), outcomes)
+    kit.check.assertEqual([o.args[0] for o in outcomes], [DomainDeath(e.domid, e.uuid) for e in ejects])
+    await kit.until(lambda: ctx.watches == 0)
+    kit.check.assertEqual(ctx._ctx.generators_enabled, 0)
+
+
 async def own_children_beside_libxls(kit: Kit) -> None:
     domid = await kit.create(disks=[{"vdev": "xvda"}])
     running = kit.run_process([sys.executable, "-c", "import sys, time; time.sleep(0.2); sys.exit(3)"])
@@ -360,6 +384,7 @@ SCENARIOS: Dict[str, Callable[[Kit], Awaitable[None]]] = {
         a_thousand_deaths_reach_their_watches_exactly_once,
         a_storm_reaches_a_batch_subscription_exactly_once_in_order,
         a_storm_mixed_with_ejects_and_completions_keeps_libxls_order,
+        a_storm_ends_the_eject_watches_of_its_domains_too,
         own_children_beside_libxls,
     ]
 }

@@ -220,6 +220,34 @@ class EventTests(BindingTestCase):
         self.assertIn((binding.EVENT_DOMAIN_DEATH, dom["domid"], 41, binding.DEATH_SPENT, 0), records)
 
     @defer.inlineCallbacks
+    def test_spent_generators_forgotten_in_bulk_leave_a_reused_user_value_alone(self) -> Any:
+        # After a bulk forget, the dead generator's handle may still be
+        # disabled once (libxl's contract asks for it): that must not
+        # disable the newer generator that now has its user value.
+        batches: List[List[Any]] = []
+        self.collect()
+        self.ctx.set_report_batches(lambda batch, delivering: batches.append(batch))
+        dom = yield self.create()
+        other = yield self.create("other")
+        old = self.ctx.evenable_domain_death(dom["domid"], 51)
+        yield self.host.control.destroy([dom["domid"]])
+        self.pump(lambda: any(b[0::5].count(binding.EVENT_DOMAIN_DEATH) for b in batches))
+        self.ctx.death_generators_spent([51, 52])  # 52: no such generator, skipped
+        self.assertEqual(self.ctx.generators_enabled, 0)
+        new = self.ctx.evenable_domain_death(other["domid"], 51)
+        self.ctx.evdisable_domain_death(old)
+        self.assertRaises(errors.InvalidArgument, self.ctx.evdisable_domain_death, old)
+        self.assertEqual(self.ctx.generators_enabled, 1)
+        del batches[:]
+        yield self.host.control.destroy([other["domid"]])
+        self.pump(lambda: any(b[0::5].count(binding.EVENT_DOMAIN_DEATH) for b in batches))
+        flat = [word for batch in batches for word in batch]
+        self.assertIn((binding.EVENT_DOMAIN_DEATH, other["domid"], 51, binding.DEATH_SPENT, 0),
+                      [tuple(flat[i:i + 5]) for i in range(0, len(flat), 5)])
+        self.ctx.evdisable_domain_death(new)
+        self.assertEqual(self.ctx.generators_enabled, 0)
+
+    @defer.inlineCallbacks
     def test_an_eject_is_reported_with_the_watched_vdev(self) -> Any:
         events = self.collect()
         dom = yield self.create(disks=[{"vdev": "hdc", "cdrom": True, "target": "/srv/cd.iso"}])

@@ -101,7 +101,7 @@ from .ctx_events import EventsMixin
 from .ctx_hooks import HooksMixin
 from .ctx_moving import MovingMixin
 from .ctx_operations import OperationsMixin
-from .ctx_reports import DEATH_SPENT, REPORT_OP_DONE, ReportsMixin, event_counts  # noqa: F401
+from .ctx_reports import DEATH_SPENT, RECORD_WORDS, REPORT_OP_DONE, ReportsMixin, event_counts  # noqa: F401
 from .ctx_queries import QueriesMixin
 from .values import DomainInfoRaw, RawEvent
 

@@ -13,7 +13,9 @@ a generator is enabled, keyed by ``(domid, for_user)``, and fills them in.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from collections import deque
+from itertools import repeat
+from typing import Any, Callable, Dict, Iterable, Optional, Set, Tuple
 
 from .. import errors
 from . import native
@@ -209,6 +211,18 @@ class EventsMixin(CtxBase):
         if self._forget_death(handle):
             handle.pointer = None
 
+    def death_generators_spent(self, users: Iterable[int]) -> None:
+        """
+        The deaths of the death generators with these user values were
+        reported with :data:`~txlibxl._libxl.ctx_reports.DEATH_SPENT`
+        (the C side disabled them): forget them all, in loops that run no
+        Python per generator.  A user value with no enabled generator is
+        skipped.  Each handle may still be given to
+        :meth:`evdisable_domain_death` once, which is then a no-op in
+        libxl, as libxl's contract for a generator after its death asks.
+        """
+        deque(map(self._deaths.pop, users, repeat(None)), 0)
+
     def _forget_death(self, handle: Any) -> bool:
         """Take C{handle} out of the enabled death generators; whether it was in."""
         deaths = self._deaths
@@ -228,9 +242,11 @@ class EventsMixin(CtxBase):
             self._eject_vdevs.pop(key, None)
 
     def _disable_death(self, ctx: Any, pointer: Any) -> None:
-        generator = self._disabling
-        # A no-op in C if the generator's death disabled it already.
-        _lib.txl_evdisable_death(self._queue, generator.user)
+        # Called once _disable has forgotten the generator, if it was still
+        # enabled (a spent one forgotten in a batch is not: its user value
+        # may be another generator's by now).  A no-op in C if the
+        # generator's death disabled it already.
+        _lib.txl_evdisable_death(self._queue, self._disabling.user)
 
     def evenable_disk_eject(self, domid: int, vdev: str, user: int, uuid: Optional[str] = None) -> Any:
         """
@@ -285,7 +301,8 @@ class EventsMixin(CtxBase):
         handle.pointer = None
         self._disabling = handle
         if kind == "domain_death":
-            self._forget_death(handle)
+            if not self._forget_death(handle):
+                return  # forgotten as spent: disabled in C already
         else:
             self._generators.discard(handle)
             self._release_key((handle.domid, handle.user))

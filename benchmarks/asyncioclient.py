@@ -30,7 +30,7 @@ import os
 import sys
 from typing import Any, List, Optional, Sequence
 
-from .clientcommon import EventTally, Usage, collector, emit, emit_event, parse_storm, redirect_paths, rusage_line
+from .clientcommon import EventTally, Usage, collect_line, collector, emit, emit_event, parse_storm, redirect_paths, rusage_line
 
 __all__ = ["main", "AsyncioClient", "parse", "reactor_imported"]
 
@@ -140,6 +140,8 @@ class AsyncioClient(EventTally):
                     return 3
             elif name == "rusage":
                 emit(rusage_line())
+            elif name == "collect":
+                emit(collect_line())
             elif name == "sleep":
                 await asyncio.sleep(command[1])
                 emit({"cmd": "sleep", "seconds": command[1]})

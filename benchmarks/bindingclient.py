@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from twisted.internet import task
 
-from .clientcommon import emit, parse_storm, redirect_paths, rusage_line
+from .clientcommon import collect_line, emit, parse_storm, redirect_paths, rusage_line
 from .pyclient import EventCounter, run_client
 
 __all__ = ["main", "BindingClient"]
@@ -97,6 +97,8 @@ class BindingClient(EventCounter):
                     return 3
             elif name == "rusage":
                 emit(rusage_line())
+            elif name == "collect":
+                emit(collect_line())
             elif name == "sleep":
                 await task.deferLater(self.reactor, command[1], lambda: None)
                 emit({"cmd": "sleep", "seconds": command[1]})

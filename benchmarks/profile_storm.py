@@ -25,7 +25,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from twisted.internet import defer, task
 
-from .runner import CLIENT_PREFIX, SETTLE_S, Bench, BenchmarkError, Config
+from .runner import CLIENT_PREFIX, Bench, BenchmarkError, Config, settle
 
 __all__ = ["profile_storm", "main"]
 
@@ -48,7 +48,7 @@ async def profile_storm(reactor: Any, client: str, n: int, out: str, timeout: fl
         bench = Bench(reactor, host, "", Config(timeout=timeout), lambda text: None)
         domids = await bench.create(n, f"profile{client}")
         proc = bench.spawn(client, ["quiet", *CLIENT_PREFIX.get(client, []), "watch-death", *domids,
-                                    "sleep", SETTLE_S, "rusage", "profile-start", "wait-events", n, timeout,
+                                    *settle(client), "rusage", "profile-start", "wait-events", n, timeout,
                                     "profile-stop", out, "rusage"])
         await bench.wait_line(proc, lambda line: line.get("cmd") == "profile-start")
         await host.control.destroy(domids, mode="burst")

@@ -12,7 +12,8 @@ for the commands both clients have:
 ``quiet``, ``watch-death D...``, ``watch-death-all``, ``unwatch-all``,
 ``wait-events N [SECONDS]``, ``ops OP D...``, ``rusage``, ``sleep SECONDS``
 
-and one of its own: ``batched`` (before the watches) subscribes to the
+and, as every Python client, ``collect`` (one full garbage collection:
+:func:`~benchmarks.clientcommon.collect_line`); and one of its own: ``batched`` (before the watches) subscribes to the
 context's batches (``Context.subscribe``) and makes the watches after it
 unbuffered, so that events are counted per batch with no Deferred each.
 
@@ -60,6 +61,7 @@ from .clientcommon import (  # noqa: F401 (the helpers' old home: re-exported)
     parse,
     redirect_paths,
     rss_kb,
+    collect_line,
     rusage_line,
 )
 
@@ -211,6 +213,8 @@ class Client(EventCounter):
                     self.profile.dump_stats(command[1])
                 emit({"cmd": "profile-stop", "file": command[1], "profiled": self.profile is not None})
                 self.profile = None
+            elif name == "collect":
+                emit(collect_line())
             elif name == "sleep":
                 await task.deferLater(self.reactor, command[1], lambda: None)
                 emit({"cmd": "sleep", "seconds": command[1]})

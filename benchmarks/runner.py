@@ -67,6 +67,17 @@ CLIENT_PREFIX = {"batch": ["batched"]}
 #: scans every watched domain) happens then, not in the storm's window.
 SETTLE_S = 1.0
 
+def settle(kind: str, seconds: float = SETTLE_S) -> List[Any]:
+    """
+    The commands that end a C{kind} client's set-up before a measured
+    window: a Python client first pays its garbage collector for the
+    objects its arming made (``collect``: a process whose watches are old
+    has paid it long ago; the window's own collections stay in it), then
+    every client runs its loop for C{seconds}.
+    """
+    return (["collect"] if kind != "c" else []) + ["sleep", seconds]
+
+
 #: The same before each latency sample (one domain, one firing).
 LATENCY_SETTLE_S = 0.02
 
@@ -259,7 +270,7 @@ class Bench:
             return await self.daemon_storm_once(n, mode)
         domids = await self.create(n, f"storm{kind}")
         proc = self.spawn(kind, ["quiet", *CLIENT_PREFIX.get(kind, []), "watch-death", *domids,
-                                 "sleep", SETTLE_S, "rusage", "wait-events", n, self.config.timeout, "rusage"])
+                                 *settle(kind), "rusage", "wait-events", n, self.config.timeout, "rusage"])
         before = await self.wait_line(proc, lambda l: l.get("cmd") == "rusage")
         if kind == "asyncio":
             ready = await self.wait_line(proc, lambda l: "ready" in l)
@@ -406,7 +417,7 @@ class Bench:
         for domid in domids:
             # Armed and settled (libxl's first look at the domain done)
             # before the host changes anything.
-            args += ["watch-death", domid, "sleep", LATENCY_SETTLE_S, "wait-events", 1, self.config.timeout,
+            args += ["watch-death", domid, *settle(kind, LATENCY_SETTLE_S), "wait-events", 1, self.config.timeout,
                      "unwatch-all"]
         proc = self.spawn(kind, args)
         samples = []
@@ -673,5 +684,5 @@ _METHODS = {
 }
 
 
-__all__ = ["Config", "BenchmarkError", "CLIENTS", "STORM_CLIENTS", "CLIENT_MODULES", "loadavg", "Bench", "run_benchmarks", "evaluate", "percentile",
+__all__ = ["Config", "BenchmarkError", "CLIENTS", "STORM_CLIENTS", "CLIENT_MODULES", "loadavg", "Bench", "run_benchmarks", "evaluate", "percentile", "settle",
            "cpu_seconds", "machine", "SCHEMA_VERSION", "SCENARIOS", "TARGETS"]

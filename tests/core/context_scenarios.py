@@ -304,10 +304,15 @@ async def a_storm_reaches_a_batch_subscription_exactly_once_in_order(kit: Kit) -
     kit.check.assertEqual(failures, [])  # a cancelled subscription hears nothing more
 
 
+async def _with_cdroms(kit: Kit, count: int) -> List[int]:
+    """C{count} new domains, each with a CD-ROM ``hdc``."""
+    return [await kit.create(disks=[{"vdev": "hdc", "cdrom": True, "target": "/srv/cd.iso"}])
+            for _ in range(count)]
+
+
 async def a_storm_mixed_with_ejects_and_completions_keeps_libxls_order(kit: Kit) -> None:
     ctx = kit.ctx
-    with_cd = [await kit.create(disks=[{"vdev": "hdc", "cdrom": True, "target": "/srv/cd.iso"}])
-               for _ in range(3)]
+    with_cd = await _with_cdroms(kit, 3)
     created = await kit.control.create_domains(count=60, prefix="mixed")
     domids = [c["domid"] for c in created]
     paused = await kit.create()
@@ -342,8 +347,7 @@ async def a_storm_ends_the_eject_watches_of_its_domains_too(kit: Kit) -> None:
     # followed only by disk-eject watches (whose end is a death generator
     # of their own): each watch ends once, with its own domain's death.
     ctx = kit.ctx
-    with_cd = [await kit.create(disks=[{"vdev": "hdc", "cdrom": True, "target": "/srv/cd.iso"}])
-               for _ in range(2)]
+    with_cd = await _with_cdroms(kit, 2)
     created = await kit.control.create_domains(count=20, prefix="ending")
     domids = [c["domid"] for c in created]
     ejects = [ctx.watch_disk_eject(domid, "hdc") for domid in with_cd]

@@ -162,6 +162,19 @@ class QueryTests(BindingTestCase):
 
 
 class EventTests(BindingTestCase):
+    def batches(self) -> List[List[Any]]:
+        """The report batches the binding hands over from now on."""
+        batches: List[List[Any]] = []
+        self.collect()
+        self.ctx.set_report_batches(lambda batch, delivering: batches.append(batch))
+        return batches
+
+    def deaths_of(self, batches: List[List[Any]]) -> List[Tuple[int, ...]]:
+        """Once a death is among C{batches}: every record in them, as 5-tuples."""
+        self.pump(lambda: any(b[0::5].count(binding.EVENT_DOMAIN_DEATH) for b in batches))
+        flat = [word for batch in batches for word in batch]
+        return [tuple(flat[i:i + 5]) for i in range(0, len(flat), 5)]
+
     def collect(self) -> List[binding.RawEvent]:
         events: List[binding.RawEvent] = []
         self.disasters: List[Tuple[int, str, int]] = []
@@ -208,30 +221,24 @@ class EventTests(BindingTestCase):
 
     @defer.inlineCallbacks
     def test_a_death_is_marked_spent_when_the_c_side_disabled_its_generator(self) -> Any:
-        batches: List[List[Any]] = []
-        self.collect()
-        self.ctx.set_report_batches(lambda batch, delivering: batches.append(batch))
+        batches = self.batches()
         dom = yield self.create()
         self.ctx.evenable_domain_death(dom["domid"], 41)
         yield self.host.control.destroy([dom["domid"]])
-        self.pump(lambda: any(b[0::5].count(binding.EVENT_DOMAIN_DEATH) for b in batches))
-        flat = [word for batch in batches for word in batch]
-        records = [tuple(flat[i:i + 5]) for i in range(0, len(flat), 5)]
-        self.assertIn((binding.EVENT_DOMAIN_DEATH, dom["domid"], 41, binding.DEATH_SPENT, 0), records)
+        self.assertIn((binding.EVENT_DOMAIN_DEATH, dom["domid"], 41, binding.DEATH_SPENT, 0),
+                      self.deaths_of(batches))
 
     @defer.inlineCallbacks
     def test_spent_generators_forgotten_in_bulk_leave_a_reused_user_value_alone(self) -> Any:
         # After a bulk forget, the dead generator's handle may still be
         # disabled once (libxl's contract asks for it): that must not
         # disable the newer generator that now has its user value.
-        batches: List[List[Any]] = []
-        self.collect()
-        self.ctx.set_report_batches(lambda batch, delivering: batches.append(batch))
+        batches = self.batches()
         dom = yield self.create()
         other = yield self.create("other")
         old = self.ctx.evenable_domain_death(dom["domid"], 51)
         yield self.host.control.destroy([dom["domid"]])
-        self.pump(lambda: any(b[0::5].count(binding.EVENT_DOMAIN_DEATH) for b in batches))
+        self.deaths_of(batches)
         self.ctx.death_generators_spent([51, 52])  # 52: no such generator, skipped
         self.assertEqual(self.ctx.generators_enabled, 0)
         new = self.ctx.evenable_domain_death(other["domid"], 51)
@@ -240,10 +247,8 @@ class EventTests(BindingTestCase):
         self.assertEqual(self.ctx.generators_enabled, 1)
         del batches[:]
         yield self.host.control.destroy([other["domid"]])
-        self.pump(lambda: any(b[0::5].count(binding.EVENT_DOMAIN_DEATH) for b in batches))
-        flat = [word for batch in batches for word in batch]
         self.assertIn((binding.EVENT_DOMAIN_DEATH, other["domid"], 51, binding.DEATH_SPENT, 0),
-                      [tuple(flat[i:i + 5]) for i in range(0, len(flat), 5)])
+                      self.deaths_of(batches))
         self.ctx.evdisable_domain_death(new)
         self.assertEqual(self.ctx.generators_enabled, 0)
 

@@ -29,6 +29,10 @@ _log = Logger()
 #: a domain of its name (the source, migrating to its own host).
 INCOMING = "--incoming"
 
+#: How long a migration that failed here waits, after telling the source,
+#: for the source to close the connection.
+LINGER_S = 10.0
+
 __all__ = ["MigrationListener", "listen_for_migrations", "migration_endpoint", "tls_server_options"]
 
 
@@ -50,6 +54,8 @@ class _Receiver(p.FrameProtocol):
         #: (the domid holding the domain's name here, the name), when the
         #: domain is restored under a temporary name (see _start_restore).
         self._renaming: Optional[Tuple[int, str]] = None
+        #: After a failure told to the source: the end of the wait for it to close.
+        self._linger: Any = None
 
     def connectionMade(self) -> None:
         self.listener._incoming.add(self)
@@ -97,6 +103,8 @@ class _Receiver(p.FrameProtocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.listener._incoming.discard(self)
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
         if self.state not in ("done", "failed"):
             self._fail(MigrationFailed(f"the connection to the source was lost: {reason.getErrorMessage()}",
                                        "source"), tell=False)
@@ -198,6 +206,13 @@ class _Receiver(p.FrameProtocol):
 
     # -- the end ---------------------------------------------------------
 
+    def _abort(self) -> None:
+        """Close the connection now, whatever is under way on it."""
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        if self.transport is not None:
+            self.transport.abortConnection()
+
     def cancel(self) -> None:
         """Stop this migration, unless the domain runs here already."""
         if self.state in ("running", "done", "failed"):
@@ -209,16 +224,25 @@ class _Receiver(p.FrameProtocol):
             return
         _log.info("an incoming migration failed ({state}): {error}", state=self.state, error=error)
         self.state = "failed"
-        if tell and self.transport is not None:
-            self.send(p.ERROR, message=str(getattr(error, "message", error)),
-                      code=getattr(error, "code", errors.ERROR_FAIL))
-        if self.transport is not None:
-            self.transport.loseConnection()
         if self._pipe is not None:
             pipe, self._pipe = self._pipe, None
             pipe.unregisterProducer()
             pipe.stopWriting()
             pipe.connectionLost(Failure(error))
+        if self.transport is None:
+            pass
+        elif tell:
+            self.send(p.ERROR, message=str(getattr(error, "message", error)),
+                      code=getattr(error, "code", errors.ERROR_FAIL))
+            # Closing now, under the stream the source is still sending,
+            # could reset the connection before the source read the error
+            # (its write fails first).  The source closes once it has read
+            # it; until then what it sends is read and dropped, for at
+            # most LINGER_S.
+            self.transport.resumeProducing()
+            self._linger = self.listener.clock.callLater(LINGER_S, self._abort)
+        else:
+            self.transport.loseConnection()
         # A restore under way is not aborted (libxl 4.17 was seen to call
         # through a null pointer in libxl_ao_abort of a restore whose pipe
         # had just been closed): its stream ends instead, the pipe being
@@ -245,14 +269,21 @@ class MigrationListener:
     is reopened after a failure), and a migration that comes while it
     gives ``None`` is refused.
 
+    C{clock} (default: the global reactor) times how long a migration
+    that failed here keeps its connection open for the source to read why.
+
     :ivar port: the listening port.
     """
 
     def __init__(self, ctx: Any, on_arrival: Optional[Callable[[int, Any], None]] = None,
                  on_failure: Optional[Callable[[Exception], None]] = None, *,
-                 current: Optional[Callable[[], Any]] = None) -> None:
+                 current: Optional[Callable[[], Any]] = None, clock: Any = None) -> None:
         if (ctx is None) == (current is None):
             raise ValueError("give exactly one of a Context and current")
+        if clock is None:
+            from twisted.internet import reactor as clock
+        #: The clock of a failed migration's wait for its source to close.
+        self.clock = clock
         self.ctx = ctx
         self._current = current
         self.port: Any = None
@@ -289,8 +320,15 @@ class MigrationListener:
             receiver.cancel()
 
     def stop(self) -> defer.Deferred:
-        """Stop listening, and cancel the migrations under way."""
+        """
+        Stop listening and cancel the migrations under way; the
+        connections of those that failed are closed at once (a source
+        may then see the connection lost rather than the failure).
+        """
         self.cancel_incoming()
+        for receiver in list(self._incoming):
+            if receiver.state == "failed":
+                receiver._abort()
         return defer.maybeDeferred(self.port.stopListening)
 
     def _arrived(self, domid: int, config: Any) -> None:
@@ -342,7 +380,7 @@ def listen_for_migrations(
     :raises ValueError: not exactly one kind of listener asked for.
     """
     endpoint = migration_endpoint(ctx._reactor, unix, tls, port, interface, allow_plain_tcp)
-    return MigrationListener(ctx, on_arrival, on_failure).listen(endpoint)
+    return MigrationListener(ctx, on_arrival, on_failure, clock=ctx._reactor).listen(endpoint)
 
 
 def migration_endpoint(

@@ -13,9 +13,10 @@ for the commands both clients have:
 ``wait-events N [SECONDS]``, ``ops OP D...``, ``rusage``, ``sleep SECONDS``
 
 and, as every Python client, ``collect`` (one full garbage collection:
-:func:`~benchmarks.clientcommon.collect_line`); and one of its own: ``batched`` (before the watches) subscribes to the
-context's batches (``Context.subscribe``) and makes the watches after it
-unbuffered, so that events are counted per batch with no Deferred each.
+:func:`~benchmarks.clientcommon.collect_line`); and one of its own:
+``batched`` (before the watches) subscribes to the context's batches
+(``Context.subscribe``) and makes the watches after it unbuffered, so
+that events are counted per batch with no Deferred each.
 
 (its ``rusage`` line also has ``gc_s`` and ``gc_full``: the time spent in
 Python's garbage collector and the full collections run so far)

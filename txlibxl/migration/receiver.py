@@ -103,8 +103,7 @@ class _Receiver(p.FrameProtocol):
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.listener._incoming.discard(self)
-        if self._linger is not None and self._linger.active():
-            self._linger.cancel()
+        self._end_linger()
         if self.state not in ("done", "failed"):
             self._fail(MigrationFailed(f"the connection to the source was lost: {reason.getErrorMessage()}",
                                        "source"), tell=False)
@@ -206,10 +205,13 @@ class _Receiver(p.FrameProtocol):
 
     # -- the end ---------------------------------------------------------
 
-    def _abort(self) -> None:
-        """Close the connection now, whatever is under way on it."""
+    def _end_linger(self) -> None:
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
+
+    def _abort(self) -> None:
+        """Close the connection now, whatever is under way on it."""
+        self._end_linger()
         if self.transport is not None:
             self.transport.abortConnection()
 
@@ -229,9 +231,7 @@ class _Receiver(p.FrameProtocol):
             pipe.unregisterProducer()
             pipe.stopWriting()
             pipe.connectionLost(Failure(error))
-        if self.transport is None:
-            pass
-        elif tell:
+        if self.transport is not None and tell:
             self.send(p.ERROR, message=str(getattr(error, "message", error)),
                       code=getattr(error, "code", errors.ERROR_FAIL))
             # Closing now, under the stream the source is still sending,
@@ -241,7 +241,7 @@ class _Receiver(p.FrameProtocol):
             # most LINGER_S.
             self.transport.resumeProducing()
             self._linger = self.listener.clock.callLater(LINGER_S, self._abort)
-        else:
+        elif self.transport is not None:
             self.transport.loseConnection()
         # A restore under way is not aborted (libxl 4.17 was seen to call
         # through a null pointer in libxl_ao_abort of a restore whose pipe

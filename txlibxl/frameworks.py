@@ -40,6 +40,10 @@ import txaio
 from twisted.internet.defer import Deferred
 
 from . import errors
+# Here, not inside the method that uses it: a context asks on every call
+# into libxl, and an import statement that names ``twisted.python`` (a
+# module proxy) costs about 15 us each time.
+from .loop.reactor_osevents import on_reactor_thread
 
 __all__ = ["Future", "FrameworkConflict", "TwistedLoop", "AsyncioLoop", "AbortableFuture"]
 
@@ -101,10 +105,12 @@ class TwistedLoop:
 
     @staticmethod
     def on_loop_thread() -> bool:
-        """Whether the caller runs on the reactor's thread."""
-        from twisted.python import threadable
-
-        return bool(threadable.isInIOThread())
+        """
+        Whether the caller may touch the reactor directly: it runs on the
+        reactor's thread, or on the main thread before any reactor ran (as
+        the context's hooks decide it).
+        """
+        return on_reactor_thread()
 
     def osevents(self, sink: Any) -> Any:
         """libxl's osevent hooks on the reactor."""

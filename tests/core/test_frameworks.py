@@ -11,7 +11,7 @@ import txaio
 from twisted.trial.unittest import TestCase
 
 from txlibxl import errors
-from txlibxl.frameworks import AbortableFuture, AsyncioLoop, FrameworkConflict
+from txlibxl.frameworks import AbortableFuture, AsyncioLoop, FrameworkConflict, TwistedLoop
 from txlibxl.operations import OperationCancelled
 
 from .loop_fixtures import run_on_asyncio_loop
@@ -72,6 +72,16 @@ class AbortableFutureTests(TestCase):
             self.assertIsInstance(f.exception(), OperationCancelled)
 
         run_on_asyncio_loop(body)
+
+
+class TwistedLoopTests(TestCase):
+    def test_on_loop_thread_is_true_on_the_reactors_thread_only(self) -> None:
+        from twisted.internet import reactor, threads
+
+        self.assertTrue(TwistedLoop.on_loop_thread())
+        d = threads.deferToThreadPool(reactor, reactor.getThreadPool(), TwistedLoop.on_loop_thread)
+        d.addCallback(self.assertFalse)
+        return d
 
 
 class FrameworkChoiceTests(TestCase):

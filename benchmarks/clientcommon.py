@@ -17,9 +17,11 @@ import os
 import resource
 import sys
 import time
+import tracemalloc
 from typing import Any, Dict, List, Optional, Sequence
 
 __all__ = ["OPS", "Usage", "parse", "emit", "emit_event", "rss_kb", "CollectorClock", "collector", "collect_line", "rusage_line",
+           "trace_heap_line", "heap_line", "HEAP_FRAMES",
            "redirect_paths", "EventTally", "STORM_COMMANDS", "parse_storm"]
 
 OPS = ("shutdown", "reboot", "destroy", "pause", "unpause")
@@ -192,6 +194,44 @@ def collect_line() -> Dict[str, Any]:
     started = time.perf_counter()
     found = gc.collect()
     return {"cmd": "collect", "unreachable": found, "s": round(time.perf_counter() - started, 6)}
+
+
+#: Frames kept per traced allocation: enough to reach, from inside
+#: Twisted or txaio, the project frame that asked for it.
+HEAP_FRAMES = 12
+
+_LIBRARY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "txlibxl") + os.sep
+_CLIENT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def trace_heap_line() -> Dict[str, Any]:
+    """``trace-heap``: start ``tracemalloc`` (L{HEAP_FRAMES} frames), and its line."""
+    tracemalloc.start(HEAP_FRAMES)
+    return {"cmd": "trace-heap", "frames": HEAP_FRAMES}
+
+
+def heap_line() -> Dict[str, Any]:
+    """
+    ``heap``: the traced heap now, in bytes: C{traced} and C{peak}, and
+    C{traced} split by who asked for each allocation: C{library} (the
+    innermost frame of the project's own in txlibxl, so also the futures
+    txlibxl makes through txaio), C{client} (the innermost such frame is
+    the benchmark client's: its callbacks on those futures, its lists)
+    and C{other} (no such frame, or one deeper than L{HEAP_FRAMES}).
+    """
+    traced, peak = tracemalloc.get_traced_memory()
+    split = {"library": 0, "client": 0, "other": 0}
+    for trace in tracemalloc.take_snapshot().traces:
+        owner = "other"
+        for frame in reversed(trace.traceback):  # innermost first
+            if frame.filename.startswith(_LIBRARY_DIR):
+                owner = "library"
+                break
+            if frame.filename.startswith(_CLIENT_DIR):
+                owner = "client"
+                break
+        split[owner] += trace.size
+    return {"cmd": "heap", "traced": traced, "peak": peak, **split}
 
 
 def rusage_line() -> Dict[str, Any]:

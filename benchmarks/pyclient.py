@@ -22,7 +22,8 @@ that events are counted per batch with no Deferred each.
 Python's garbage collector and the full collections run so far)
 
 plus, for the memory scenario, ``trace-heap`` (start ``tracemalloc``) and
-``heap`` (``{"cmd":"heap","traced":BYTES,"peak":BYTES}``), and for
+``heap`` (:func:`~benchmarks.clientcommon.heap_line`: traced bytes, split
+into the library's, the client's and the rest), and for
 :mod:`benchmarks.profile_storm`, ``profile-start`` and ``profile-stop
 FILE`` (``cProfile`` over the commands between them, its stats written to
 FILE).
@@ -46,7 +47,6 @@ import cProfile
 import os
 import sys
 import time
-import tracemalloc
 from typing import Any, Awaitable, Callable, List, Optional, Sequence
 
 from twisted.internet import defer, task
@@ -63,7 +63,9 @@ from .clientcommon import (  # noqa: F401 (the helpers' old home: re-exported)
     redirect_paths,
     rss_kb,
     collect_line,
+    heap_line,
     rusage_line,
+    trace_heap_line,
 )
 
 __all__ = ["main", "run_client", "Client", "EventCounter", "CollectorClock", "collector"]
@@ -199,11 +201,9 @@ class Client(EventCounter):
             elif name == "rusage":
                 emit(rusage_line())
             elif name == "trace-heap":
-                tracemalloc.start()
-                emit({"cmd": "trace-heap"})
+                emit(trace_heap_line())
             elif name == "heap":
-                traced, peak = tracemalloc.get_traced_memory()
-                emit({"cmd": "heap", "traced": traced, "peak": peak})
+                emit(heap_line())
             elif name == "profile-start":
                 self.profile = cProfile.Profile()
                 self.profile.enable()

@@ -181,11 +181,15 @@ def render_table(results: Dict[str, Any]) -> str:
         lines.append("")
     if "memory" in scen:
         mem = scen["memory"]
-        rows = [["C", _fmt(mem["c"]["rss_per_domain_b"], 0), "–"],
-                ["Python", _fmt(mem["python"]["rss_per_domain_b"], 0),
-                 _fmt(mem["python"].get("heap_per_domain_b"), 0)]]
-        lines += [f"**Memory** per watched domain at N = {mem['n']} (bytes).", ""]
-        lines += _table(["client", "RSS / domain", "Python heap / domain"], rows)
+        py = mem["python"]
+        rows = [["C", _fmt(mem["c"]["rss_per_domain_b"], 0), "–", "–", "–"],
+                ["Python", _fmt(py["rss_per_domain_b"], 0), _fmt(py.get("heap_per_domain_b"), 0),
+                 _fmt(py.get("heap_library_per_domain_b"), 0), _fmt(py.get("heap_client_per_domain_b"), 0)]]
+        lines += [f"**Memory** per watched domain at N = {mem['n']} (bytes): the Python heap in all, "
+                  "and the part txlibxl allocated (the watch, its subscription, the binding's "
+                  "handle, the waiter's Deferred) and the part the benchmark client did (its "
+                  "callbacks on that Deferred).", ""]
+        lines += _table(["client", "RSS / domain", "Python heap / domain", "txlibxl's", "client's"], rows)
         lines.append("")
     targets = results.get("targets", {})
     if targets:

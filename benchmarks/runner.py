@@ -466,7 +466,9 @@ class Bench:
         """
         RSS before and after watching N domains, per domain; for Python
         also the traced heap, in a second process (``tracemalloc``'s own
-        bookkeeping would inflate the RSS of the first).
+        bookkeeping would inflate the RSS of the first), in all and split
+        into the library's and the client's
+        (:func:`~benchmarks.clientcommon.heap_line`).
         """
         domids = await self.create(n, f"mem{kind}")
         try:
@@ -485,6 +487,9 @@ class Bench:
         }
         if heap:
             result["heap_per_domain_b"] = round((heap[1]["traced"] - heap[0]["traced"]) / n, 1)
+            for part in ("library", "client", "other"):
+                if part in heap[0]:
+                    result[f"heap_{part}_per_domain_b"] = round((heap[1][part] - heap[0][part]) / n, 1)
         return result
 
     # -- alternation and summaries ---------------------------------------
@@ -618,10 +623,12 @@ def evaluate(results: Dict[str, Any]) -> Dict[str, Any]:
     for name in ("p50_delta_ms", "p99_delta_ms"):
         if name in scen.get("latency", {}):
             out[f"latency_{name}"] = {"value": scen["latency"][name], "target": TARGETS[f"latency_{name}"]}
-    if "memory" in scen and "heap_per_domain_b" in scen["memory"]["python"]:
-        out["heap_per_domain_b"] = {"n": scen["memory"]["n"],
-                                    "value": scen["memory"]["python"]["heap_per_domain_b"],
-                                    "target": TARGETS["heap_per_domain_b"]}
+    # The whole traced heap per watched domain, and (the same target) the
+    # part of it txlibxl allocated, without the benchmark client's own.
+    for name in ("heap_per_domain_b", "heap_library_per_domain_b"):
+        if name in scen.get("memory", {}).get("python", {}):
+            out[name] = {"n": scen["memory"]["n"], "value": scen["memory"]["python"][name],
+                         "target": TARGETS["heap_per_domain_b"]}
     for item in out.values():
         if "target" in item and item["value"] is not None:
             item["met"] = item["value"] <= item["target"]

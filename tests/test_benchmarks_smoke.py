@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tracemalloc
 from typing import Any, Dict
 
 from twisted.internet import reactor
@@ -25,6 +26,8 @@ from benchmarks.runner import (
     percentile,
     run_benchmarks,
 )
+from txlibxl.frameworks import TwistedLoop
+from txlibxl.watches import DomainWatch
 
 
 def _number(value: Any) -> bool:
@@ -124,11 +127,21 @@ class SmokeRunTests(TestCase):
         self.assertTrue(_number(memory["python"]["heap_per_domain_b"]))
         self.assertNotIn("heap_per_domain_b", memory["c"])
 
+    def test_memory_splits_the_python_heap_into_the_librarys_and_the_clients(self) -> None:
+        python = self.results["scenarios"]["memory"]["python"]
+        parts = [python[f"heap_{part}_per_domain_b"] for part in ("library", "client", "other")]
+        # Every watch has a txlibxl watch and a Deferred with the client's callbacks.
+        self.assertGreater(parts[0], 0)
+        self.assertGreater(parts[1], 0)
+        # The split is of a snapshot taken just after the total was read.
+        self.assertLessEqual(abs(sum(parts) - python["heap_per_domain_b"]), python["heap_per_domain_b"] / 100)
+
     def test_targets_are_evaluated(self) -> None:
         targets = self.results["targets"]
         n = self.results["config"]["storm_sizes"][0]
         for name in (f"storm_wall_ratio_n{n}", f"storm_cpu_ratio_n{n}", f"storm_batch_cpu_ratio_n{n}",
-                     "latency_p50_delta_ms", "latency_p99_delta_ms", "heap_per_domain_b"):
+                     "latency_p50_delta_ms", "latency_p99_delta_ms", "heap_per_domain_b",
+                     "heap_library_per_domain_b"):
             self.assertIn(name, targets)
             self.assertIsInstance(targets[name]["met"], bool)
 
@@ -195,6 +208,30 @@ class HelperTests(TestCase):
             pyclient.parse(["quiet", "watch-death", "3", "4", "wait-events", "2", "10", "rusage"]),
             [("quiet",), ("watch-death", [3, 4]), ("wait-events", 2, 10.0), ("rusage",)],
         )
+
+
+class HeapLineTests(TestCase):
+    def setUp(self) -> None:
+        if tracemalloc.is_tracing():
+            raise SkipTest("tracemalloc is already tracing in this process")
+        self.addCleanup(tracemalloc.stop)
+        self.assertEqual(clientcommon.trace_heap_line(), {"cmd": "trace-heap", "frames": clientcommon.HEAP_FRAMES})
+
+    def test_a_waiter_is_the_librarys_and_the_callbacks_on_it_the_callers(self) -> None:
+        watches = [DomainWatch(TwistedLoop(reactor).tx, 7, lambda w: None) for _ in range(200)]
+        clientcommon.heap_line()  # its own first-call allocations, before the counts
+        before = clientcommon.heap_line()
+        # Each Deferred is made by txlibxl (through txaio): the library's.
+        waiters = [watch.next_event() for watch in watches]
+        made = clientcommon.heap_line()
+        # A callback on each, added here (neither the library nor the
+        # benchmark client): the rest's.
+        for d in waiters:
+            d.addCallback(lambda event, d=d: None)
+        after = clientcommon.heap_line()
+        self.assertGreater(made["library"] - before["library"], 200 * 100)
+        self.assertGreater(after["other"] - made["other"], 200 * 100)
+        self.assertLess(abs(after["library"] - made["library"]), 200 * 10)
 
 
 class StormSettlingTests(TestCase):

@@ -13,7 +13,8 @@ from .constants import DOMID_FIRST_RESERVED, UINT64_LIMIT
 
 
 def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Whether C{value} is an int and not a bool (a plain int asks once)."""
+    return type(value) is int or (type(value) is not bool and isinstance(value, int))
 
 
 def check_domid(call: str, domid: Any) -> int:

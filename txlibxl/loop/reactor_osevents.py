@@ -81,7 +81,8 @@ def on_reactor_thread() -> bool:
     io_thread = threadable.ioThread
     if io_thread is None:
         return threading.current_thread() is threading.main_thread()
-    return bool(io_thread == threadable.getThreadID())
+    # threadable.getThreadID() is this thread's ident, got the long way.
+    return bool(io_thread == threading.get_ident())
 
 
 class _ReactorLoop:

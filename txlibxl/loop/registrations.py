@@ -183,6 +183,8 @@ class TimeoutRegistration:
 
 
 def check_int(name: str, value: object) -> int:
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
     return int(value)

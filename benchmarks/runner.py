@@ -55,6 +55,9 @@ CLIENT_MODULES = {
     "binding": "benchmarks.bindingclient",
     "asyncio": "benchmarks.asyncioclient",
     "batch": "benchmarks.pyclient",
+    # Not a client of the benchmark's runs: the Python client with timers
+    # (benchmarks.profile_latency).
+    "probe": "benchmarks.latencyprobe",
 }
 
 #: Commands a client kind runs before its watches (``batch``: the
@@ -412,6 +415,13 @@ class Bench:
         C{runs} domains, one at a time: watch it, have the guest shut down,
         time the host's change to the client's waiter (seconds each).
         """
+        return [event["t"] - changed for changed, event in await self.latency_events(kind, runs)]
+
+    async def latency_events(self, kind: str, runs: int) -> List[Tuple[float, Dict[str, Any]]]:
+        """
+        What L{latency_once} times: for each of the C{runs} shutdowns, when
+        the host changed the domain and the client's event line.
+        """
         domids = await self.create(runs, f"lat{kind}")
         args: List[Any] = []
         for domid in domids:
@@ -429,7 +439,7 @@ class Bench:
                 event = await self.wait_line(
                     proc, lambda l, d=domid: l.get("event") == "domain_shutdown" and l.get("domid") == d
                 )
-                samples.append(event["t"] - reply["changed_at"])
+                samples.append((reply["changed_at"], event))
             await self.finish(proc)
         finally:
             await self.destroy(domids)

@@ -135,7 +135,9 @@
  *                            seconds so far and its peak and current RSS
  *
  * Events: {"event":"domain_shutdown"|"domain_death"|"disk_eject"|...,
- *          "t":<unix time>,"domid":D,"uuid":"...","for_user":N,...}.
+ *          "t":<unix time>,"t_woke":<unix time>,"domid":D,"uuid":"...",
+ *          "for_user":N,...}: "t" when libxl reported it, "t_woke" when the
+ *          loop's poll(2) last returned before that (0 before the first).
  * Whenever a timeout libxl registered reaches its real deadline (not a
  * {0,0} "as soon as possible" modify) the loop prints
  *   {"timeout_fired":{"after_s":<seconds it was registered for>}}
@@ -389,6 +391,8 @@ static int next_timeout_ms(const struct timeval *now)
 
 /* Growable scratch arrays for one loop iteration. */
 static struct pollfd *pfds;
+/* When poll(2) last returned: each event line's "t_woke". */
+static double woke_t;
 static struct fdreg **pregs;
 static struct tmreg **firing;
 static size_t pfdcap, pregcap, fcap;
@@ -441,6 +445,7 @@ static void loop_once(int max_ms)
         ms = max_ms;
 
     int rc = poll(pfds, n, ms);
+    woke_t = now_s();
     if (rc < 0) {
         if (errno != EINTR) {
             perror("cclient: poll");
@@ -532,7 +537,7 @@ static void on_event(void *user, libxl_event *ev)
     }
     printf("{\"event\":");
     json_str(libxl_event_type_to_string(ev->type));
-    printf(",\"t\":%.6f,\"domid\":%u,\"uuid\":", t, ev->domid);
+    printf(",\"t\":%.6f,\"t_woke\":%.6f,\"domid\":%u,\"uuid\":", t, woke_t, ev->domid);
     json_uuid(&ev->domuuid);
     printf(",\"for_user\":%llu", (unsigned long long)ev->for_user);
     switch (ev->type) {

@@ -103,14 +103,10 @@ class TwistedLoop:
         """Call C{f} on the reactor's thread (``callFromThread``)."""
         self.reactor.callFromThread(f)
 
-    @staticmethod
-    def on_loop_thread() -> bool:
-        """
-        Whether the caller may touch the reactor directly: it runs on the
-        reactor's thread, or on the main thread before any reactor ran (as
-        the context's hooks decide it).
-        """
-        return on_reactor_thread()
+    #: Whether the caller may touch the reactor directly: it runs on the
+    #: reactor's thread, or on the main thread before any reactor ran (the
+    #: hooks' own test, asked after every call into libxl that reported).
+    on_loop_thread = staticmethod(on_reactor_thread)
 
     def osevents(self, sink: Any) -> Any:
         """libxl's osevent hooks on the reactor."""

@@ -351,6 +351,11 @@ class ArgumentCheckTests(unittest.TestCase):
         self.assertRefused(call, self.ctx.occurred_fd, 7, -1, 1, 1)
         self.assertRefused(call, self.ctx.occurred_fd, 7, 3, 1 << 15, 1)
         self.assertRefused(call, self.ctx.occurred_fd, 7, 3, 1, -1)
+        self.assertRefused(call, self.ctx.occurred_fd, 2**64, 3, 1, 1)
+        self.assertRefused(call, self.ctx.occurred_fd, 7, 1 << 31, 1, 1)
+        self.assertRefused(call, self.ctx.occurred_fd, 7, True, 1, 1)
+        self.assertRefused(call, self.ctx.occurred_fd, 7, 3, 1.0, 1)
+        self.assertRefused(call, self.ctx.occurred_fd, "7", 3, 1, 1)
         self.assertRefused("libxl_osevent_occurred_timeout", self.ctx.occurred_timeout, 0)
         self.assertRaises(errors.ContextClosed, self.ctx.occurred_fd, 7, 3, 1, 1)
 

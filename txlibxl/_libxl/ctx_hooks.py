@@ -25,13 +25,16 @@ from .. import errors
 from ..interfaces import IChildSink, IOSEventSink
 from . import native
 from .checks import check_c_int, check_provides, check_uint64
-from .constants import SHORT_LIMIT
+from .constants import SHORT_LIMIT, UINT64_LIMIT
 from .ctx_base import CtxBase
 from .native import forbidden
 
 __all__ = ["HooksMixin"]
 
 _log = native.log
+
+#: An fd number's limit (a C int).
+_FD_LIMIT = 1 << 31
 
 _ffi: Any = None
 _lib: Any = None
@@ -227,10 +230,17 @@ class HooksMixin(CtxBase):
         ready with C{revents}.  Never from inside a hook.
         """
         call = "libxl_osevent_occurred_fd"
-        check_uint64(call, "token", token, 1)
-        check_c_int(call, "fd", fd, 0, 1 << 31)
-        check_c_int(call, "events", events, 0, SHORT_LIMIT)
-        check_c_int(call, "revents", revents, 0, SHORT_LIMIT)
+        # The loop's own arguments pass the first test; anything else is
+        # checked one by one, for the error that names it.
+        if not (
+            type(token) is int and type(fd) is int and type(events) is int and type(revents) is int
+            and 0 < token < UINT64_LIMIT and 0 <= fd < _FD_LIMIT
+            and 0 <= events < SHORT_LIMIT and 0 <= revents < SHORT_LIMIT
+        ):
+            check_uint64(call, "token", token, 1)
+            check_c_int(call, "fd", fd, 0, _FD_LIMIT)
+            check_c_int(call, "events", events, 0, SHORT_LIMIT)
+            check_c_int(call, "revents", revents, 0, SHORT_LIMIT)
         ctx = self._enter(call)
         self._deliver_reports(
             _lib.libxl_osevent_occurred_fd, ctx, _ffi.cast("void *", token), fd, events, revents

@@ -222,9 +222,9 @@ class FDHooks:
         registration asking for any of C{bits}.  Never raises.
         """
         with self._lock:
-            interested = [r for r in watch.registrations if r.events & bits]
+            regs = tuple(watch.registrations)  # the loop below picks the interested
         sink = self._sink
-        for reg in interested:
+        for reg in regs:
             # An earlier call may have deregistered or modified this one.
             events = reg.events
             if not (reg.live and events & bits):

@@ -17,6 +17,7 @@ from txlibxl import errors
 from txlibxl._libxl import native
 from txlibxl._libxl.capture import LibxlSays
 from txlibxl._libxl.ctx_operations import Finished
+from txlibxl._libxl.kept import KeptArguments
 
 from .test_binding_on_sim import BindingTestCase
 
@@ -98,6 +99,27 @@ class CaptureTests(BindingTestCase):
         with self.assertRaises(errors.InvalidConfiguration) as caught:
             self.refuse()
         self.assertIn("libxl__object_from_json", caught.exception.message)
+
+    def test_a_round_trip_libxl_refuses_says_why_in_the_error_and_not_in_the_log(self) -> None:
+        # txlibxl.config's probes are refused by design: no ERROR line each.
+        self.ctx.set_log_level(1)  # everything (XTL_DEBUG)
+        with self.assertRaises(errors.InvalidConfiguration) as caught:
+            self.refuse()
+        self.assertIn("libxl__object_from_json", caught.exception.message)
+        self.assertEqual([text for _, text in self.messages if "libxl__object_from_json" in text], [])
+
+    def test_a_refusal_outside_a_check_is_logged_as_well(self) -> None:
+        self.ctx.set_log_level(1)
+        kept = KeptArguments()
+        self.addCleanup(kept.dispose)
+        with self.assertRaises(errors.InvalidConfiguration):
+            self.ctx._from_json("domain_config", '{"c_info": {"type": "bogus"}}', kept)
+        self.assertTrue(any("libxl__object_from_json" in text for _, text in self.messages), self.messages)
+
+    def test_a_quiet_block_keeps_its_words_for_an_enclosing_capture(self) -> None:
+        with LibxlSays() as outer:
+            self.assertRaises(errors.InvalidConfiguration, self.refuse)
+        self.assertTrue(any("libxl__object_from_json" in line for line in outer.lines), outer.lines)
 
     def test_a_capture_sees_only_its_own_threads_messages(self) -> None:
         failures: List[BaseException] = []

@@ -122,6 +122,27 @@ class CreateTests(BuildingTestCase):
         self.assertEqual((info.name, info.type, info.paused), ("web1", "pv", True))
 
     @defer.inlineCallbacks
+    def test_a_good_create_logs_no_error(self) -> Any:
+        # Checking the configuration probes libxl with values it refuses:
+        # those refusals stay out of the log.
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        logged: List[Any] = []
+
+        def observer(event: Any) -> None:
+            if event.get("log_level") in (LogLevel.error, LogLevel.critical):
+                logged.append(event.get("text") or event.get("log_format"))
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        config = self.config("quiet1")
+        # Values at libxl's defaults, as xl prints them: each is probed.
+        config.update(on_poweroff="destroy", on_reboot="restart")
+        config["b_info"]["claim_mode"] = "False"
+        yield self.ctx.create(config)
+        self.assertEqual(logged, [])
+
+    @defer.inlineCallbacks
     def test_a_pvh_guest_is_created_from_its_json_config(self) -> Any:
         domid = yield self.create_or_skip(self.config("pvh1", type="pvh"))
         info = self.ctx.domain_info(domid)

@@ -12,7 +12,10 @@ cannot make) only in its log and returns a bare code.  Around a call::
 
 every message libxl logs at error level *on this thread* during the block
 is kept (in C, ``c/txl_capture.c``), whatever the log level passed on to
-the logger; the messages still reach the logger as before.  Blocks nest.
+the logger; the messages still reach the logger as before, unless the
+block is quiet (``LibxlSays(quiet=True)``: for checks whose refusals are
+expected, which keep libxl's words for the error alone; a block inside a
+quiet one is quiet too).  Blocks nest.
 
 A callback libxl makes inside the block (an operation's completion) finds
 the block with :meth:`LibxlSays.current` and reads what was said up to
@@ -47,10 +50,11 @@ class LibxlSays:
     :ivar lines: the messages, in order (set when the block ends).
     """
 
-    __slots__ = ("_capture", "lines")
+    __slots__ = ("_capture", "_quiet", "lines")
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self._capture: Any = None
+        self._quiet = quiet
         self.lines: tuple = ()
 
     @staticmethod
@@ -64,6 +68,8 @@ class LibxlSays:
     def __enter__(self) -> "LibxlSays":
         native.load()
         self._capture = _lib.txl_capture_begin()  # NULL without memory: nothing kept
+        if self._quiet:
+            _lib.txl_capture_quiet(self._capture)
         stack: Optional[List[LibxlSays]] = getattr(_tls, "stack", None)
         if stack is None:
             stack = _tls.stack = []

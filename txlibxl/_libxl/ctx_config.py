@@ -76,11 +76,12 @@ class ConfigMixin(CtxBase):
 
     # -- into C: structs owned by a KeptArguments ------------------------
 
-    def _from_json(self, kind: str, text: str, kept: KeptArguments) -> Any:
+    def _from_json(self, kind: str, text: str, kept: KeptArguments, quiet: bool = False) -> Any:
         """
         A new ``libxl_<kind>``, filled from JSON C{text} and kept (with its
         dispose) in C{kept}.  On a refusal nothing stays allocated in it
-        that C{kept.dispose()} would not free.
+        that C{kept.dispose()} would not free.  C{quiet}: what libxl says
+        goes into the error only, not to the log.
         """
         call = f"{STRUCTS[kind]}_from_json"
         init, dispose, from_json, _ = _struct(kind)
@@ -88,7 +89,7 @@ class ConfigMixin(CtxBase):
         ctx = self._enter(call)
         pointer = kept.keep(_ffi.new(f"{STRUCTS[kind]} *"), dispose)
         init(pointer)
-        with LibxlSays() as said:
+        with LibxlSays(quiet) as said:
             rc = from_json(ctx, pointer, encoded)
         if rc:
             raise errors.InvalidConfiguration(
@@ -123,12 +124,12 @@ class ConfigMixin(CtxBase):
             )
         return disk
 
-    def _to_json(self, kind: str, pointer: Any) -> str:
-        """The JSON libxl writes for the ``libxl_<kind>`` at C{pointer}."""
+    def _to_json(self, kind: str, pointer: Any, quiet: bool = False) -> str:
+        """The JSON libxl writes for the ``libxl_<kind>`` at C{pointer} (C{quiet} as for L{_from_json})."""
         call = f"{STRUCTS[kind]}_to_json"
         to_json = _struct(kind)[3]
         ctx = self._enter(call)
-        with LibxlSays() as said:
+        with LibxlSays(quiet) as said:
             out = to_json(ctx, pointer)
         if out == _ffi.NULL:
             raise errors.from_code(errors.ERROR_FAIL, call, said.message("libxl produced no JSON"))
@@ -142,13 +143,15 @@ class ConfigMixin(CtxBase):
         ``"device_disk"``, ``"device_nic"``) read by libxl and written back:
         what libxl keeps of it (keys it does not know, and values of the
         wrong JSON type, are gone; values equal to libxl's defaults are
-        left out).
+        left out).  A check, not an action: when libxl cannot read it, its
+        words go into the error and not to the log (txlibxl.config probes
+        with values libxl is expected to refuse).
 
         :raises txlibxl.errors.InvalidConfiguration: libxl cannot read it.
         """
         kept = KeptArguments()
         try:
-            return self._to_json(kind, self._from_json(kind, text, kept))
+            return self._to_json(kind, self._from_json(kind, text, kept, quiet=True), quiet=True)
         finally:
             kept.dispose()
 

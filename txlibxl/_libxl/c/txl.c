@@ -97,7 +97,7 @@ static void txl_logger_vmessage(xentoollog_logger *logger, xentoollog_level leve
     }
     if (captured)
         txl_capture_message((int)level, text ? text : msg);
-    if ((int)level >= lg->min_level)
+    if ((int)level >= lg->min_level && !(captured && txl_capture_silenced()))
         txl_logger_emit(lg, (int)level, text ? text : msg);
     free(text);
     free(heap);

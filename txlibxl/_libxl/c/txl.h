@@ -136,6 +136,8 @@ struct txl_capture *txl_capture_begin(void);
 char *txl_capture_end(struct txl_capture *capture);
 /* What it holds so far, as a malloc'd copy (NULL if nothing yet). */
 char *txl_capture_peek(struct txl_capture *capture);
+/* Keep what this capture (and any inside it) captures from the logger. */
+void txl_capture_quiet(struct txl_capture *capture);
 
 /* Building domains (txl_config.c).  txl_disk_parse returns an errno
  * value (EINVAL for a bad spec) and sets *report to libxlutil's report
@@ -149,6 +151,8 @@ int txl_vcpu_bitmap(libxl_ctx *ctx, libxl_bitmap *map, int count);
 /* Between txl.c's logger and txl_capture.c. */
 int txl_capture_wants(int level);
 void txl_capture_message(int level, const char *text);
+/* Whether an open capture of this thread is quiet. */
+int txl_capture_silenced(void);
 
 /* Python, called from txl.c: cffi defines these in the module (the cdef
  * declares them extern "Python+C"), and the compiler checks that these

@@ -10,6 +10,10 @@
  * libxl call and puts the text into the error it raises.  Messages logged
  * on other threads (a blocking call in a worker thread) never mix in.
  *
+ * A quiet capture (txl_capture_quiet) keeps what it captures from the
+ * logger: the binding's checks, whose refusals are expected, put libxl's
+ * words in the error they raise and nowhere else.
+ *
  * Captures nest (each sees the messages of its inner calls too) and are
  * kept in a thread-local list; the text is collected with open_memstream,
  * opened on the first message only: the binding opens a capture around
@@ -26,6 +30,7 @@ struct txl_capture {
     FILE *stream;
     char *text;
     size_t size;
+    int quiet;                      /* what it keeps does not reach the logger */
     struct txl_capture *outer;
 };
 
@@ -67,6 +72,20 @@ char *txl_capture_peek(struct txl_capture *capture)
     if (!capture || !capture->stream || fflush(capture->stream) || !capture->text)
         return NULL;
     return strdup(capture->text);   /* NUL-terminated after fflush */
+}
+
+void txl_capture_quiet(struct txl_capture *capture)
+{
+    if (capture)
+        capture->quiet = 1;
+}
+
+int txl_capture_silenced(void)
+{
+    for (struct txl_capture *capture = txl_capture_current; capture; capture = capture->outer)
+        if (capture->quiet)
+            return 1;
+    return 0;
 }
 
 int txl_capture_wants(int level)

@@ -62,81 +62,97 @@ class WatchCancelled(Exception):
         return f"the watch on {self.watch.subject} was cancelled"
 
 
+# Waiters: futures waiting for one kind of outcome, fired in the order they
+# were asked for.  A holder keeps them in ``_pending`` (None, one future, or
+# a list of them) beside its ``_tx``: a watch holds its ``next_event()``
+# waiters itself, a _Waiters its ``when_shutdown()`` or ``when_dead()`` ones.
+#
+# Memory per watch counts (a host may have thousands, each with a waiter):
+# nothing is made before the first add, one waiter is kept without a list,
+# and a waiter has no canceller of its own: a cancelled one (already
+# called) is skipped when its turn comes.
+
+
+def _add_waiter(holder: Any) -> "Future[Any]":
+    """A new waiter, last in line."""
+    d = holder._tx.create_future()
+    pending = holder._pending
+    if pending is None:
+        holder._pending = d
+    elif type(pending) is list:
+        pending.append(d)
+    else:
+        holder._pending = [pending, d]
+    return d
+
+
+def _live_waiters(holder: Any) -> List["Future[Any]"]:
+    pending = holder._pending
+    if pending is None:
+        return []
+    is_called = holder._tx.is_called
+    if type(pending) is not list:
+        return [] if is_called(pending) else [pending]
+    return [d for d in pending if not is_called(d)]
+
+
+def _pop_waiter(holder: Any) -> Optional["Future[Any]"]:
+    """The first waiter not cancelled meanwhile, removed; or None."""
+    pending = holder._pending
+    if pending is None:
+        return None
+    is_called = holder._tx.is_called
+    if type(pending) is not list:
+        holder._pending = None
+        return None if is_called(pending) else pending
+    while pending:
+        d = pending.pop(0)
+        if not is_called(d):
+            if not pending:
+                holder._pending = None
+            return d
+    holder._pending = None
+    return None
+
+
+def _take_waiters(holder: Any) -> List["Future[Any]"]:
+    """
+    Detach and return the pending waiters, to fire them once every piece
+    of state they may look at is settled.
+    """
+    live = _live_waiters(holder)
+    holder._pending = None
+    return live
+
+
+def _reject_waiters(holder: Any, error: BaseException) -> None:
+    tx = holder._tx
+    for d in _take_waiters(holder):
+        tx.reject(d, tx.create_failure(error))
+
+
 class _Waiters:
     """
-    Deferreds waiting for one kind of outcome, fired in the order they
-    were asked for.
-
-    Memory per watch counts (a host may have thousands, each with a
-    waiter): nothing is made before the first add, one waiter is kept
-    without a list, and a waiter has no canceller of its own: a cancelled
-    one (already called) is skipped when its turn comes.
+    The waiters of a watch for one of its outcomes (made on first use).
     """
 
     __slots__ = ("_tx", "_pending")
 
     def __init__(self, tx: Any) -> None:
         self._tx = tx
-        # None, one future, or a list of them.
         self._pending: Any = None
 
-    def add(self) -> "Future[Any]":
-        d = self._tx.create_future()
-        pending = self._pending
-        if pending is None:
-            self._pending = d
-        elif type(pending) is list:
-            pending.append(d)
-        else:
-            self._pending = [pending, d]
-        return d
-
-    def _live(self) -> List["Future[Any]"]:
-        pending = self._pending
-        if pending is None:
-            return []
-        is_called = self._tx.is_called
-        if type(pending) is not list:
-            return [] if is_called(pending) else [pending]
-        return [d for d in pending if not is_called(d)]
-
-    def pop(self) -> Optional["Future[Any]"]:
-        """The first waiter not cancelled meanwhile, removed; or None."""
-        pending = self._pending
-        if pending is None:
-            return None
-        is_called = self._tx.is_called
-        if type(pending) is not list:
-            self._pending = None
-            return None if is_called(pending) else pending
-        while pending:
-            d = pending.pop(0)
-            if not is_called(d):
-                if not pending:
-                    self._pending = None
-                return d
-        self._pending = None
-        return None
-
-    def take(self) -> List["Future[Any]"]:
-        """
-        Detach and return the pending Deferreds, to fire them once every
-        piece of state they may look at is settled.
-        """
-        live = self._live()
-        self._pending = None
-        return live
+    add = _add_waiter
+    pop = _pop_waiter
+    take = _take_waiters
+    reject_all = _reject_waiters
 
     def resolve_all(self, value: Any) -> None:
-        for d in self.take():
+        for d in _take_waiters(self):
             self._tx.resolve(d, value)
 
-    def reject_all(self, error: BaseException) -> None:
-        for d in self.take():
-            self._tx.reject(d, self._tx.create_failure(error))
-
     def __len__(self) -> int:
-        return len(self._live())
+        return len(_live_waiters(self))
 
 
 class _Watch:
@@ -148,7 +164,7 @@ class _Watch:
     # Slots and a buffer made on first use keep a watch small: a host may
     # have thousands.
     __slots__ = (
-        "domid", "uuid", "_tx", "_cancel", "_buffer", "_next", "_outcome", "_buffered", "_sub", "__weakref__"
+        "domid", "uuid", "_tx", "_cancel", "_buffer", "_pending", "_outcome", "_buffered", "_sub", "__weakref__"
     )
 
     def __init__(
@@ -167,7 +183,8 @@ class _Watch:
         self._tx = tx
         self._cancel = cancel
         self._buffer: Optional[Deque[Event]] = None
-        self._next = _Waiters(tx)
+        # The next_event() waiters (held as a _Waiters holds its own).
+        self._pending: Any = None
         # None while active; then why it ended: an exception, or (a
         # death, the storm's case) the DomainDeath itself, whose
         # WatchEnded is made when first asked for (_ending).
@@ -220,7 +237,7 @@ class _Watch:
             if last is not None:
                 return self._tx.create_future_success(last)
             return self._tx.create_future_error(self._tx.create_failure(self._ending()))
-        return self._next.add()
+        return _add_waiter(self)
 
     def _ending(self) -> BaseException:
         """Why the watch ended, as the exception its waiters fail with."""
@@ -259,7 +276,7 @@ class _Watch:
     # The context's side.
 
     def _deliver(self, event: Event) -> None:
-        d = self._next.pop()
+        d = _pop_waiter(self)
         if d is not None:
             self._tx.resolve(d, event)
         elif self._buffered:
@@ -270,7 +287,7 @@ class _Watch:
     def _finish(self, outcome: BaseException) -> None:
         if self._outcome is None:
             self._outcome = outcome
-            self._next.reject_all(outcome)
+            _reject_waiters(self, outcome)
 
     def _fail(self, error: BaseException) -> None:
         """
@@ -426,15 +443,14 @@ class DomainWatch(_Watch):
         """
         self._death = event
         self._outcome = event
-        waiting = self._next
-        taker = waiting.pop() if waiting._pending is not None else None
+        taker = _pop_waiter(self) if self._pending is not None else None
         if taker is None and self._buffered:
             self._death_unread = True  # for the next next_event()
         if taker is None and self._shutdown_waiters is None and self._death_waiters is None:
             # No one waits (a batch subscription's watch, or one whose
             # owner reads it later): the state is all there is to settle.
             return
-        later = waiting.take() if waiting._pending is not None else ()
+        later = _take_waiters(self) if self._pending is not None else ()
         waiting = self._shutdown_waiters
         shutdown = waiting.take() if waiting is not None and waiting._pending else ()
         waiting = self._death_waiters

@@ -45,7 +45,8 @@ class _EventGenerator:
     the matching ``evdisable_*`` once.
     """
 
-    __slots__ = ("ctx", "kind", "pointer", "user", "domid", "vdev", "uuid", "__weakref__")
+    # One per watch, thousands on a host: what disabling it needs, no more.
+    __slots__ = ("ctx", "kind", "pointer", "user", "domid", "uuid")
 
     def __init__(self, ctx: "EventsMixin", kind: str, pointer: Any, user: int) -> None:
         self.ctx = ctx
@@ -53,7 +54,6 @@ class _EventGenerator:
         self.pointer = pointer
         self.user = user
         self.domid: Optional[int] = None
-        self.vdev: Optional[str] = None
         self.uuid: Optional[str] = None
 
     def __repr__(self) -> str:
@@ -269,7 +269,7 @@ class EventsMixin(CtxBase):
         if rc:
             raise errors.from_code(rc, call)
         generator = _EventGenerator(self, "disk_eject", out[0], user)
-        generator.domid, generator.vdev = domid, vdev
+        generator.domid = domid
         key = self._add_generator(generator)
         self._eject_vdevs[key] = vdev
         if uuid is None:

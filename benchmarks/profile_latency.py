@@ -39,9 +39,7 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
-from twisted.internet import defer, task
-
-from .runner import Bench, BenchmarkError, Config
+from .runner import Bench, BenchmarkError, Config, run_on_reactor
 
 __all__ = ["profile_latency", "stages", "main"]
 
@@ -124,16 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if options.n < 1 or options.reps < 1:
         parser.error("-n and --reps must be at least 1")
     out = options.out or os.path.join(tempfile.mkdtemp(prefix="txlx-latency-"), "latency.json")
-    result: Dict[str, Any] = {}
-
-    async def run(reactor: Any) -> None:
-        result.update(await profile_latency(reactor, options.n, options.reps))
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
-    except SystemExit as e:
-        if e.code:
-            return 1
+    result = run_on_reactor(lambda reactor: profile_latency(reactor, options.n, options.reps))
     if not result:
         return 1
     with open(out, "w") as f:

@@ -23,9 +23,7 @@ import sys
 import tempfile
 from typing import Any, Dict, Optional, Sequence
 
-from twisted.internet import defer, task
-
-from .runner import CLIENT_PREFIX, Bench, BenchmarkError, Config, settle
+from .runner import CLIENT_PREFIX, Bench, BenchmarkError, Config, run_on_reactor, settle
 
 __all__ = ["profile_storm", "main"]
 
@@ -81,16 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if options.n < 1:
         parser.error("-n must be at least 1")
     out = options.out or os.path.join(tempfile.mkdtemp(prefix="txlx-profile-"), "storm.prof")
-    result: Dict[str, Any] = {}
-
-    async def run(reactor: Any) -> None:
-        result.update(await profile_storm(reactor, options.client, options.n, out))
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
-    except SystemExit as e:
-        if e.code:
-            return 1
+    result = run_on_reactor(lambda reactor: profile_storm(reactor, options.client, options.n, out))
     if not result:
         return 1
     print(f"{options.client}: {options.n} deaths, {result['cpu_s'] * 1e6 / options.n:.1f} µs of CPU per death "

@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attr
 
@@ -701,5 +701,25 @@ _METHODS = {
 }
 
 
-__all__ = ["Config", "BenchmarkError", "CLIENTS", "STORM_CLIENTS", "CLIENT_MODULES", "loadavg", "Bench", "run_benchmarks", "evaluate", "percentile", "settle",
+def run_on_reactor(main: Callable[[Any], Awaitable[Any]]) -> Optional[Any]:
+    """
+    C{main(reactor)} under ``task.react`` (for a command line tool): what
+    it returned, or None if it raised (``react`` has printed why).
+    """
+    from twisted.internet import defer, task
+
+    outcome: List[Any] = []
+
+    async def run(reactor: Any) -> None:
+        outcome.append(await main(reactor))
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
+    except SystemExit as e:
+        if e.code:
+            return None
+    return outcome[0] if outcome else None
+
+
+__all__ = ["Config", "BenchmarkError", "run_on_reactor", "CLIENTS", "STORM_CLIENTS", "CLIENT_MODULES", "loadavg", "Bench", "run_benchmarks", "evaluate", "percentile", "settle",
            "cpu_seconds", "machine", "SCHEMA_VERSION", "SCENARIOS", "TARGETS"]

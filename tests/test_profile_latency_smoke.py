@@ -54,3 +54,25 @@ class ProfileLatencyTests(TestCase):
                 self.assertLess(abs(sum(sample[name] for name in names) - sample["total"]), 0.001)
             self.assertEqual(set(result[kind]["p50_ms"]), set(names) | {"total"})
         self.assertIn("txlibxl", render(result))
+
+
+class CommandLineTests(TestCase):
+    timeout = 180
+
+    def test_the_command_writes_its_json_and_prints_the_medians(self) -> None:
+        import json
+        import os
+        import subprocess
+        import sys
+
+        out = os.path.abspath(self.mktemp())
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        run = subprocess.run([sys.executable, "-m", "benchmarks.profile_latency", "-n", "2", "--reps", "1",
+                              "--out", out], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if run.returncode and (b"SimulatedHostUnavailable" in run.stderr or b"CClientUnavailable" in run.stderr):
+            raise SkipTest(f"the benchmarks cannot run here: {run.stderr[-300:]!r}")
+        self.assertEqual(run.returncode, 0, run.stderr[-2000:])
+        with open(out) as f:
+            result = json.load(f)
+        self.assertEqual(result["samples_per_client"], 2)
+        self.assertIn(b"txlibxl", run.stdout)

@@ -143,7 +143,6 @@ class _Waiters:
         self._pending: Any = None
 
     add = _add_waiter
-    pop = _pop_waiter
     take = _take_waiters
     reject_all = _reject_waiters
 
